@@ -1,0 +1,3 @@
+import AllocBenchReplay
+
+ReplayChild.main(registeredAllocators)

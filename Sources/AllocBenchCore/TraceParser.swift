@@ -1,0 +1,545 @@
+import CAllocBench
+
+/// A malformed or inconsistent trace line. `description` is `LINE: what is wrong`; the caller
+/// prefixes the file name.
+public struct TraceError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var line: Int
+    public var message: String
+
+    public init(line: Int, message: String) {
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String { "\(line): \(message)" }
+}
+
+/// What a lenient parse skipped: the anomalies that multi-threaded recordings contain because
+/// their lines from different threads interleave out of order.
+public struct TraceAnomalies: Sendable, Equatable {
+    /// `free` of a pointer that is not live (skipped).
+    public var freesOfUnknownPointers = 0
+    /// `realloc` whose old pointer is not live (replayed as a fresh allocation).
+    public var reallocsOfUnknownPointers = 0
+    /// An allocation returning a pointer that is already live (skipped).
+    public var pointersReturnedWhileLive = 0
+
+    public init() {}
+
+    public var total: Int { freesOfUnknownPointers + reallocsOfUnknownPointers + pointersReturnedWhileLive }
+}
+
+/// A trace turned into the compact op stream that replay children map.
+public struct ParsedTrace: Sendable {
+    public var ops: [ab_op]
+    /// The most blocks live at once: the size of a child's slot table.
+    public var slotCount: Int
+    /// The largest sum of requested bytes live at once: the ideal's numerator.
+    public var peakLiveBytes: UInt64
+    public var finalLiveBytes: UInt64
+    /// Thread ids in first-seen order; `ab_op.thread` indexes this.
+    public var threadIDs: [UInt32]
+    public var lineCount: Int
+    public var anomalies: TraceAnomalies
+    /// Allocations recorded as failed (a null result), which replay cannot reproduce.
+    public var failedAllocationsSkipped: Int
+    public var threadsDone: Int
+
+    public init() {
+        ops = []
+        slotCount = 0
+        peakLiveBytes = 0
+        finalLiveBytes = 0
+        threadIDs = []
+        lineCount = 0
+        anomalies = TraceAnomalies()
+        failedAllocationsSkipped = 0
+        threadsDone = 0
+    }
+
+    /// ceil(peak live bytes / page size).
+    public func idealPages(pageSize: Int) -> Int {
+        Int((peakLiveBytes + UInt64(pageSize) - 1) / UInt64(pageSize))
+    }
+}
+
+/// Parses Android malloc_debug `record_allocs` text (see docs/trace-format.md) into an op stream.
+///
+/// Works on bytes: one pass, no `String` per line, and a pointer table with open addressing.
+public struct TraceParser: ~Copyable {
+    public struct Options: Sendable {
+        public var lenient: Bool
+        public init(lenient: Bool = false) { self.lenient = lenient }
+    }
+
+    private let options: Options
+    private var result = ParsedTrace()
+    private var live = LivePointerTable()
+    private var freeSlots: [UInt32] = []
+    private var nextSlot: UInt32 = 0
+    private var liveBytes: UInt64 = 0
+    private var lastTid: UInt32 = 0
+    private var lastThreadIndex: UInt16 = 0
+    private var threadIndexByTid: [UInt32: UInt16] = [:]
+    private var line = 0
+
+    private init(options: Options, byteCountHint: Int) {
+        self.options = options
+        result.ops.reserveCapacity(byteCountHint / 24)
+    }
+
+    /// Parses a whole trace held in memory.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
+        var parser = TraceParser(options: options, byteCountHint: bytes.count)
+        try parser.parseAll(bytes)
+        return parser.finish()
+    }
+
+    /// Parses a trace held in a byte array (tests, small inputs).
+    public static func parse(_ bytes: [UInt8], options: Options = Options()) throws(TraceError) -> ParsedTrace {
+        var outcome: Result<ParsedTrace, TraceError> = .success(ParsedTrace())
+        bytes.withUnsafeBytes { buffer in
+            do throws(TraceError) {
+                outcome = .success(try parse(buffer, options: options))
+            } catch {
+                outcome = .failure(error)
+            }
+        }
+        return try outcome.get()
+    }
+
+    private consuming func finish() -> ParsedTrace {
+        result.finalLiveBytes = liveBytes
+        result.slotCount = Int(nextSlot)
+        result.lineCount = line
+        return result
+    }
+
+    // MARK: - Lines
+
+    private mutating func parseAll(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let end = base + bytes.count
+        var start = base
+        while start < end {
+            line += 1
+            let lineEnd = findNewline(from: start, to: end)
+            var content = lineEnd
+            if content > start && content[-1] == UInt8(ascii: "\r") { content -= 1 }
+            try parseLine(start, content)
+            start = lineEnd + 1
+        }
+    }
+
+    @inline(__always)
+    private func findNewline(from start: UnsafePointer<UInt8>, to end: UnsafePointer<UInt8>) -> UnsafePointer<UInt8> {
+        var cursor = start
+        while cursor < end && cursor.pointee != UInt8(ascii: "\n") { cursor += 1 }
+        return cursor
+    }
+
+    private mutating func parseLine(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) throws(TraceError) {
+        var cursor = LineCursor(position: start, end: end)
+        cursor.skipBlanks()
+        if cursor.atEnd || cursor.peek == UInt8(ascii: "#") { return }
+
+        guard let tidValue = cursor.decimal(), tidValue <= UInt64(UInt32.max) else {
+            throw fail("expected '<tid>: <action> <pointer> ...', found '\(cursor.lineText(from: start))'")
+        }
+        guard cursor.consume(UInt8(ascii: ":")) else {
+            throw fail("expected ':' after thread id \(tidValue)")
+        }
+        cursor.skipBlanks()
+        let action = cursor.word()
+        guard let kind = Action(action) else {
+            if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
+            throw fail("unknown action '\(String(decoding: action, as: UTF8.self))'")
+        }
+        var fields = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var count = 0
+        while true {
+            cursor.skipBlanks()
+            if cursor.atEnd { break }
+            if count == 6 { throw fail("too many fields for \(kind.name)") }
+            // The pointer fields are hex; sizes, alignments and timestamps are decimal.
+            let value: UInt64?
+            if count < kind.hexFieldCount {
+                value = cursor.hexPointer()
+            } else {
+                value = cursor.decimal()
+            }
+            guard let value, cursor.atEnd || cursor.atBlank else {
+                let what = count < kind.hexFieldCount ? "a 0x pointer" : "a decimal number"
+                throw fail("\(kind.name): field \(count + 1) is not \(what): '\(cursor.lineText(from: start))'")
+            }
+            withUnsafeMutableBytes(of: &fields) { $0.storeBytes(of: value, toByteOffset: count * 8, as: UInt64.self) }
+            count += 1
+        }
+        guard count == kind.fieldCount || count == kind.fieldCount + kind.timestampCount else {
+            throw fail("\(kind.name) takes \(kind.usage), found \(count) field\(count == 1 ? "" : "s")")
+        }
+        let thread = try threadIndex(UInt32(tidValue))
+        switch kind {
+        case .malloc:
+            try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+        case .calloc:
+            let (total, overflow) = fields.1.multipliedReportingOverflow(by: fields.2)
+            if overflow { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
+            try allocate(pointer: fields.0, size: total, alignLog2: 4, kind: AB_OP_CALLOC, thread: thread)
+        case .memalign:
+            let alignment = fields.1
+            guard alignment != 0, alignment & (alignment - 1) == 0 else {
+                throw fail("memalign alignment \(alignment) is not a power of two")
+            }
+            try allocate(pointer: fields.0, size: fields.2,
+                         alignLog2: UInt8(alignment.trailingZeroBitCount), kind: AB_OP_MEMALIGN, thread: thread)
+        case .realloc:
+            try reallocate(new: fields.0, old: fields.1, size: fields.2, thread: thread)
+        case .free:
+            try free(pointer: fields.0, thread: thread)
+        case .threadDone:
+            result.threadsDone += 1
+        }
+    }
+
+    private func fail(_ message: String) -> TraceError {
+        TraceError(line: line, message: message)
+    }
+
+    private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
+        if tid == lastTid && !result.threadIDs.isEmpty { return lastThreadIndex }
+        let index: UInt16
+        if let known = threadIndexByTid[tid] {
+            index = known
+        } else {
+            guard result.threadIDs.count <= Int(UInt16.max) else { throw fail("more than 65536 thread ids") }
+            index = UInt16(result.threadIDs.count)
+            threadIndexByTid[tid] = index
+            result.threadIDs.append(tid)
+        }
+        lastTid = tid
+        lastThreadIndex = index
+        return index
+    }
+
+    // MARK: - Semantics
+
+    private static let maximumSize: UInt64 = 1 << 56
+
+    private mutating func allocate(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: Int, thread: UInt16) throws(TraceError) {
+        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
+        if pointer == 0 {
+            result.failedAllocationsSkipped += 1
+            return
+        }
+        if let existing = live.find(pointer) {
+            if options.lenient {
+                result.anomalies.pointersReturnedWhileLive += 1
+                return
+            }
+            throw fail("pointer \(hex(pointer)) returned while already live (allocated at line \(live.entries[existing].line))")
+        }
+        let slot = takeSlot()
+        live.insert(LivePointerTable.Entry(pointer: pointer, size: size, slot: slot, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2))
+        addLive(size)
+        result.ops.append(ab_op(size: size, slot: slot, thread: thread, kind: UInt8(kind), align_log2: alignLog2))
+    }
+
+    private mutating func free(pointer: UInt64, thread: UInt16) throws(TraceError) {
+        if pointer == 0 { return }
+        guard let index = live.find(pointer) else {
+            if options.lenient {
+                result.anomalies.freesOfUnknownPointers += 1
+                return
+            }
+            throw fail("free of \(hex(pointer)), which is not live")
+        }
+        let entry = live.entries[index]
+        live.remove(at: index)
+        freeSlots.append(entry.slot)
+        liveBytes -= entry.size
+        result.ops.append(ab_op(size: entry.size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_FREE), align_log2: entry.alignLog2))
+    }
+
+    private mutating func reallocate(new: UInt64, old: UInt64, size: UInt64, thread: UInt16) throws(TraceError) {
+        if old == 0 {
+            return try allocate(pointer: new, size: size, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+        }
+        guard let oldIndex = live.find(old) else {
+            if options.lenient {
+                result.anomalies.reallocsOfUnknownPointers += 1
+                return try allocate(pointer: new, size: size, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+            }
+            throw fail("realloc of \(hex(old)), which is not live")
+        }
+        if size == 0 {
+            try free(pointer: old, thread: thread)
+            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread) }
+            return
+        }
+        if new == 0 {
+            // A failed realloc leaves the old block live and unchanged.
+            result.failedAllocationsSkipped += 1
+            return
+        }
+        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
+        var entry = live.entries[oldIndex]
+        if new != old, let existing = live.find(new) {
+            if options.lenient {
+                result.anomalies.pointersReturnedWhileLive += 1
+                return
+            }
+            throw fail("realloc returned \(hex(new)) while it is already live (allocated at line \(live.entries[existing].line))")
+        }
+        liveBytes -= entry.size
+        addLive(size)
+        entry.size = size
+        entry.line = UInt32(truncatingIfNeeded: line)
+        if new == old {
+            live.entries[oldIndex] = entry
+        } else {
+            live.remove(at: oldIndex)
+            entry.pointer = new
+            live.insert(entry)
+        }
+        result.ops.append(ab_op(size: size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_REALLOC), align_log2: entry.alignLog2))
+    }
+
+    @inline(__always)
+    private mutating func addLive(_ size: UInt64) {
+        liveBytes += size
+        if liveBytes > result.peakLiveBytes { result.peakLiveBytes = liveBytes }
+    }
+
+    @inline(__always)
+    private mutating func takeSlot() -> UInt32 {
+        if let reused = freeSlots.popLast() { return reused }
+        defer { nextSlot += 1 }
+        return nextSlot
+    }
+}
+
+private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+// MARK: - Actions
+
+private enum Action {
+    case malloc, calloc, memalign, realloc, free, threadDone
+
+    init?(_ word: UnsafeBufferPointer<UInt8>) {
+        switch word.count {
+        case 4 where Action.matches(word, "free"): self = .free
+        case 6 where Action.matches(word, "malloc"): self = .malloc
+        case 6 where Action.matches(word, "calloc"): self = .calloc
+        case 7 where Action.matches(word, "realloc"): self = .realloc
+        case 8 where Action.matches(word, "memalign"): self = .memalign
+        case 11 where Action.matches(word, "thread_done"): self = .threadDone
+        default: return nil
+        }
+    }
+
+    private static func matches(_ word: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
+        literal.withUTF8Buffer { expected in
+            expected.count == word.count && memcmpEqual(expected.baseAddress!, word.baseAddress!, word.count)
+        }
+    }
+
+    var name: String {
+        switch self {
+        case .malloc: "malloc"
+        case .calloc: "calloc"
+        case .memalign: "memalign"
+        case .realloc: "realloc"
+        case .free: "free"
+        case .threadDone: "thread_done"
+        }
+    }
+
+    /// Fields after the action, without timestamps.
+    var fieldCount: Int {
+        switch self {
+        case .free, .threadDone: 1
+        case .malloc: 2
+        case .calloc, .memalign, .realloc: 3
+        }
+    }
+
+    /// The newer format appends start and end times; thread_done has only an end time.
+    var timestampCount: Int { self == .threadDone ? 1 : 2 }
+
+    var hexFieldCount: Int { self == .realloc ? 2 : 1 }
+
+    var usage: String {
+        let base: String
+        switch self {
+        case .malloc: base = "<pointer> <size>"
+        case .calloc: base = "<pointer> <nmemb> <size>"
+        case .memalign: base = "<pointer> <alignment> <size>"
+        case .realloc: base = "<new pointer> <old pointer> <size>"
+        case .free: base = "<pointer>"
+        case .threadDone: return "0x0 [<end_ns>]"
+        }
+        return base + " [<start_ns> <end_ns>]"
+    }
+}
+
+@inline(__always)
+private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+    for index in 0..<count where a[index] != b[index] { return false }
+    return true
+}
+
+// MARK: - Byte cursor
+
+private struct LineCursor {
+    var position: UnsafePointer<UInt8>
+    let end: UnsafePointer<UInt8>
+
+    var atEnd: Bool { position >= end }
+    var peek: UInt8 { position.pointee }
+    var atBlank: Bool { position < end && (position.pointee == UInt8(ascii: " ") || position.pointee == UInt8(ascii: "\t")) }
+
+    mutating func skipBlanks() {
+        while atBlank { position += 1 }
+    }
+
+    mutating func consume(_ byte: UInt8) -> Bool {
+        guard position < end, position.pointee == byte else { return false }
+        position += 1
+        return true
+    }
+
+    mutating func word() -> UnsafeBufferPointer<UInt8> {
+        let start = position
+        while position < end {
+            let byte = position.pointee
+            let isWordByte = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_")
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            if !isWordByte { break }
+            position += 1
+        }
+        return UnsafeBufferPointer(start: start, count: position - start)
+    }
+
+    /// Decimal digits; nil when there are none or the value does not fit 64 bits.
+    mutating func decimal() -> UInt64? {
+        let start = position
+        var value: UInt64 = 0
+        while position < end {
+            let digit = position.pointee &- UInt8(ascii: "0")
+            if digit > 9 { break }
+            if position - start >= 19 {
+                let (scaled, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = scaled.addingReportingOverflow(UInt64(digit))
+                if overflow1 || overflow2 { return nil }
+                value = sum
+            } else {
+                value = value &* 10 &+ UInt64(digit)
+            }
+            position += 1
+        }
+        return position > start ? value : nil
+    }
+
+    /// `0x` followed by 1 to 16 hex digits.
+    mutating func hexPointer() -> UInt64? {
+        guard end - position >= 3, position[0] == UInt8(ascii: "0"),
+              position[1] == UInt8(ascii: "x") || position[1] == UInt8(ascii: "X") else { return nil }
+        position += 2
+        let start = position
+        var value: UInt64 = 0
+        while position < end {
+            let byte = position.pointee
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte &- UInt8(ascii: "A") &+ 10
+            default:
+                return position > start && position - start <= 16 ? value : nil
+            }
+            value = value &<< 4 | UInt64(digit)
+            position += 1
+        }
+        return position > start && position - start <= 16 ? value : nil
+    }
+
+    /// The line as text for an error message, cut to a readable length.
+    func lineText(from start: UnsafePointer<UInt8>) -> String {
+        let count = min(end - start, 80)
+        let text = String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)
+        return end - start > 80 ? text + "…" : text
+    }
+}
+
+// MARK: - Live pointer table
+
+/// Open addressing with linear probing and backward-shift deletion, keyed by pointer value.
+/// Pointer 0 marks an empty bucket (a live block never has address 0).
+struct LivePointerTable {
+    struct Entry {
+        var pointer: UInt64
+        var size: UInt64
+        var slot: UInt32
+        var line: UInt32
+        var alignLog2: UInt8
+    }
+
+    var entries: [Entry]
+    private var mask: Int
+    private var count = 0
+
+    init() {
+        entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: 1024)
+        mask = 1023
+    }
+
+    @inline(__always)
+    private func home(_ pointer: UInt64) -> Int {
+        Int(truncatingIfNeeded: (pointer &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+    }
+
+    func find(_ pointer: UInt64) -> Int? {
+        var index = home(pointer)
+        while true {
+            let key = entries[index].pointer
+            if key == pointer { return index }
+            if key == 0 { return nil }
+            index = (index + 1) & mask
+        }
+    }
+
+    mutating func insert(_ entry: Entry) {
+        if (count + 1) * 2 > entries.count { grow() }
+        var index = home(entry.pointer)
+        while entries[index].pointer != 0 { index = (index + 1) & mask }
+        entries[index] = entry
+        count += 1
+    }
+
+    mutating func remove(at removed: Int) {
+        var hole = removed
+        var index = (removed + 1) & mask
+        while entries[index].pointer != 0 {
+            let wanted = home(entries[index].pointer)
+            // Move the entry back into the hole unless its home lies cyclically in (hole, index].
+            let distanceToEntry = (index - wanted) & mask
+            let distanceToHole = (index - hole) & mask
+            if distanceToEntry >= distanceToHole {
+                entries[hole] = entries[index]
+                hole = index
+            }
+            index = (index + 1) & mask
+        }
+        entries[hole].pointer = 0
+        count -= 1
+    }
+
+    private mutating func grow() {
+        let old = entries
+        entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: old.count * 2)
+        mask = entries.count - 1
+        count = 0
+        for entry in old where entry.pointer != 0 { insert(entry) }
+    }
+}

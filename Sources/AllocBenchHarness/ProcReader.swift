@@ -1,0 +1,97 @@
+import Glibc
+
+/// The kernel's memory counters for one process at one instant, in kB as /proc prints them.
+public struct MemorySample: Sendable, Equatable, Codable {
+    /// RssAnon: resident private anonymous memory (heap, anonymous mmaps, written private file pages).
+    public var rssAnonKB: Int
+    /// VmSize: the whole address space.
+    public var vmSizeKB: Int
+    /// VmPTE: page tables.
+    public var pageTablesKB: Int
+
+    public init(rssAnonKB: Int = 0, vmSizeKB: Int = 0, pageTablesKB: Int = 0) {
+        self.rssAnonKB = rssAnonKB
+        self.vmSizeKB = vmSizeKB
+        self.pageTablesKB = pageTablesKB
+    }
+}
+
+/// Reads /proc/PID/status and /proc/PID/stat through descriptors opened once, into a fixed buffer:
+/// a read at every traced syscall must be cheap.
+final class ProcReader {
+    private let status: FileDescriptor
+    private let stat: FileDescriptor
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init(pid: pid_t) throws(SystemError) {
+        status = try FileDescriptor.open("/proc/\(pid)/status", O_RDONLY)
+        stat = try FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    func sample() throws(SystemError) -> MemorySample {
+        let count = try status.read(into: buffer, at: 0)
+        return ProcReader.parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    }
+
+    /// Field 10 of /proc/PID/stat: minor faults.
+    func minorFaults() throws(SystemError) -> Int {
+        let count = try stat.read(into: buffer, at: 0)
+        return ProcReader.parseMinorFaults(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) ?? 0
+    }
+
+    static func parseStatus(_ text: UnsafeRawBufferPointer) -> MemorySample {
+        var sample = MemorySample()
+        var lineStart = 0
+        while lineStart < text.count {
+            var lineEnd = lineStart
+            while lineEnd < text.count && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            let line = UnsafeRawBufferPointer(rebasing: text[lineStart..<lineEnd])
+            if let value = field(line, "RssAnon:") { sample.rssAnonKB = value }
+            else if let value = field(line, "VmSize:") { sample.vmSizeKB = value }
+            else if let value = field(line, "VmPTE:") { sample.pageTablesKB = value }
+            lineStart = lineEnd + 1
+        }
+        return sample
+    }
+
+    private static func field(_ line: UnsafeRawBufferPointer, _ name: StaticString) -> Int? {
+        let matches = name.withUTF8Buffer { prefix in
+            line.count >= prefix.count && zip(prefix, line).allSatisfy { $0 == $1 }
+        }
+        guard matches else { return nil }
+        var value = 0
+        var sawDigit = false
+        for byte in line.dropFirst(name.utf8CodeUnitCount) {
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                sawDigit = true
+            } else if sawDigit {
+                break
+            }
+        }
+        return sawDigit ? value : nil
+    }
+
+    static func parseMinorFaults(_ text: UnsafeRawBufferPointer) -> Int? {
+        // The command name may contain spaces and parentheses; fields resume after the last ')'.
+        guard let close = text.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 2
+        var value = 0
+        var index = close + 1
+        while index < text.count {
+            let byte = text[index]
+            if byte == UInt8(ascii: " ") {
+                if field == 10 { return value }
+                field += 1
+                value = 0
+            } else if field == 10 {
+                value = value * 10 + Int(byte &- UInt8(ascii: "0"))
+            }
+            index += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,242 @@
+import AllocBenchCore
+import CAllocBench
+import Glibc
+
+/// The mm syscalls a traced replay stops at, in the order of the filter's AB_STOP_* kinds.
+public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
+    case mmap, munmap, brk, madvise, mremap
+
+    init?(stopKind: UInt) {
+        switch Int(stopKind) {
+        case AB_STOP_MMAP: self = .mmap
+        case AB_STOP_MUNMAP: self = .munmap
+        case AB_STOP_BRK: self = .brk
+        case AB_STOP_MADVISE: self = .madvise
+        case AB_STOP_MREMAP: self = .mremap
+        default: return nil
+        }
+    }
+}
+
+/// One point of a traced replay: the counters when `opsCompleted` ops had returned.
+public struct TimelinePoint: Sendable, Equatable, Codable {
+    public var opsCompleted: Int
+    public var sample: MemorySample
+}
+
+/// What a traced replay measured between its begin and end marks.
+public struct TracedCounters: Sendable {
+    public var baseline = MemorySample()
+    public var final = MemorySample()
+    /// The largest value of each counter at any instant between the marks.
+    public var peak = MemorySample()
+    public var minorFaults = 0
+    public var syscalls: [MemorySyscall: Int] = [:]
+    /// The counters at every mm syscall, in op order.
+    public var timeline: [TimelinePoint] = []
+    public var sawBegin = false
+    public var sawEnd = false
+}
+
+/// How one child ended and what it left in its control block.
+public struct ChildOutcome: Sendable {
+    public enum Termination: Sendable, Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+    }
+
+    public var termination: Termination
+    public var state: UInt32
+    public var failure: UInt32
+    public var opsCompleted: Int
+    public var replayNanoseconds: UInt64
+    public var runtimeMallocDelta: Int64?
+    public var statistics: [AllocatorStatistic]
+    public var mallocProvider: String
+    public var traced: TracedCounters?
+
+    public var succeeded: Bool { termination == .exited(0) && state == UInt32(AB_STATE_DONE) }
+}
+
+/// Spawns replay children and, for measurement runs, traces their mm syscalls.
+public struct ReplayRunner: Sendable {
+    public struct Request: Sendable {
+        public var executable: String
+        public var allocator: String
+        public var touch: String
+        public var traced: Bool
+        public var deadlineMilliseconds: UInt64
+        /// Extra environment entries (e.g. LD_PRELOAD=...); LD_PRELOAD is otherwise removed.
+        public var environment: [String]
+
+        public init(executable: String, allocator: String, touch: String, traced: Bool,
+                    deadlineMilliseconds: UInt64, environment: [String] = []) {
+            self.executable = executable
+            self.allocator = allocator
+            self.touch = touch
+            self.traced = traced
+            self.deadlineMilliseconds = deadlineMilliseconds
+            self.environment = environment
+        }
+    }
+
+    public init() {}
+
+    public func run(_ request: Request, stream: OpStreamFile) throws(SystemError) -> ChildOutcome {
+        let controlFile = try FileDescriptor.memory(named: "allocbench-control")
+        try controlFile.truncate(to: 4096)
+        let controlMapping = try SharedMapping(controlFile, size: 4096, writable: true)
+        let control = controlMapping.address.bindMemory(to: ab_control.self, capacity: 1)
+        control.pointee.magic = AB_CONTROL_MAGIC
+
+        let (goRead, goWrite) = try FileDescriptor.pipe()
+        var arguments = [request.executable, "run", request.allocator, "--touch", request.touch,
+                         request.traced ? "--traced" : "--timed"]
+        if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
+        let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
+        let pid = try spawn(request.executable, arguments: arguments,
+                            environment: childEnvironment(adding: request.environment), keep: keep)
+        _ = goRead  // the child holds its own copy now
+
+        var counters: TracedCounters?
+        let termination: ChildOutcome.Termination
+        if request.traced {
+            (termination, counters) = try trace(pid: pid, go: goWrite, control: control)
+        } else {
+            termination = try waitForExit(pid)
+        }
+
+        let statisticCount = min(Int(control.pointee.statistic_count), Int(AB_MAX_STATISTICS))
+        let statistics: [AllocatorStatistic] = withUnsafeBytes(of: &control.pointee.statistics) { raw in
+            let slots = raw.bindMemory(to: ab_statistic.self)
+            return (0..<statisticCount).map { index in
+                var entry = slots[index]
+                let name = withUnsafeBytes(of: &entry.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                return AllocatorStatistic(name, entry.value)
+            }
+        }
+        let provider = withUnsafeBytes(of: &control.pointee.malloc_provider) {
+            String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return ChildOutcome(
+            termination: termination,
+            state: control.pointee.state,
+            failure: control.pointee.failure,
+            opsCompleted: Int(control.pointee.ops_completed),
+            replayNanoseconds: control.pointee.replay_nanoseconds,
+            runtimeMallocDelta: control.pointee.runtime_malloc_checked != 0 ? control.pointee.runtime_malloc_delta : nil,
+            statistics: statistics,
+            mallocProvider: provider,
+            traced: counters)
+    }
+
+    // MARK: - Tracing
+
+    private func trace(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>)
+        throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
+    {
+        do {
+            try SystemCall.check("ptrace(PTRACE_SEIZE)") { ab_ptrace_seize(pid) }
+        } catch {
+            kill(pid, SIGKILL)
+            _ = try? waitForExit(pid)
+            throw error
+        }
+        let proc = try ProcReader(pid: pid)
+        let goByte: [UInt8] = [1]
+        try goByte.withUnsafeBytes { bytes in Result { () throws(SystemError) in try go.writeAll(bytes) } }.get()
+
+        var counters = TracedCounters()
+        var measuring = false
+        var faultsAtBegin = 0
+        while true {
+            var status: Int32 = 0
+            try SystemCall.check("waitpid") { waitpid(pid, &status, __WALL) }
+            if let termination = Self.termination(status) { return (termination, counters) }
+            var signalToDeliver: Int32 = 0
+            if ab_is_seccomp_stop(status) != 0 {
+                var kind: UInt = 0
+                try SystemCall.check("ptrace(PTRACE_GETEVENTMSG)") { ab_ptrace_event_message(pid, &kind) }
+                if Int(kind) == AB_STOP_MARKER {
+                    var mark: UInt64 = 0
+                    try SystemCall.check("ptrace(PTRACE_GETREGS)") { ab_ptrace_first_argument(pid, &mark) }
+                    let sample = try proc.sample()
+                    if Int(mark) == AB_MARK_BEGIN && !counters.sawBegin {
+                        counters.sawBegin = true
+                        counters.baseline = sample
+                        counters.peak = sample
+                        faultsAtBegin = try proc.minorFaults()
+                        counters.timeline.append(TimelinePoint(opsCompleted: 0, sample: sample))
+                        measuring = true
+                    } else if Int(mark) == AB_MARK_END && measuring {
+                        counters.sawEnd = true
+                        counters.final = sample
+                        counters.minorFaults = try proc.minorFaults() - faultsAtBegin
+                        counters.peak = Self.maximum(counters.peak, sample)
+                        counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
+                        measuring = false
+                    }
+                } else if measuring, let syscall = MemorySyscall(stopKind: kind) {
+                    // Stopped on entry: the counters still hold everything since the last mm
+                    // syscall, and RssAnon only falls and VmSize only changes inside one.
+                    let sample = try proc.sample()
+                    counters.syscalls[syscall, default: 0] += 1
+                    counters.peak = Self.maximum(counters.peak, sample)
+                    counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
+                }
+            } else if ab_is_event_stop(status) == 0 && (status & 0x7f) == 0x7f {
+                // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).
+                signalToDeliver = (status >> 8) & 0xff
+            }
+            try SystemCall.check("ptrace(PTRACE_CONT)") { ab_ptrace_continue(pid, signalToDeliver) }
+        }
+    }
+
+    static func maximum(_ a: MemorySample, _ b: MemorySample) -> MemorySample {
+        MemorySample(rssAnonKB: max(a.rssAnonKB, b.rssAnonKB), vmSizeKB: max(a.vmSizeKB, b.vmSizeKB),
+                     pageTablesKB: max(a.pageTablesKB, b.pageTablesKB))
+    }
+
+    static func termination(_ status: Int32) -> ChildOutcome.Termination? {
+        let signal = status & 0x7f
+        if signal == 0 { return .exited((status >> 8) & 0xff) }
+        if signal != 0x7f { return .signaled(signal) }
+        return nil
+    }
+
+    private func waitForExit(_ pid: pid_t) throws(SystemError) -> ChildOutcome.Termination {
+        while true {
+            var status: Int32 = 0
+            try SystemCall.check("waitpid") { waitpid(pid, &status, 0) }
+            if let termination = Self.termination(status) { return termination }
+        }
+    }
+
+    // MARK: - Spawning
+
+    private func childEnvironment(adding extra: [String]) -> [String] {
+        var environment: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if !text.hasPrefix("LD_PRELOAD=") { environment.append(text) }
+            entry += 1
+        }
+        return environment + extra
+    }
+
+    private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32]) throws(SystemError) -> pid_t {
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        var cEnvironment = environment.map { strdup($0) } + [nil]
+        defer {
+            cArguments.forEach { free($0) }
+            cEnvironment.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let error = keep.withUnsafeBufferPointer { descriptors in
+            ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count))
+        }
+        guard error == 0 else { throw SystemError("posix_spawn \(path)", errno: error) }
+        return pid
+    }
+}

@@ -1,0 +1,174 @@
+#include "CAllocBench.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <malloc.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define AB_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define AB_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "allocbench's syscall filter knows x86-64 and aarch64"
+#endif
+
+#define AB_TRACE_AS(kind) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE | (kind))
+#define AB_IF_SYSCALL(nr, kind) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), AB_TRACE_AS(kind)
+
+int ab_install_mm_syscall_filter(void) {
+    struct sock_filter program[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AB_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        AB_IF_SYSCALL(__NR_mmap, AB_STOP_MMAP),
+        AB_IF_SYSCALL(__NR_munmap, AB_STOP_MUNMAP),
+        AB_IF_SYSCALL(__NR_brk, AB_STOP_BRK),
+        AB_IF_SYSCALL(__NR_madvise, AB_STOP_MADVISE),
+        AB_IF_SYSCALL(__NR_mremap, AB_STOP_MREMAP),
+        AB_IF_SYSCALL(AB_MARKER_SYSCALL, AB_STOP_MARKER),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog filter = {
+        .len = (unsigned short)(sizeof(program) / sizeof(program[0])),
+        .filter = program,
+    };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter);
+}
+
+void ab_mark(int mark) {
+    // The filter stops here while traced; the kernel then answers ENOSYS, which is expected.
+    int saved = errno;
+    (void)syscall(AB_MARKER_SYSCALL, (long)mark);
+    errno = saved;
+}
+
+int ab_ptrace_seize(pid_t pid) {
+    return (int)ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)(PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL));
+}
+
+int ab_ptrace_continue(pid_t pid, int signal) {
+    return (int)ptrace(PTRACE_CONT, pid, 0, (void *)(long)signal);
+}
+
+int ab_ptrace_event_message(pid_t pid, unsigned long *message) {
+    return (int)ptrace(PTRACE_GETEVENTMSG, pid, 0, message);
+}
+
+int ab_ptrace_first_argument(pid_t pid, uint64_t *argument) {
+    struct user_regs_struct registers;
+#if defined(__x86_64__)
+    if (ptrace(PTRACE_GETREGS, pid, 0, &registers) != 0) return -1;
+    *argument = registers.rdi;
+#else
+    struct iovec vector = {.iov_base = &registers, .iov_len = sizeof(registers)};
+    if (ptrace(PTRACE_GETREGSET, pid, (void *)1 /* NT_PRSTATUS */, &vector) != 0) return -1;
+    *argument = registers.regs[0];
+#endif
+    return 0;
+}
+
+int ab_is_seccomp_stop(int status) {
+    return WIFSTOPPED(status) && (status >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8));
+}
+
+int ab_is_event_stop(int status) {
+    return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP;
+}
+
+int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+             const int *keep, int keep_count) {
+    posix_spawn_file_actions_t actions;
+    int error = posix_spawn_file_actions_init(&actions);
+    if (error != 0) return error;
+    // Raise every kept descriptor above the target range first so that dup2 onto 3, 4, ... never
+    // overwrites a descriptor that is still to be copied.
+    const int staging = 200;
+    for (int index = 0; index < keep_count && error == 0; index++)
+        error = posix_spawn_file_actions_adddup2(&actions, keep[index], staging + index);
+    for (int index = 0; index < keep_count && error == 0; index++)
+        error = posix_spawn_file_actions_adddup2(&actions, staging + index, 3 + index);
+    if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + keep_count);
+    if (error == 0) error = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    return error;
+}
+
+int ab_pipe_cloexec(int *read_end, int *write_end) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) return -1;
+    *read_end = ends[0];
+    *write_end = ends[1];
+    return 0;
+}
+
+int ab_memfd_create(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
+}
+
+uint64_t ab_monotonic_nanoseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+__attribute__((noinline)) void ab_prefault_stack(size_t bytes) {
+    volatile char *area = __builtin_alloca(bytes);
+    for (size_t offset = 0; offset < bytes; offset += 4096) area[offset] = 0;
+    area[bytes - 1] = 0;
+}
+
+int ab_arm_deadline(uint64_t milliseconds) {
+    struct itimerval timer = {
+        .it_interval = {0, 0},
+        .it_value = {(time_t)(milliseconds / 1000), (suseconds_t)((milliseconds % 1000) * 1000)},
+    };
+    return setitimer(ITIMER_REAL, &timer, NULL);
+}
+
+uint64_t ab_process_malloc_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return (uint64_t)info.uordblks + (uint64_t)info.hblkhd;
+}
+
+ab_malloc_info ab_glibc_malloc_info(void) {
+    struct mallinfo2 info = mallinfo2();
+    return (ab_malloc_info){info.arena, info.hblkhd, info.uordblks, info.fordblks, info.keepcost};
+}
+
+void ab_malloc_provider(char *buffer, size_t capacity) {
+    Dl_info info;
+    void *symbol = dlsym(RTLD_DEFAULT, "malloc");
+    const char *name = (symbol && dladdr(symbol, &info) && info.dli_fname) ? info.dli_fname : "unknown";
+    strncpy(buffer, name, capacity - 1);
+    buffer[capacity - 1] = 0;
+}
+
+extern char _end[];
+
+uintptr_t ab_end_of_bss(void) {
+    return (uintptr_t)_end;
+}
+
+const char *ab_glibc_version(void) {
+    return gnu_get_libc_version();
+}

@@ -1,0 +1,180 @@
+// The C side of allocbench: the binary layouts that the parent and the replay child share, and thin
+// wrappers for the system calls Swift cannot reach (variadic ptrace, seccomp BPF, linker symbols).
+// Every name is prefixed `ab_`. Layouts are C so that both processes agree on them byte for byte.
+#ifndef CALLOCBENCH_H
+#define CALLOCBENCH_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+// MARK: - The op stream (written by the parser in the parent, mapped read-only by every child)
+
+enum {
+    AB_OP_MALLOC = 1,    // slot := allocate(size, 16)
+    AB_OP_CALLOC = 2,    // slot := allocateZeroed(size, 16); size is nmemb * size, checked for overflow
+    AB_OP_MEMALIGN = 3,  // slot := allocate(size, 1 << align_log2)
+    AB_OP_REALLOC = 4,   // slot := reallocate(slot, size); the new block takes over the old block's slot
+    AB_OP_FREE = 5,      // deallocate(slot)
+};
+
+/// One replayed operation. Pointers are replaced by dense slot indices so that a child needs only a
+/// table of `slot_count` entries, and a slot is reused once its block is freed.
+typedef struct ab_op {
+    uint64_t size;       // requested bytes (free: unused)
+    uint32_t slot;       // the block's slot
+    uint16_t thread;     // dense thread index; the header's thread table maps it back to the tid
+    uint8_t kind;        // AB_OP_*
+    uint8_t align_log2;  // log2 of the block's alignment (4 for malloc, calloc and realloc)
+} ab_op;
+
+_Static_assert(sizeof(ab_op) == 16, "ab_op is 16 bytes: four ops per cache line");
+_Static_assert(offsetof(ab_op, kind) == 14, "ab_op layout");
+
+#define AB_STREAM_MAGIC 0x314D525453424Aull  /* "JBSTRM1" */
+#define AB_STREAM_VERSION 1u
+#define AB_STREAM_HEADER_BYTES 4096u
+
+typedef struct ab_stream_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_bytes;     // ops start here
+    uint64_t op_count;
+    uint64_t slot_count;       // the largest number of blocks live at once
+    uint64_t peak_live_bytes;  // the largest sum of requested bytes live at once
+    uint64_t final_live_bytes;
+} ab_stream_header;
+
+_Static_assert(sizeof(ab_stream_header) <= AB_STREAM_HEADER_BYTES, "stream header fits its page");
+
+// MARK: - The control block (shared read-write between the parent and one child)
+
+enum {
+    AB_STATE_STARTING = 0,
+    AB_STATE_REPLAYING = 1,
+    AB_STATE_DONE = 2,
+    AB_STATE_FAILED = 3,
+};
+
+enum {
+    AB_FAILURE_NONE = 0,
+    AB_FAILURE_OUT_OF_MEMORY = 1,  // the allocator returned nil
+    AB_FAILURE_MISALIGNED = 2,     // the block did not honour the requested alignment
+    AB_FAILURE_SETUP = 3,          // the child could not map its inputs; see its stderr
+};
+
+#define AB_CONTROL_MAGIC 0x314C5254434241ull  /* "ABCTRL1" */
+#define AB_MAX_STATISTICS 32
+#define AB_STATISTIC_NAME_BYTES 56
+
+typedef struct ab_statistic {
+    char name[AB_STATISTIC_NAME_BYTES];
+    int64_t value;
+} ab_statistic;
+
+typedef struct ab_control {
+    uint64_t magic;
+    uint32_t state;                 // AB_STATE_*
+    uint32_t failure;               // AB_FAILURE_*
+    uint64_t ops_completed;         // progress, stored after every op so a crash names its op
+    uint64_t replay_nanoseconds;    // CLOCK_MONOTONIC from the first op to the last
+    int64_t runtime_malloc_delta;   // bytes the process malloc gained during replay (0 unless the allocator is malloc)
+    uint32_t runtime_malloc_checked;
+    uint32_t statistic_count;
+    ab_statistic statistics[AB_MAX_STATISTICS];
+    char malloc_provider[256];      // the file that `malloc` resolves into in the child
+    char allocator_name[64];
+} ab_control;
+
+_Static_assert(sizeof(ab_control) <= 4096, "the control block fits one page");
+
+// MARK: - Syscall markers and the mm-syscall filter
+
+/// A syscall number no kernel implements. The child calls it to mark the replay's start and end;
+/// the seccomp filter turns it into a tracer stop, and the kernel then fails it with ENOSYS.
+#define AB_MARKER_SYSCALL 0x4A42
+
+enum {
+    AB_STOP_MMAP = 1,
+    AB_STOP_MUNMAP = 2,
+    AB_STOP_BRK = 3,
+    AB_STOP_MADVISE = 4,
+    AB_STOP_MREMAP = 5,
+    AB_STOP_MARKER = 15,
+};
+
+enum {
+    AB_MARK_BEGIN = 1,  // the baseline: inputs mapped, slot table and stack faulted in
+    AB_MARK_END = 2,    // the last op has returned
+};
+
+/// Installs a seccomp filter that reports mmap, munmap, brk, madvise, mremap and the marker
+/// syscall to the tracer (SECCOMP_RET_TRACE with the AB_STOP_* kind as data); everything else is
+/// allowed. Only call it while traced: untraced, a RET_TRACE syscall fails with ENOSYS.
+/// Returns 0, or -1 with errno set (prctl(PR_SET_NO_NEW_PRIVS), seccomp(SECCOMP_SET_MODE_FILTER)).
+int ab_install_mm_syscall_filter(void);
+
+/// Calls the marker syscall with `mark` (AB_MARK_*) as its first argument.
+void ab_mark(int mark);
+
+// MARK: - ptrace (variadic in glibc, so wrapped)
+
+/// ptrace(PTRACE_SEIZE) with PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL.
+int ab_ptrace_seize(pid_t pid);
+/// ptrace(PTRACE_CONT, pid, 0, signal).
+int ab_ptrace_continue(pid_t pid, int signal);
+/// ptrace(PTRACE_GETEVENTMSG): for a seccomp stop, the filter's data (an AB_STOP_* kind).
+int ab_ptrace_event_message(pid_t pid, unsigned long *message);
+/// The first syscall argument of a stopped tracee (PTRACE_GETREGS), for the marker's AB_MARK_*.
+int ab_ptrace_first_argument(pid_t pid, uint64_t *argument);
+/// Whether a waitpid status is the seccomp event stop.
+int ab_is_seccomp_stop(int status);
+/// Whether a waitpid status is a PTRACE_EVENT_STOP (group stop or interrupt under SEIZE).
+int ab_is_event_stop(int status);
+
+// MARK: - Process helpers
+
+/// posix_spawn(path, argv, envp) with `keep_count` descriptors from `keep` duplicated onto
+/// 3, 4, ... in the child and every other descriptor above 2 closed. Returns 0 or an errno.
+int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+             const int *keep, int keep_count);
+
+/// pipe2(O_CLOEXEC): the read end in *read_end, the write end in *write_end.
+int ab_pipe_cloexec(int *read_end, int *write_end);
+
+/// memfd_create(name, MFD_CLOEXEC); -1 with errno on failure.
+int ab_memfd_create(const char *name);
+
+/// CLOCK_MONOTONIC in nanoseconds.
+uint64_t ab_monotonic_nanoseconds(void);
+
+/// Touches `bytes` of stack below the caller so that the replay's own stack growth is already
+/// resident at the baseline.
+void ab_prefault_stack(size_t bytes);
+
+/// setitimer(ITIMER_REAL): SIGALRM ends the process after `milliseconds` (0 disarms).
+int ab_arm_deadline(uint64_t milliseconds);
+
+/// Bytes the process malloc currently holds for live blocks (mallinfo2: uordblks + hblkhd).
+uint64_t ab_process_malloc_in_use(void);
+
+/// glibc's mallinfo2(), whose header Swift's Glibc module does not include.
+typedef struct ab_malloc_info {
+    uint64_t arena;      // bytes obtained with brk
+    uint64_t mmapped;    // bytes in mmapped chunks (hblkhd)
+    uint64_t in_use;     // bytes in use (uordblks)
+    uint64_t free;       // bytes in free chunks (fordblks)
+    uint64_t top_pad;    // releasable top (keepcost)
+} ab_malloc_info;
+ab_malloc_info ab_glibc_malloc_info(void);
+
+/// Writes the path of the object that `malloc` resolves into (dladdr) to `buffer`.
+void ab_malloc_provider(char *buffer, size_t capacity);
+
+/// The linker's end of the executable's bss (`_end`).
+uintptr_t ab_end_of_bss(void);
+
+/// gnu_get_libc_version().
+const char *ab_glibc_version(void);
+
+#endif
