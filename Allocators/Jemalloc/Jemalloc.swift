@@ -12,12 +12,7 @@ public struct Jemalloc: Allocator {
     public static let summary = "jemalloc (Debian libjemalloc-dev) through mallocx/rallocx/sdallocx, in its own child process."
     public static let isProcessMalloc = true
 
-    /// `stats.resident` when the allocator was created, for the cross-check against RssAnon.
-    let residentAtStart: Int
-
-    public init() {
-        residentAtStart = Jemalloc.readStatistic("stats.resident") ?? 0
-    }
+    public init() {}
 
     @inline(__always)
     static func flags(alignment: Int) -> Int32 {
@@ -48,12 +43,18 @@ public struct Jemalloc: Allocator {
     }
 
     public func statistics() -> [AllocatorStatistic] {
+        Jemalloc.currentStatistics()
+    }
+
+    public static func statisticsBeforeReplay() -> [AllocatorStatistic] {
+        currentStatistics()
+    }
+
+    static func currentStatistics() -> [AllocatorStatistic] {
         // Cached thread-local blocks are counted as allocated until the tcache is flushed.
         _ = mallctl("thread.tcache.flush", nil, nil, nil, 0)
-        let resident = Jemalloc.readStatistic("stats.resident") ?? 0
         return [
-            AllocatorStatistic("resident_bytes", resident),
-            AllocatorStatistic("resident_delta_bytes", resident - residentAtStart),
+            AllocatorStatistic("resident_bytes", Jemalloc.readStatistic("stats.resident") ?? 0),
             AllocatorStatistic("mapped_bytes", Jemalloc.readStatistic("stats.mapped") ?? 0),
             AllocatorStatistic("active_bytes", Jemalloc.readStatistic("stats.active") ?? 0),
             AllocatorStatistic("allocated_bytes", Jemalloc.readStatistic("stats.allocated") ?? 0),

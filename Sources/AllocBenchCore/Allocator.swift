@@ -36,6 +36,12 @@ public protocol Allocator: SendableMetatype {
     /// Called after the replay has been measured, so it may allocate.
     func statistics() -> [AllocatorStatistic]
 
+    /// The same statistics read just before the baseline snapshot, for allocators that are already
+    /// running when the replay starts (a process malloc), so that deltas can be cross-checked
+    /// against the kernel's. Reading them here also keeps the cost of a first read (jemalloc
+    /// builds its stats tables on the first epoch) out of the measurement.
+    static func statisticsBeforeReplay() -> [AllocatorStatistic]
+
     /// A short note for `allocbench list` about this build of the allocator (e.g. the bss tail
     /// available in this executable). Called outside any measurement.
     static func buildNote() -> String?
@@ -60,6 +66,8 @@ extension Allocator {
     }
 
     public func statistics() -> [AllocatorStatistic] { [] }
+
+    public static func statisticsBeforeReplay() -> [AllocatorStatistic] { [] }
 
     public static func buildNote() -> String? { nil }
 }

@@ -3,16 +3,16 @@ import Glibc
 /// The kernel's memory counters for one process at one instant, in kB as /proc prints them.
 public struct MemorySample: Sendable, Equatable, Codable {
     /// RssAnon: resident private anonymous memory (heap, anonymous mmaps, written private file pages).
-    public var rssAnonKB: Int
+    public var rssAnonKilobytes: Int
     /// VmSize: the whole address space.
-    public var vmSizeKB: Int
+    public var vmSizeKilobytes: Int
     /// VmPTE: page tables.
-    public var pageTablesKB: Int
+    public var pageTablesKilobytes: Int
 
-    public init(rssAnonKB: Int = 0, vmSizeKB: Int = 0, pageTablesKB: Int = 0) {
-        self.rssAnonKB = rssAnonKB
-        self.vmSizeKB = vmSizeKB
-        self.pageTablesKB = pageTablesKB
+    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0) {
+        self.rssAnonKilobytes = rssAnonKilobytes
+        self.vmSizeKilobytes = vmSizeKilobytes
+        self.pageTablesKilobytes = pageTablesKilobytes
     }
 }
 
@@ -49,9 +49,9 @@ final class ProcReader {
             var lineEnd = lineStart
             while lineEnd < text.count && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
             let line = UnsafeRawBufferPointer(rebasing: text[lineStart..<lineEnd])
-            if let value = field(line, "RssAnon:") { sample.rssAnonKB = value }
-            else if let value = field(line, "VmSize:") { sample.vmSizeKB = value }
-            else if let value = field(line, "VmPTE:") { sample.pageTablesKB = value }
+            if let value = field(line, "RssAnon:") { sample.rssAnonKilobytes = value }
+            else if let value = field(line, "VmSize:") { sample.vmSizeKilobytes = value }
+            else if let value = field(line, "VmPTE:") { sample.pageTablesKilobytes = value }
             lineStart = lineEnd + 1
         }
         return sample

@@ -52,6 +52,7 @@ public struct ChildOutcome: Sendable {
     public var replayNanoseconds: UInt64
     public var runtimeMallocDelta: Int64?
     public var statistics: [AllocatorStatistic]
+    public var baselineStatistics: [AllocatorStatistic]
     public var mallocProvider: String
     public var traced: TracedCounters?
 
@@ -106,15 +107,9 @@ public struct ReplayRunner: Sendable {
             termination = try waitForExit(pid)
         }
 
-        let statisticCount = min(Int(control.pointee.statistic_count), Int(AB_MAX_STATISTICS))
-        let statistics: [AllocatorStatistic] = withUnsafeBytes(of: &control.pointee.statistics) { raw in
-            let slots = raw.bindMemory(to: ab_statistic.self)
-            return (0..<statisticCount).map { index in
-                var entry = slots[index]
-                let name = withUnsafeBytes(of: &entry.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                return AllocatorStatistic(name, entry.value)
-            }
-        }
+        let statistics = Self.statistics(&control.pointee.statistics, count: control.pointee.statistic_count)
+        let baselineStatistics = Self.statistics(&control.pointee.baseline_statistics,
+                                                 count: control.pointee.baseline_statistic_count)
         let provider = withUnsafeBytes(of: &control.pointee.malloc_provider) {
             String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
         }
@@ -126,8 +121,20 @@ public struct ReplayRunner: Sendable {
             replayNanoseconds: control.pointee.replay_nanoseconds,
             runtimeMallocDelta: control.pointee.runtime_malloc_checked != 0 ? control.pointee.runtime_malloc_delta : nil,
             statistics: statistics,
+            baselineStatistics: baselineStatistics,
             mallocProvider: provider,
             traced: counters)
+    }
+
+    private static func statistics<Storage>(_ storage: inout Storage, count: UInt32) -> [AllocatorStatistic] {
+        withUnsafeBytes(of: &storage) { raw in
+            let slots = raw.bindMemory(to: ab_statistic.self)
+            return (0..<min(Int(count), slots.count)).map { index in
+                var entry = slots[index]
+                let name = withUnsafeBytes(of: &entry.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                return AllocatorStatistic(name, entry.value)
+            }
+        }
     }
 
     // MARK: - Tracing
@@ -193,8 +200,8 @@ public struct ReplayRunner: Sendable {
     }
 
     static func maximum(_ a: MemorySample, _ b: MemorySample) -> MemorySample {
-        MemorySample(rssAnonKB: max(a.rssAnonKB, b.rssAnonKB), vmSizeKB: max(a.vmSizeKB, b.vmSizeKB),
-                     pageTablesKB: max(a.pageTablesKB, b.pageTablesKB))
+        MemorySample(rssAnonKilobytes: max(a.rssAnonKilobytes, b.rssAnonKilobytes), vmSizeKilobytes: max(a.vmSizeKilobytes, b.vmSizeKilobytes),
+                     pageTablesKilobytes: max(a.pageTablesKilobytes, b.pageTablesKilobytes))
     }
 
     static func termination(_ status: Int32) -> ChildOutcome.Termination? {

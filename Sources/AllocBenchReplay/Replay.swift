@@ -51,6 +51,7 @@ struct ReplaySession {
 /// integers.
 @inlinable
 func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
+    ControlBlock.record(baselineStatistics: A.statisticsBeforeReplay(), in: session.control)
     let mallocBefore = A.isProcessMalloc ? 0 : ab_process_malloc_in_use()
     let start: UInt64
     if session.traced {
@@ -150,15 +151,25 @@ enum ControlBlock {
     /// Copies up to AB_MAX_STATISTICS statistics into the control block's fixed slots.
     @usableFromInline
     static func record(statistics: [AllocatorStatistic], in control: UnsafeMutablePointer<ab_control>) {
-        let count = min(statistics.count, Int(AB_MAX_STATISTICS))
-        withUnsafeMutableBytes(of: &control.pointee.statistics) { raw in
+        control.pointee.statistic_count = UInt32(copy(statistics, into: &control.pointee.statistics))
+    }
+
+    @usableFromInline
+    static func record(baselineStatistics: [AllocatorStatistic], in control: UnsafeMutablePointer<ab_control>) {
+        control.pointee.baseline_statistic_count = UInt32(copy(baselineStatistics, into: &control.pointee.baseline_statistics))
+    }
+
+    /// Copies as many statistics as the fixed C array holds; returns how many.
+    private static func copy<Storage>(_ statistics: [AllocatorStatistic], into storage: inout Storage) -> Int {
+        withUnsafeMutableBytes(of: &storage) { raw in
             let slots = raw.bindMemory(to: ab_statistic.self)
+            let count = min(statistics.count, slots.count)
             for index in 0..<count {
                 slots[index].value = statistics[index].value
                 copyCString(statistics[index].name, into: &slots[index].name)
             }
+            return count
         }
-        control.pointee.statistic_count = UInt32(count)
     }
 }
 

@@ -1,1 +1,4 @@
-print("placeholder")
+import AllocBenchHarness
+import ArgumentParser
+
+AllocBenchCommand.main()

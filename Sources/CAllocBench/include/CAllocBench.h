@@ -64,7 +64,8 @@ enum {
 };
 
 #define AB_CONTROL_MAGIC 0x314C5254434241ull  /* "ABCTRL1" */
-#define AB_MAX_STATISTICS 32
+#define AB_MAX_STATISTICS 24
+#define AB_MAX_BASELINE_STATISTICS 8
 #define AB_STATISTIC_NAME_BYTES 56
 
 typedef struct ab_statistic {
@@ -81,7 +82,9 @@ typedef struct ab_control {
     int64_t runtime_malloc_delta;   // bytes the process malloc gained during replay (0 unless the allocator is malloc)
     uint32_t runtime_malloc_checked;
     uint32_t statistic_count;
-    ab_statistic statistics[AB_MAX_STATISTICS];
+    uint32_t baseline_statistic_count;
+    ab_statistic statistics[AB_MAX_STATISTICS];            // after the replay
+    ab_statistic baseline_statistics[AB_MAX_BASELINE_STATISTICS];  // before the baseline snapshot
     char malloc_provider[256];      // the file that `malloc` resolves into in the child
     char allocator_name[64];
 } ab_control;

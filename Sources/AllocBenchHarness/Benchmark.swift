@@ -1,0 +1,182 @@
+import AllocBenchCore
+import CAllocBench
+import Foundation
+import Glibc
+
+public let allocbenchVersion = "0.1.0"
+
+/// Replays traces through allocators, one fresh child per replay: a traced measurement run, then
+/// `timedRuns` untraced runs for time.
+public struct Benchmark: Sendable {
+    public var settings: RunSettings
+    public var keepTimeline: Bool
+    /// Called with short progress messages (the CLI shows them on a terminal only).
+    public var progress: @Sendable (String) -> Void
+
+    public init(settings: RunSettings, keepTimeline: Bool = false, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.settings = settings
+        self.keepTimeline = keepTimeline
+        self.progress = progress
+    }
+
+    public static var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
+
+    /// Parses the trace once and replays it through each allocator.
+    public func run(tracePath: String, allocators: [CatalogEntry]) throws(InputError) -> TraceRun {
+        progress("parsing \(tracePath)")
+        let parsed = try TraceInput.parse(path: tracePath, options: TraceParser.Options(lenient: settings.lenient))
+        let summary = TraceSummary(
+            path: tracePath,
+            name: Benchmark.traceName(tracePath),
+            lines: parsed.lineCount,
+            ops: parsed.ops.count,
+            threads: parsed.threadIDs.count,
+            slots: parsed.slotCount,
+            peakLiveBytes: parsed.peakLiveBytes,
+            finalLiveBytes: parsed.finalLiveBytes,
+            idealPages: parsed.idealPages(pageSize: Benchmark.pageSize),
+            anomaliesSkipped: parsed.anomalies.total,
+            failedAllocationsSkipped: parsed.failedAllocationsSkipped)
+        let stream: OpStreamFile
+        do {
+            stream = try OpStreamFile(parsed)
+        } catch {
+            throw InputError.system(error)
+        }
+        var results: [AllocatorResult] = []
+        for allocator in allocators {
+            do {
+                results.append(try replay(allocator, stream: stream, summary: summary))
+            } catch {
+                throw InputError.system(error)
+            }
+        }
+        return TraceRun(trace: summary, results: results)
+    }
+
+    /// "djb" for "Benchmarks/traces/djb.txt", "systemui" for "systemui.zip".
+    public static func traceName(_ path: String) -> String {
+        var name = (path as NSString).lastPathComponent
+        for suffix in [".gz", ".zip", ".txt"] where name.hasSuffix(suffix) {
+            name.removeLast(suffix.count)
+        }
+        return name
+    }
+
+    func replay(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> AllocatorResult {
+        let runner = ReplayRunner()
+        func request(traced: Bool) -> ReplayRunner.Request {
+            ReplayRunner.Request(
+                executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
+                traced: traced, deadlineMilliseconds: UInt64(settings.timeoutSeconds * 1000),
+                environment: allocator.environment)
+        }
+        progress("\(allocator.name): measuring pages")
+        let measured = try runner.run(request(traced: true), stream: stream)
+        var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
+                                     pageSize: Benchmark.pageSize, keepTimeline: keepTimeline)
+        guard result.isOK else { return result }
+
+        var nanosecondsPerOp: [Double] = []
+        for index in 0..<settings.timedRuns {
+            progress("\(allocator.name): timing run \(index + 1) of \(settings.timedRuns)")
+            let timed = try runner.run(request(traced: false), stream: stream)
+            guard timed.succeeded else {
+                return AllocatorResult(measured: timed, name: allocator.name, summary: summary,
+                                       pageSize: Benchmark.pageSize, keepTimeline: false)
+            }
+            nanosecondsPerOp.append(Double(timed.replayNanoseconds) / Double(max(summary.ops, 1)))
+        }
+        if !nanosecondsPerOp.isEmpty { result.nsPerOp = TimePerOp(runs: nanosecondsPerOp) }
+        return result
+    }
+
+    /// kernel, glibc and jemalloc versions, page size; `jemalloc` comes from the jemalloc child's note.
+    public static func environment(catalog: AllocatorCatalog) -> RunEnvironment {
+        var names = utsname()
+        uname(&names)
+        func field<T>(_ value: inout T) -> String {
+            withUnsafeBytes(of: &value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        let jemallocNote = catalog.entry(named: "jemalloc")?.note
+        let jemalloc = jemallocNote.map { $0.hasPrefix("jemalloc ") ? String($0.dropFirst("jemalloc ".count)) : $0 }
+        return RunEnvironment(
+            kernel: field(&names.release),
+            glibc: String(cString: ab_glibc_version()),
+            jemalloc: jemalloc,
+            pageSize: pageSize,
+            machine: field(&names.machine),
+            allocbenchVersion: allocbenchVersion)
+    }
+}
+
+extension AllocatorResult {
+    /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
+    /// reason there are none.
+    init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, keepTimeline: Bool) {
+        let pagesPerKilobyte = 1024.0 / Double(pageSize)
+        func pages(_ kilobytes: Int) -> Int { Int((Double(kilobytes) * pagesPerKilobyte).rounded()) }
+
+        self.init(
+            allocator: name, status: .ok, detail: nil, touchedPages: nil, mappedPages: nil,
+            idealPages: summary.idealPages, overhead: nil, minorFaults: nil, pageTablesKilobytes: nil,
+            mmSyscalls: nil, nsPerOp: nil, baseline: nil,
+            selfReported: Dictionary(outcome.statistics.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+            selfReportedBaseline: outcome.baselineStatistics.isEmpty ? nil
+                : Dictionary(outcome.baselineStatistics.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+            mallocProvider: outcome.mallocProvider,
+            runtimeMallocDeltaBytes: outcome.runtimeMallocDelta,
+            timeline: nil)
+
+        switch outcome.termination {
+        case .signaled(let signal) where signal == SIGALRM:
+            status = .timedOut
+            detail = "timed out after op \(outcome.opsCompleted)"
+            return
+        case .signaled(let signal):
+            status = .crashed
+            detail = "\(signalName(signal)) after op \(outcome.opsCompleted)"
+            return
+        case .exited(let code) where outcome.state != UInt32(AB_STATE_DONE) || code != 0:
+            status = .failed
+            switch Int(outcome.failure) {
+            case AB_FAILURE_OUT_OF_MEMORY: detail = "out of memory at op \(outcome.opsCompleted + 1)"
+            case AB_FAILURE_MISALIGNED: detail = "misaligned block at op \(outcome.opsCompleted + 1)"
+            case AB_FAILURE_SETUP: detail = "the replay child could not start (exit \(code)); see its message above"
+            default: detail = "the replay child exited with status \(code)"
+            }
+            return
+        case .exited:
+            break
+        }
+        guard let counters = outcome.traced else { return }
+        guard counters.sawBegin && counters.sawEnd else {
+            status = .failed
+            detail = "the replay child ended without its begin and end marks"
+            return
+        }
+        let base = counters.baseline
+        touchedPages = FinalAndPeak(final: pages(counters.final.rssAnonKilobytes - base.rssAnonKilobytes),
+                                    peak: pages(counters.peak.rssAnonKilobytes - base.rssAnonKilobytes))
+        mappedPages = FinalAndPeak(final: pages(counters.final.vmSizeKilobytes - base.vmSizeKilobytes),
+                                   peak: pages(counters.peak.vmSizeKilobytes - base.vmSizeKilobytes))
+        pageTablesKilobytes = FinalAndPeak(final: counters.final.pageTablesKilobytes - base.pageTablesKilobytes,
+                                           peak: counters.peak.pageTablesKilobytes - base.pageTablesKilobytes)
+        minorFaults = counters.minorFaults
+        mmSyscalls = Dictionary(uniqueKeysWithValues: MemorySyscall.allCases.map { ($0.rawValue, counters.syscalls[$0] ?? 0) })
+        baseline = base
+        if summary.idealPages > 0, let touched = touchedPages {
+            overhead = Double(touched.peak) / Double(summary.idealPages)
+        }
+        if keepTimeline { timeline = counters.timeline }
+    }
+}
+
+/// "SIGSEGV" for 11.
+public func signalName(_ signal: Int32) -> String {
+    let names: [Int32: String] = [
+        SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGILL: "SIGILL", SIGFPE: "SIGFPE",
+        SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGTRAP: "SIGTRAP", SIGSYS: "SIGSYS", SIGPIPE: "SIGPIPE",
+    ]
+    return names[signal] ?? "signal \(signal)"
+}

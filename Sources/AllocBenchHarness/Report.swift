@@ -1,0 +1,157 @@
+import AllocBenchCore
+import Foundation
+
+/// The machine a run was taken on. Baselines compare it before comparing numbers.
+public struct RunEnvironment: Codable, Sendable, Equatable {
+    public var kernel: String
+    public var glibc: String
+    public var jemalloc: String?
+    public var pageSize: Int
+    public var machine: String
+    public var allocbenchVersion: String
+
+    public init(kernel: String, glibc: String, jemalloc: String?, pageSize: Int, machine: String, allocbenchVersion: String) {
+        self.kernel = kernel
+        self.glibc = glibc
+        self.jemalloc = jemalloc
+        self.pageSize = pageSize
+        self.machine = machine
+        self.allocbenchVersion = allocbenchVersion
+    }
+}
+
+/// How the replays were run.
+public struct RunSettings: Codable, Sendable, Equatable {
+    public var touch: String
+    public var timedRuns: Int
+    public var timeoutSeconds: Double
+    public var lenient: Bool
+
+    public init(touch: String, timedRuns: Int, timeoutSeconds: Double, lenient: Bool) {
+        self.touch = touch
+        self.timedRuns = timedRuns
+        self.timeoutSeconds = timeoutSeconds
+        self.lenient = lenient
+    }
+}
+
+/// What the parser found in a trace.
+public struct TraceSummary: Codable, Sendable, Equatable {
+    public var path: String
+    public var name: String
+    public var lines: Int
+    public var ops: Int
+    public var threads: Int
+    public var slots: Int
+    public var peakLiveBytes: UInt64
+    public var finalLiveBytes: UInt64
+    public var idealPages: Int
+    public var anomaliesSkipped: Int
+    public var failedAllocationsSkipped: Int
+}
+
+/// A final value and the largest value at any instant of the replay, both relative to the baseline.
+public struct FinalAndPeak: Codable, Sendable, Equatable {
+    public var final: Int
+    public var peak: Int
+}
+
+/// Replay time per op over the timed runs.
+public struct TimePerOp: Codable, Sendable, Equatable {
+    public var median: Double
+    public var min: Double
+    public var max: Double
+    public var runs: [Double]
+
+    init(runs: [Double]) {
+        let sorted = runs.sorted()
+        self.runs = runs
+        min = sorted.first ?? 0
+        max = sorted.last ?? 0
+        if sorted.isEmpty {
+            median = 0
+        } else if sorted.count % 2 == 1 {
+            median = sorted[sorted.count / 2]
+        } else {
+            median = (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+    }
+}
+
+/// One allocator's row: every metric of docs/metrics.md.
+public struct AllocatorResult: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        case ok
+        /// The allocator returned nil or a misaligned block.
+        case failed
+        /// The child died of a signal.
+        case crashed
+        case timedOut = "timed_out"
+    }
+
+    public var allocator: String
+    public var status: Status
+    /// For anything but ok: what happened, e.g. "SIGSEGV after op 1234".
+    public var detail: String?
+    public var touchedPages: FinalAndPeak?
+    public var mappedPages: FinalAndPeak?
+    public var idealPages: Int
+    /// touched peak / ideal.
+    public var overhead: Double?
+    public var minorFaults: Int?
+    public var pageTablesKilobytes: FinalAndPeak?
+    public var mmSyscalls: [String: Int]?
+    public var nsPerOp: TimePerOp?
+    /// RssAnon and VmSize of the child at the baseline, in kB: what every such process pays before
+    /// its first allocation.
+    public var baseline: MemorySample?
+    public var selfReported: [String: Int64]
+    /// The same statistics read just before the baseline (allocators that run before the replay).
+    public var selfReportedBaseline: [String: Int64]?
+    public var mallocProvider: String
+    /// Bytes the process malloc gained during replay of an allocator that is not the process
+    /// malloc: non-zero means the replay itself allocated, and the row's numbers are suspect.
+    public var runtimeMallocDeltaBytes: Int64?
+    /// The counters at every mm syscall (only with --timeline).
+    public var timeline: [TimelinePoint]?
+
+    public var isOK: Bool { status == .ok }
+}
+
+/// One trace replayed through a set of allocators.
+public struct TraceRun: Codable, Sendable, Equatable {
+    public var trace: TraceSummary
+    public var results: [AllocatorResult]
+}
+
+/// A whole invocation: `allocbench --format json` prints this.
+public struct RunReport: Codable, Sendable, Equatable {
+    public static let schema = "allocbench.run/1"
+
+    public var schema: String
+    public var environment: RunEnvironment
+    public var settings: RunSettings
+    public var runs: [TraceRun]
+
+    public init(environment: RunEnvironment, settings: RunSettings, runs: [TraceRun]) {
+        schema = RunReport.schema
+        self.environment = environment
+        self.settings = settings
+        self.runs = runs
+    }
+
+    public var allSucceeded: Bool { runs.allSatisfy { $0.results.allSatisfy(\.isOK) } }
+
+    public static func decode(_ data: Data) throws -> RunReport {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(RunReport.self, from: data)
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}

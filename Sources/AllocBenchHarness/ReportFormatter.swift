@@ -1,0 +1,188 @@
+import Foundation
+
+/// The output formats of a run.
+public enum ReportFormat: String, Sendable, CaseIterable {
+    case table, json, csv, markdown
+}
+
+/// Renders a RunReport. Data only: diagnostics go to stderr elsewhere.
+public struct ReportFormatter: Sendable {
+    public var useColor: Bool
+
+    public init(useColor: Bool) {
+        self.useColor = useColor
+    }
+
+    public func render(_ report: RunReport, as format: ReportFormat) throws -> String {
+        switch format {
+        case .json: String(decoding: try report.encoded(), as: UTF8.self) + "\n"
+        case .table: table(report)
+        case .csv: csv(report)
+        case .markdown: markdown(report)
+        }
+    }
+
+    // MARK: - Cells shared by every tabular format
+
+    static let columns = [
+        "allocator", "touched final", "touched peak", "mapped final", "mapped peak", "ideal", "overhead",
+        "faults", "mm syscalls", "ns/op",
+    ]
+
+    static func cells(_ result: AllocatorResult) -> [String] {
+        guard result.isOK, let touched = result.touchedPages, let mapped = result.mappedPages else {
+            return [result.allocator, "\(result.status.rawValue): \(result.detail ?? "")"]
+                + Array(repeating: "", count: columns.count - 2)
+        }
+        return [
+            result.allocator,
+            String(touched.final), String(touched.peak),
+            String(mapped.final), String(mapped.peak),
+            String(result.idealPages),
+            result.overhead.map { String(format: "%.2f", $0) } ?? "-",
+            result.minorFaults.map(String.init) ?? "-",
+            syscallSummary(result.mmSyscalls),
+            result.nsPerOp.map(timeSummary) ?? "-",
+        ]
+    }
+
+    static func syscallSummary(_ counts: [String: Int]?) -> String {
+        guard let counts else { return "-" }
+        let parts = MemorySyscall.allCases.compactMap { kind -> String? in
+            guard let count = counts[kind.rawValue], count > 0 else { return nil }
+            return "\(kind.rawValue) \(count)"
+        }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+
+    static func timeSummary(_ time: TimePerOp) -> String {
+        time.runs.count > 1
+            ? String(format: "%.1f (%.1f–%.1f)", time.median, time.min, time.max)
+            : String(format: "%.1f", time.median)
+    }
+
+    static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
+        let trace = run.trace
+        let environment = report.environment
+        var lines = [
+            "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s"), "
+                + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
+            "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
+                + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch)"
+                + " · \(report.settings.timedRuns) timed run\(report.settings.timedRuns == 1 ? "" : "s")",
+        ]
+        if trace.anomaliesSkipped > 0 {
+            lines.append("lenient: skipped \(trace.anomaliesSkipped) anomalous line\(trace.anomaliesSkipped == 1 ? "" : "s")")
+        }
+        if trace.failedAllocationsSkipped > 0 {
+            lines.append("skipped \(trace.failedAllocationsSkipped) allocation\(trace.failedAllocationsSkipped == 1 ? "" : "s") recorded as failed (null result)")
+        }
+        return lines
+    }
+
+    // MARK: - Table
+
+    func table(_ report: RunReport) -> String {
+        var output = ""
+        for (index, run) in report.runs.enumerated() {
+            if index > 0 { output += "\n" }
+            for line in Self.header(report, run) { output += line + "\n" }
+            output += "pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize, both relative to the baseline\n\n"
+            let rows = [Self.columns] + run.results.map(Self.cells)
+            let widths = Self.columns.indices.map { column in
+                rows.filter { $0.count == Self.columns.count && !($0[1].contains(":") && $0[2].isEmpty) }
+                    .map { $0[column].count }.max() ?? 0
+            }
+            for (rowIndex, row) in rows.enumerated() {
+                var line: String
+                if row.count == Self.columns.count && row[2].isEmpty && row[1].contains(":") {
+                    line = row[0].padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + row[1]
+                } else {
+                    line = row.enumerated().map { column, cell in
+                        column == 0 || column == 8
+                            ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                            : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
+                    }.joined(separator: "  ")
+                }
+                while line.hasSuffix(" ") { line.removeLast() }
+                output += (rowIndex == 0 ? bold(line) : line) + "\n"
+            }
+            let notes = Self.notes(run)
+            if !notes.isEmpty {
+                output += "\n" + notes.map { $0 + "\n" }.joined()
+            }
+        }
+        return output
+    }
+
+    /// Self-reported statistics and warnings, one line per allocator that has any.
+    static func notes(_ run: TraceRun) -> [String] {
+        var lines: [String] = []
+        for result in run.results {
+            if let delta = result.runtimeMallocDeltaBytes, delta != 0 {
+                lines.append("warning: \(result.allocator): the process malloc gained \(delta) bytes during replay; the replay or the allocator called malloc")
+            }
+            if !result.selfReported.isEmpty {
+                let pairs = result.selfReported.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                lines.append("\(result.allocator) self-reported: " + pairs.joined(separator: ", "))
+            }
+            if let after = result.selfReported["resident_bytes"], let before = result.selfReportedBaseline?["resident_bytes"],
+               let touched = result.touchedPages {
+                lines.append("\(result.allocator) cross-check: its own resident_bytes grew by \((after - before) / 4096) pages; RssAnon grew by \(touched.final) pages")
+            }
+        }
+        return lines
+    }
+
+    private func bold(_ text: String) -> String {
+        useColor ? "\u{1B}[1m" + text + "\u{1B}[0m" : text
+    }
+
+    // MARK: - CSV and Markdown
+
+    func csv(_ report: RunReport) -> String {
+        let header = ["trace", "allocator", "status", "detail", "touched_final", "touched_peak", "mapped_final",
+                      "mapped_peak", "ideal_pages", "overhead", "minor_faults", "page_tables_kb_final",
+                      "mmap", "munmap", "brk", "madvise", "mremap", "ns_per_op_median", "ns_per_op_min", "ns_per_op_max"]
+        var lines = [header.joined(separator: ",")]
+        for run in report.runs {
+            for result in run.results {
+                let syscalls = MemorySyscall.allCases.map { kind in result.mmSyscalls?[kind.rawValue].map(String.init) ?? "" }
+                let fields: [String] = [
+                    run.trace.name, result.allocator, result.status.rawValue, result.detail ?? "",
+                    result.touchedPages.map { String($0.final) } ?? "", result.touchedPages.map { String($0.peak) } ?? "",
+                    result.mappedPages.map { String($0.final) } ?? "", result.mappedPages.map { String($0.peak) } ?? "",
+                    String(result.idealPages), result.overhead.map { String(format: "%.4f", $0) } ?? "",
+                    result.minorFaults.map(String.init) ?? "", result.pageTablesKilobytes.map { String($0.final) } ?? "",
+                ] + syscalls + [
+                    result.nsPerOp.map { String(format: "%.2f", $0.median) } ?? "",
+                    result.nsPerOp.map { String(format: "%.2f", $0.min) } ?? "",
+                    result.nsPerOp.map { String(format: "%.2f", $0.max) } ?? "",
+                ]
+                lines.append(fields.map(Self.csvField).joined(separator: ","))
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func csvField(_ value: String) -> String {
+        value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+            ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
+    }
+
+    func markdown(_ report: RunReport) -> String {
+        var output = ""
+        for run in report.runs {
+            output += "### \(run.trace.name)\n\n"
+            output += Self.header(report, run).map { $0 + "  \n" }.joined() + "\n"
+            output += "| " + Self.columns.joined(separator: " | ") + " |\n"
+            output += "|" + Self.columns.enumerated().map { $0.offset == 0 || $0.offset == 8 ? " --- |" : " ---: |" }.joined() + "\n"
+            for result in run.results {
+                let cells = Self.cells(result).map { $0.replacingOccurrences(of: "|", with: "\\|") }
+                output += "| " + cells.joined(separator: " | ") + " |\n"
+            }
+            output += "\n"
+        }
+        return output
+    }
+}

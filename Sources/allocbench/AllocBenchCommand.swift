@@ -1,0 +1,138 @@
+import AllocBenchHarness
+import ArgumentParser
+import Foundation
+
+/// Exit codes, as documented in `--help` and the README.
+enum ExitStatus {
+    static let ok: Int32 = 0
+    static let allocatorFailed: Int32 = 1
+    static let usage: Int32 = 64
+    static let badTrace: Int32 = 65
+    static let missingInput: Int32 = 66
+    static let systemError: Int32 = 71
+}
+
+struct AllocBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allocbench",
+        abstract: "Where does the DRAM go, allocator by allocator? Replays allocation traces in child processes and measures pages touched and mapped.",
+        discussion: """
+            Exit codes:
+              0   every replay succeeded
+              1   an allocator failed, crashed or timed out (its row says which)
+              64  usage error
+              65  bad trace (the message names file and line)
+              66  missing input (trace file, replay child, unavailable allocator)
+              71  operating-system error
+            """,
+        version: allocbenchVersion,
+        subcommands: [Run.self, List.self, Conformance.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+/// Options shared by every command that replays traces.
+struct ReplayOptions: ParsableArguments {
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "Trace files (.txt, .gz, or a .zip holding one file). Default: Benchmarks/traces/djb.txt.")
+    var trace: [String] = []
+
+    @Option(name: .long, help: "Comma-separated allocator names (see `allocbench list`). Default: every available one.")
+    var allocators: String?
+
+    @Option(name: .long, help: "Timed runs per allocator for ns/op (each in a fresh child).")
+    var `repeat`: Int = 3
+
+    @Option(name: .long, help: "What the replay writes into each block: none, pages (one byte per page), all.")
+    var touch: String = "pages"
+
+    @Option(name: .long, help: "Seconds a single replay may take before its row reads 'timed out'.")
+    var timeout: Double = 300
+
+    @Flag(name: .long, help: "Skip frees of pointers that are not live and pointers returned while live, and count them, instead of failing.")
+    var lenient = false
+
+    func validate() throws {
+        guard `repeat` >= 0 else { throw ValidationError("--repeat must be 0 or more") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard ["none", "pages", "all"].contains(touch) else { throw ValidationError("--touch must be none, pages or all") }
+        if let allocators, allocatorNameList(allocators).isEmpty {
+            throw ValidationError("--allocators needs at least one name")
+        }
+    }
+
+    var selectedAllocators: [String] { allocators.map(allocatorNameList) ?? [] }
+
+    var settings: RunSettings {
+        RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient)
+    }
+
+    /// The traces to replay: the given ones, or the bundled seed trace.
+    func tracePaths() throws(CommandFailure) -> [String] {
+        if !trace.isEmpty { return trace }
+        let relative = "Benchmarks/traces/djb.txt"
+        let packageRoot = URL(fileURLWithPath: AllocatorCatalog.executableDirectory())
+            .deletingLastPathComponent().deletingLastPathComponent().path
+        for candidate in [relative, packageRoot + "/" + relative] where FileManager.default.fileExists(atPath: candidate) {
+            return [candidate]
+        }
+        throw CommandFailure(ExitStatus.missingInput, "\(relative): the bundled seed trace was not found (run from the package root or pass --trace)")
+    }
+}
+
+/// An error that ends the command with a one-line message and an exit code.
+struct CommandFailure: Error {
+    var code: Int32
+    var message: String
+
+    init(_ code: Int32, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    init(_ error: InputError) { self.init(error.exitCode, error.description) }
+    init(_ error: CatalogError) { self.init(error.exitCode, error.description) }
+}
+
+/// Prints `allocbench: message` on stderr and exits with the failure's code.
+func fail(_ failure: CommandFailure) -> Never {
+    Diagnostics.error(failure.message)
+    Foundation.exit(failure.code)
+}
+
+enum Diagnostics {
+    static let isTerminal = isatty(STDERR_FILENO) == 1
+
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data(("allocbench: " + message + "\n").utf8))
+    }
+
+    /// A progress line that overwrites itself, shown only when stderr is a terminal.
+    static func progress(_ message: String) {
+        guard isTerminal else { return }
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + message).utf8))
+    }
+
+    static func clearProgress() {
+        guard isTerminal else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    /// Color only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    static var stdoutWantsColor: Bool {
+        isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"].map(\.isEmpty) ?? true
+    }
+}
+
+/// Writes `text` to `path` atomically (a temporary file renamed into place), or to stdout.
+func emit(_ text: String, to path: String?) throws(CommandFailure) {
+    guard let path else {
+        FileHandle.standardOutput.write(Data(text.utf8))
+        return
+    }
+    do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    } catch {
+        throw CommandFailure(ExitStatus.missingInput, "\(path): cannot write (\(error.localizedDescription))")
+    }
+}

@@ -1,0 +1,121 @@
+import AllocBenchHarness
+import ArgumentParser
+import Foundation
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay traces through allocators and print pages touched, mapped and time per op.")
+
+    @OptionGroup var replay: ReplayOptions
+
+    @Option(name: .long, help: "Output format: table, json, csv, markdown.")
+    var format: String = "table"
+
+    @Option(name: .long, help: "Write the output to this file instead of stdout (written whole or not at all).")
+    var output: String?
+
+    @Flag(name: .long, help: "Keep the counters at every mm syscall in the JSON output.")
+    var timeline = false
+
+    func validate() throws {
+        guard ReportFormat(rawValue: format) != nil else {
+            throw ValidationError("--format must be one of: \(ReportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        let report: RunReport
+        do throws(CommandFailure) {
+            report = try Run.measure(replay, keepTimeline: timeline)
+            let rendered: String
+            do {
+                rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
+                    .render(report, as: ReportFormat(rawValue: format)!)
+            } catch {
+                throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
+            }
+            try emit(rendered, to: output)
+        } catch {
+            fail(error)
+        }
+        if !report.allSucceeded { throw ExitCode(ExitStatus.allocatorFailed) }
+    }
+
+    /// Discovers the allocators, replays every trace, and returns the report.
+    static func measure(_ options: ReplayOptions, keepTimeline: Bool) throws(CommandFailure) -> RunReport {
+        let paths = try options.tracePaths()
+        let catalog: AllocatorCatalog
+        let selected: [CatalogEntry]
+        do {
+            catalog = try AllocatorCatalog.discover()
+            selected = try catalog.select(options.selectedAllocators)
+        } catch {
+            throw CommandFailure(error)
+        }
+        let benchmark = Benchmark(settings: options.settings, keepTimeline: keepTimeline,
+                                  progress: { Diagnostics.progress($0) })
+        var runs: [TraceRun] = []
+        for path in paths {
+            do {
+                runs.append(try benchmark.run(tracePath: path, allocators: selected))
+            } catch {
+                Diagnostics.clearProgress()
+                throw CommandFailure(error)
+            }
+        }
+        Diagnostics.clearProgress()
+        return RunReport(environment: Benchmark.environment(catalog: catalog), settings: options.settings, runs: runs)
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the allocators, what each is, and whether it is available.")
+
+    func run() throws {
+        let catalog: AllocatorCatalog
+        do {
+            catalog = try AllocatorCatalog.discover()
+        } catch {
+            fail(CommandFailure(error))
+        }
+        let nameWidth = catalog.entries.map(\.name.count).max() ?? 0
+        for entry in catalog.entries {
+            let availability = entry.unavailableReason.map { "unavailable: \($0)" } ?? "available"
+            var line = entry.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+                + "  \(entry.kind.rawValue), \(availability)\n"
+                + String(repeating: " ", count: nameWidth + 2) + entry.summary
+            if !entry.note.isEmpty { line += "\n" + String(repeating: " ", count: nameWidth + 2) + entry.note }
+            print(line)
+        }
+    }
+}
+
+struct Conformance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the conformance suite against allocators, each inside its own replay child.")
+
+    @Option(name: .long, help: "Comma-separated allocator names. Default: every available one.")
+    var allocators: String?
+
+    func run() throws {
+        let catalog: AllocatorCatalog
+        let selected: [CatalogEntry]
+        do {
+            catalog = try AllocatorCatalog.discover()
+            selected = try catalog.select(allocators.map(allocatorNameList) ?? [])
+        } catch {
+            fail(CommandFailure(error))
+        }
+        var failed = false
+        for entry in selected {
+            let outcome = ConformanceRunner.run(entry)
+            print(outcome.summary)
+            failed = failed || !outcome.passed
+        }
+        if failed { throw ExitCode(ExitStatus.allocatorFailed) }
+    }
+}
+
+func allocatorNameList(_ list: String) -> [String] {
+    list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
