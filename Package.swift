@@ -43,6 +43,12 @@ let strictSwift: [SwiftSetting] = [
     .unsafeFlags(["-warnings-as-errors"]),
 ]
 
+/// Code that runs inside a replay child is always optimised, in debug builds too: unspecialised
+/// generic code instantiates runtime metadata on first use, which writes a fresh page of the Swift
+/// runtime's bss between the two snapshots and would be charged to the allocator. (Debug
+/// assertions stay on: DEBUG is still defined in debug builds.)
+let replayChildSwift: [SwiftSetting] = strictSwift + [.unsafeFlags(["-O"])]
+
 var targets: [Target] = [
     .target(
         name: "CAllocBench",
@@ -63,7 +69,7 @@ var targets: [Target] = [
     .target(
         name: "AllocBenchReplay",
         dependencies: ["AllocBenchCore", "CAllocBench"],
-        swiftSettings: strictSwift
+        swiftSettings: replayChildSwift
     ),
     .target(
         name: "AllocBenchHarness",
@@ -85,7 +91,7 @@ var targets: [Target] = [
         name: "allocbench-replay",
         dependencies: ["AllocBenchReplay"]
             + allocatorRegistry.filter { !$0.ownProcess }.map { .target(name: $0.moduleName) },
-        swiftSettings: strictSwift,
+        swiftSettings: replayChildSwift,
         plugins: ["AllocatorRegistryPlugin"]
     ),
     .plugin(name: "AllocatorRegistryPlugin", capability: .buildTool(), path: "Plugins/AllocatorRegistryPlugin"),
@@ -95,10 +101,18 @@ var targets: [Target] = [
         path: "Benchmarks/ParseBenchmark",
         swiftSettings: strictSwift
     ),
+    .executableTarget(
+        name: "allocbench-testing-child",
+        dependencies: ["AllocBenchReplay", "AllocBenchCore"],
+        path: "Tests/TestingChild",
+        swiftSettings: replayChildSwift
+    ),
     .testTarget(
         name: "AllocBenchTests",
-        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench"]
-            + allocatorRegistry.filter { !$0.ownProcess }.map { .target(name: $0.moduleName) },
+        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench",
+                       "allocbench", "allocbench-replay", "allocbench-testing-child",
+                       .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            + allocatorRegistry.map { .target(name: $0.ownProcess ? $0.childExecutable : $0.moduleName) },
         swiftSettings: strictSwift
     ),
 ]
@@ -126,14 +140,14 @@ for allocator in allocatorRegistry {
         dependencies: dependencies,
         path: "Allocators/\(allocator.folder)",
         exclude: excluded,
-        swiftSettings: strictSwift
+        swiftSettings: replayChildSwift
     ))
     if allocator.ownProcess {
         targets.append(.executableTarget(
             name: allocator.childExecutable,
             dependencies: ["AllocBenchReplay", .target(name: allocator.moduleName)],
             path: "Allocators/\(allocator.folder)/Child",
-            swiftSettings: strictSwift,
+            swiftSettings: replayChildSwift,
             plugins: ["AllocatorRegistryPlugin"]
         ))
         products.append(.executable(name: allocator.childExecutable, targets: [allocator.childExecutable]))

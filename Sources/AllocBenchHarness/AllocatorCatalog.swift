@@ -26,6 +26,18 @@ public struct CatalogEntry: Sendable, Equatable {
     /// Why it cannot run here, if it cannot.
     public var unavailableReason: String?
 
+    public init(name: String, kind: Kind, summary: String, note: String, executable: String,
+                childAllocator: String, environment: [String], unavailableReason: String?) {
+        self.name = name
+        self.kind = kind
+        self.summary = summary
+        self.note = note
+        self.executable = executable
+        self.childAllocator = childAllocator
+        self.environment = environment
+        self.unavailableReason = unavailableReason
+    }
+
     public var isAvailable: Bool { unavailableReason == nil }
 }
 

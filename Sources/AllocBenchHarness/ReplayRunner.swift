@@ -221,15 +221,18 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Spawning
 
+    /// The parent's environment without LD_PRELOAD and LD_BIND_NOW, then LD_BIND_NOW=1: with
+    /// lazy binding, the first call of a library function from inside the replay writes its GOT
+    /// entry, and copying that page on write would be charged to the allocator as a touched page.
     private func childEnvironment(adding extra: [String]) -> [String] {
         var environment: [String] = []
         var entry = environ
         while let pointer = entry.pointee {
             let text = String(cString: pointer)
-            if !text.hasPrefix("LD_PRELOAD=") { environment.append(text) }
+            if !text.hasPrefix("LD_PRELOAD=") && !text.hasPrefix("LD_BIND_NOW=") { environment.append(text) }
             entry += 1
         }
-        return environment + extra
+        return environment + ["LD_BIND_NOW=1"] + extra
     }
 
     private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32]) throws(SystemError) -> pid_t {

@@ -54,6 +54,11 @@ public struct TraceSummary: Codable, Sendable, Equatable {
 public struct FinalAndPeak: Codable, Sendable, Equatable {
     public var final: Int
     public var peak: Int
+
+    public init(final: Int, peak: Int) {
+        self.final = final
+        self.peak = peak
+    }
 }
 
 /// Replay time per op over the timed runs.

@@ -88,8 +88,7 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
 func replayOps<A: Allocator>(_ allocator: inout A, _ session: ReplaySession) -> UInt32 {
     let slots = session.slots
     let touch = session.touch
-    let progress = UnsafeMutableRawPointer(session.control).advanced(by: MemoryLayout<ab_control>.offset(of: \.ops_completed)!)
-        .assumingMemoryBound(to: UInt64.self)
+    let progress = ab_control_progress(session.control)!
     var completed: UInt64 = 0
     for op in session.ops {
         let alignment = 1 &<< Int(op.align_log2)

@@ -91,6 +91,10 @@ typedef struct ab_control {
 
 _Static_assert(sizeof(ab_control) <= 4096, "the control block fits one page");
 
+/// The progress counter's address. (A Swift key path to it would be a heap object in debug builds,
+/// allocated between the snapshots.)
+static inline uint64_t *ab_control_progress(ab_control *control) { return &control->ops_completed; }
+
 // MARK: - Syscall markers and the mm-syscall filter
 
 /// A syscall number no kernel implements. The child calls it to mark the replay's start and end;

@@ -1,0 +1,160 @@
+import AllocBenchHarness
+import Foundation
+import XCTest
+
+/// The command line end to end, as users and CI run it.
+final class CLITests: XCTestCase {
+    func testSeedTraceByDefault() throws {
+        let result = try runCommand(TestPaths.cli, ["--repeat", "1"], workingDirectory: TestPaths.packageRoot)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("trace Benchmarks/traces/djb.txt: 5 ops"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("peak live 1076 bytes (ideal 1 page)"), result.stdout)
+        for name in ["glibc", "jemalloc"] {
+            XCTAssertNotNil(result.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }, "no \(name) row:\n\(result.stdout)")
+        }
+        XCTAssertEqual(result.stderr, "", "no progress noise when stderr is not a terminal")
+    }
+
+    func testJSONIsVersionedAndDecodes() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let output = directory + "/r.json"
+        let result = try runCommand(TestPaths.cli, [
+            "--trace", TestPaths.bundledTraces + "/djb.txt", "--allocators", "glibc,jemalloc",
+            "--format", "json", "--output", output, "--repeat", "2",
+        ])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "")
+        let report = try RunReport.decode(try Data(contentsOf: URL(fileURLWithPath: output)))
+        XCTAssertEqual(report.schema, "allocbench.run/1")
+        XCTAssertEqual(report.environment.pageSize, 4096)
+        XCTAssertEqual(report.settings.timedRuns, 2)
+        let run = try XCTUnwrap(report.runs.first)
+        XCTAssertEqual(run.trace.ops, 5)
+        XCTAssertEqual(run.trace.idealPages, 1)
+        XCTAssertEqual(run.results.map(\.allocator), ["glibc", "jemalloc"])
+        for row in run.results {
+            XCTAssertEqual(row.status, .ok)
+            XCTAssertEqual(row.nsPerOp?.runs.count, 2)
+            XCTAssertNotNil(row.touchedPages)
+            XCTAssertNotNil(row.mmSyscalls?["brk"])
+        }
+    }
+
+    func testCSVAndMarkdown() throws {
+        let trace = TestPaths.bundledTraces + "/djb.txt"
+        let csv = try runCommand(TestPaths.cli, ["--trace", trace, "--allocators", "glibc", "--format", "csv", "--repeat", "1"])
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        let lines = csv.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines[0].hasPrefix("trace,allocator,status,"))
+        XCTAssertTrue(lines[1].hasPrefix("djb,glibc,ok,"))
+        let markdown = try runCommand(TestPaths.cli, ["--trace", trace, "--allocators", "glibc", "--format", "markdown", "--repeat", "1"])
+        XCTAssertEqual(markdown.status, 0, markdown.stderr)
+        XCTAssertTrue(markdown.stdout.contains("| allocator | touched final |"), markdown.stdout)
+        XCTAssertTrue(markdown.stdout.contains("| glibc |"), markdown.stdout)
+    }
+
+    func testUsageErrorsExit64() throws {
+        for arguments in [["--repeat", "-1"], ["--touch", "some"], ["--format", "xml"], ["--allocators", ","], ["--bogus"],
+                          ["--allocators", "nosuch", "--trace", TestPaths.bundledTraces + "/djb.txt"]] {
+            let result = try runCommand(TestPaths.cli, arguments)
+            XCTAssertEqual(result.status, 64, "\(arguments): \(result.stderr)")
+            XCTAssertFalse(result.stderr.isEmpty, "\(arguments)")
+        }
+    }
+
+    func testBadTraceExits65WithFileAndLineAndWritesNothing() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let trace = directory + "/bad.txt"
+        try "1: malloc 0x10 8\n1: free 0x10\n1: free 0x10\n".write(toFile: trace, atomically: true, encoding: .utf8)
+        let output = directory + "/keep.json"
+        try "previous".write(toFile: output, atomically: true, encoding: .utf8)
+        let result = try runCommand(TestPaths.cli, ["--trace", trace, "--output", output, "--format", "json"])
+        XCTAssertEqual(result.status, 65)
+        XCTAssertEqual(result.stderr, "allocbench: \(trace):3: free of 0x10, which is not live\n")
+        XCTAssertEqual(try String(contentsOfFile: output, encoding: .utf8), "previous", "a failed run leaves the output alone")
+        let lenient = try runCommand(TestPaths.cli, ["--trace", trace, "--lenient", "--allocators", "glibc", "--repeat", "0"])
+        XCTAssertEqual(lenient.status, 0, lenient.stderr)
+        XCTAssertTrue(lenient.stdout.contains("lenient: skipped 1 anomalous line"), lenient.stdout)
+    }
+
+    func testMissingInputExits66() throws {
+        let result = try runCommand(TestPaths.cli, ["--trace", "/nonexistent/trace.txt"])
+        XCTAssertEqual(result.status, 66)
+        XCTAssertEqual(result.stderr, "allocbench: /nonexistent/trace.txt: no such file or directory\n")
+    }
+
+    func testCompressedTraces() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let text = try String(contentsOfFile: TestPaths.bundledTraces + "/djb.txt", encoding: .utf8)
+        try text.write(toFile: directory + "/djb.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try runCommand("/bin/gzip", ["-k", directory + "/djb.txt"]).status, 0)
+        let zipPath = directory + "/djb.zip"
+        let archive = try XCTUnwrap(try? ZipTestSupport.makeArchive(at: zipPath, entries: ["djb.txt": Data(text.utf8)]))
+        _ = archive
+        for path in [directory + "/djb.txt.gz", zipPath] {
+            let parsed = try TraceInput.parse(path: path, options: .init())
+            XCTAssertEqual(parsed.ops.count, 5, path)
+            XCTAssertEqual(parsed.peakLiveBytes, 1076, path)
+        }
+        try ZipTestSupport.makeArchive(at: directory + "/two.zip", entries: ["a.txt": Data(text.utf8), "b.txt": Data(text.utf8)])
+        XCTAssertThrowsError(try TraceInput.parse(path: directory + "/two.zip", options: .init())) { error in
+            XCTAssertEqual((error as? InputError)?.exitCode, 65)
+            XCTAssertTrue("\(error)".contains("exactly one file; this one holds 2"), "\(error)")
+        }
+        try "not gzip at all, but long enough to look like something".write(toFile: directory + "/fake.gz", atomically: true, encoding: .utf8)
+        // zlib reads a file without a gzip header as plain text, so this is a trace error, not a crash.
+        XCTAssertThrowsError(try TraceInput.parse(path: directory + "/fake.gz", options: .init())) { error in
+            XCTAssertEqual((error as? InputError)?.exitCode, 65, "\(error)")
+        }
+        let truncated = directory + "/truncated.gz"
+        let gz = try Data(contentsOf: URL(fileURLWithPath: directory + "/djb.txt.gz"))
+        try gz.prefix(gz.count - 10).write(to: URL(fileURLWithPath: truncated))
+        XCTAssertThrowsError(try TraceInput.parse(path: truncated, options: .init())) { error in
+            XCTAssertEqual((error as? InputError)?.exitCode, 65, "\(error)")
+        }
+    }
+
+    func testEveryRealTraceReplays() throws {
+        guard let directory = TestPaths.sharedTrace("real") else { return }
+        let traces = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".txt") }.sorted()
+        XCTAssertGreaterThanOrEqual(traces.count, 9)
+        let result = try runCommand(TestPaths.cli, ["--trace"] + traces.map { directory + "/" + $0 } + ["--repeat", "1", "--format", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try RunReport.decode(Data(result.stdout.utf8))
+        XCTAssertEqual(report.runs.count, traces.count)
+        for run in report.runs {
+            for row in run.results {
+                XCTAssertEqual(row.status, .ok, "\(run.trace.name) \(row.allocator): \(row.detail ?? "")")
+                XCTAssertGreaterThanOrEqual(row.touchedPages?.peak ?? -1, 0)
+                XCTAssertGreaterThanOrEqual(row.touchedPages?.peak ?? 0, row.touchedPages?.final ?? 0)
+                XCTAssertGreaterThanOrEqual(row.mappedPages?.peak ?? 0, row.mappedPages?.final ?? 0)
+            }
+        }
+    }
+
+    func testSystemUIThroughGlibcAndJemalloc() throws {
+        guard let trace = TestPaths.sharedTrace("android/systemui.zip") else { return }
+        // The recording interleaves 393 threads; it is consistent enough to replay strictly.
+        let result = try runCommand(TestPaths.cli, ["--trace", trace, "--allocators", "glibc,jemalloc", "--repeat", "1", "--format", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let run = try XCTUnwrap(RunReport.decode(Data(result.stdout.utf8)).runs.first)
+        XCTAssertEqual(run.trace.threads, 393)
+        XCTAssertGreaterThan(run.trace.ops, 750_000)
+        XCTAssertEqual(run.trace.idealPages, 2550)
+        for row in run.results {
+            XCTAssertEqual(row.status, .ok, row.detail ?? "")
+            // Real allocators cannot beat the ideal, and do not cost twice it on this workload.
+            let overhead = try XCTUnwrap(row.overhead)
+            XCTAssertGreaterThanOrEqual(overhead, 1.0, row.allocator)
+            XCTAssertLessThan(overhead, 2.0, row.allocator)
+        }
+    }
+
+    func testListShowsEveryAllocator() throws {
+        let result = try runCommand(TestPaths.cli, ["list"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("glibc"))
+        XCTAssertTrue(result.stdout.contains("jemalloc 5."), result.stdout)
+    }
+}

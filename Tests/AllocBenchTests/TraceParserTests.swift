@@ -1,0 +1,159 @@
+import AllocBenchCore
+import CAllocBench
+import XCTest
+
+final class TraceParserTests: XCTestCase {
+    private func parse(_ text: String, lenient: Bool = false) throws -> ParsedTrace {
+        try TraceParser.parse(Array(text.utf8), options: .init(lenient: lenient))
+    }
+
+    private func assertError(_ text: String, line: Int, contains fragment: String,
+                             file: StaticString = #filePath, sourceLine: UInt = #line) {
+        XCTAssertThrowsError(try parse(text), file: file, line: sourceLine) { error in
+            guard let error = error as? TraceError else { return XCTFail("not a TraceError: \(error)", file: file, line: sourceLine) }
+            XCTAssertEqual(error.line, line, "\(error)", file: file, line: sourceLine)
+            XCTAssertTrue(error.message.contains(fragment), "'\(error.message)' lacks '\(fragment)'", file: file, line: sourceLine)
+        }
+    }
+
+    func testEveryOperationBecomesOneOp() throws {
+        let trace = try parse("""
+            100: malloc 0xb48390a0 48
+            200: calloc 0xb48c1100 32 8
+            300: realloc 0x96b90920 0xb48390a0 150
+            400: memalign 0xae42d080 64 104
+            500: free 0xb48c1100
+            600: thread_done 0x0
+            """)
+        XCTAssertEqual(trace.ops.map(\.kind), [AB_OP_MALLOC, AB_OP_CALLOC, AB_OP_REALLOC, AB_OP_MEMALIGN, AB_OP_FREE].map { UInt8($0) })
+        XCTAssertEqual(trace.ops.map(\.size), [48, 256, 150, 104, 256])
+        XCTAssertEqual(trace.ops[2].slot, trace.ops[0].slot, "realloc keeps the old block's slot")
+        XCTAssertEqual(trace.ops[3].align_log2, 6)
+        XCTAssertEqual(trace.ops[0].align_log2, 4)
+        XCTAssertEqual(trace.ops[4].slot, trace.ops[1].slot)
+        XCTAssertEqual(trace.threadIDs, [100, 200, 300, 400, 500, 600])
+        XCTAssertEqual(trace.ops.map(\.thread), [0, 1, 2, 3, 4])
+        XCTAssertEqual(trace.threadsDone, 1)
+        XCTAssertEqual(trace.lineCount, 6)
+        // live: 48 → 48+256 → 150+256 → +104 = 510 → free 256 = 254
+        XCTAssertEqual(trace.peakLiveBytes, 510)
+        XCTAssertEqual(trace.finalLiveBytes, 254)
+        XCTAssertEqual(trace.idealPages(pageSize: 4096), 1)
+    }
+
+    func testTimestampFormAndCommentsAndBlankLinesAndCRLF() throws {
+        let trace = try parse("# recorded on a phone\r\n\r\n   \n1: malloc 0x10 20 100 200\r\n1: realloc 0x20 0x10 40 300 400\n1: free 0x20 500 600\n1: thread_done 0x0 700\n")
+        XCTAssertEqual(trace.ops.count, 3)
+        XCTAssertEqual(trace.lineCount, 7)
+        XCTAssertEqual(trace.peakLiveBytes, 40)
+    }
+
+    func testPointersAreIdentitiesAndSlotsAreReused() throws {
+        let trace = try parse("""
+            1: malloc 0x10 8
+            1: free 0x10
+            1: malloc 0x10 16
+            1: malloc 0x20 16
+            1: free 0x10
+            1: free 0x20
+            """)
+        XCTAssertEqual(trace.slotCount, 2, "at most two blocks were live at once")
+        XCTAssertEqual(trace.ops.map(\.slot), [0, 0, 0, 1, 0, 1])
+    }
+
+    func testNullSemantics() throws {
+        let trace = try parse("""
+            1: free 0x0
+            1: realloc 0x10 0x0 32
+            1: realloc 0x0 0x10 0
+            1: malloc 0x0 100
+            1: malloc 0x30 8
+            1: realloc 0x0 0x30 64
+            """)
+        // free(NULL) is nothing; realloc(NULL, n) is malloc; realloc(p, 0) frees; a NULL result is a
+        // failed allocation (skipped) and a failed realloc leaves the block alone.
+        XCTAssertEqual(trace.ops.map(\.kind), [AB_OP_MALLOC, AB_OP_FREE, AB_OP_MALLOC].map { UInt8($0) })
+        XCTAssertEqual(trace.failedAllocationsSkipped, 2)
+        XCTAssertEqual(trace.finalLiveBytes, 8)
+    }
+
+    func testReallocInPlaceUpdatesSize() throws {
+        let trace = try parse("1: malloc 0x10 100\n1: realloc 0x10 0x10 1000\n1: realloc 0x10 0x10 10\n")
+        XCTAssertEqual(trace.peakLiveBytes, 1000)
+        XCTAssertEqual(trace.finalLiveBytes, 10)
+        XCTAssertEqual(Set(trace.ops.map(\.slot)), [0])
+    }
+
+    func testMalformedLinesNameTheirLine() {
+        assertError("1: malloc 0x10 8\nnot a trace line\n", line: 2, contains: "expected '<tid>: <action>")
+        assertError("1 malloc 0x10 8\n", line: 1, contains: "expected ':'")
+        assertError("1: mallocate 0x10 8\n", line: 1, contains: "unknown action 'mallocate'")
+        assertError("1:\n", line: 1, contains: "missing action")
+        assertError("1: malloc 0x10\n", line: 1, contains: "malloc takes <pointer> <size>")
+        assertError("1: malloc 0x10 8 9\n", line: 1, contains: "found 3 fields")
+        assertError("1: malloc 16 8\n", line: 1, contains: "not a 0x pointer")
+        assertError("1: malloc 0x10 8k\n", line: 1, contains: "not a decimal number")
+        assertError("1: malloc 0x10 99999999999999999999\n", line: 1, contains: "not a decimal number")
+        assertError("1: malloc 0x10000000000000000 8\n", line: 1, contains: "not a 0x pointer")
+        assertError("1: free 0x10 1 2 3 4 5 6\n", line: 1, contains: "too many fields")
+        assertError("1: calloc 0x10 4294967296 4294967296\n", line: 1, contains: "calloc size overflows")
+        assertError("1: memalign 0x10 24 8\n", line: 1, contains: "alignment 24 is not a power of two")
+        assertError("1: memalign 0x10 0 8\n", line: 1, contains: "alignment 0 is not a power of two")
+        assertError("1: malloc 0x10 72057594037927936\n", line: 1, contains: "larger than 2^56")
+        assertError("99999999999: malloc 0x10 8\n", line: 1, contains: "expected '<tid>: <action>")
+    }
+
+    func testSemanticAnomaliesAreErrorsByDefault() {
+        assertError("1: malloc 0x10 8\n1: free 0x20\n", line: 2, contains: "free of 0x20, which is not live")
+        assertError("1: malloc 0x10 8\n\n1: malloc 0x10 8\n", line: 3, contains: "0x10 returned while already live (allocated at line 1)")
+        assertError("1: realloc 0x30 0x20 8\n", line: 1, contains: "realloc of 0x20, which is not live")
+        assertError("1: malloc 0x10 8\n1: malloc 0x20 8\n1: realloc 0x20 0x10 16\n", line: 3, contains: "realloc returned 0x20 while it is already live")
+    }
+
+    func testLenientSkipsAndCountsAnomalies() throws {
+        let trace = try parse("""
+            1: malloc 0x10 8
+            2: free 0x20
+            1: malloc 0x10 8
+            3: realloc 0x40 0x30 24
+            1: free 0x10
+            1: free 0x40
+            """, lenient: true)
+        XCTAssertEqual(trace.anomalies.freesOfUnknownPointers, 1)
+        XCTAssertEqual(trace.anomalies.pointersReturnedWhileLive, 1)
+        XCTAssertEqual(trace.anomalies.reallocsOfUnknownPointers, 1)
+        XCTAssertEqual(trace.anomalies.total, 3)
+        XCTAssertEqual(trace.ops.map(\.kind), [AB_OP_MALLOC, AB_OP_MALLOC, AB_OP_FREE, AB_OP_FREE].map { UInt8($0) })
+        XCTAssertEqual(trace.finalLiveBytes, 0)
+    }
+
+    func testLivePointerTableSurvivesGrowthAndChurn() throws {
+        // Enough live pointers to grow the table several times, freed in an order that exercises
+        // backward-shift deletion, then reused.
+        var lines: [String] = []
+        let count = 5000
+        for index in 0..<count { lines.append("1: malloc 0x\(String(index * 4096 + 16, radix: 16)) \(index % 97 + 1)") }
+        for index in stride(from: 0, to: count, by: 2) { lines.append("1: free 0x\(String(index * 4096 + 16, radix: 16))") }
+        for index in stride(from: 0, to: count, by: 2) { lines.append("1: malloc 0x\(String(index * 4096 + 16, radix: 16)) 8") }
+        for index in 0..<count { lines.append("1: free 0x\(String(index * 4096 + 16, radix: 16))") }
+        let trace = try parse(lines.joined(separator: "\n"))
+        XCTAssertEqual(trace.slotCount, count)
+        XCTAssertEqual(trace.finalLiveBytes, 0)
+        XCTAssertEqual(trace.ops.count, count * 3)
+    }
+
+    func testOpLayoutMatchesTheChild() {
+        XCTAssertEqual(MemoryLayout<ab_op>.size, 16)
+        XCTAssertEqual(MemoryLayout<ab_op>.stride, 16)
+    }
+
+    func testGuaranteedAlignmentFollowsCMalloc() {
+        XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 0), 1)
+        XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 1), 1)
+        XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 8), 8)
+        XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 12), 8)
+        XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 100), 16)
+        XCTAssertEqual(guaranteedAlignment(requested: 64, byteCount: 1), 64)
+        XCTAssertEqual(guaranteedAlignment(requested: 4, byteCount: 100), 4)
+    }
+}

@@ -1,0 +1,150 @@
+import AllocBenchCore
+import Glibc
+
+/// Maps exactly N pages on its first allocation, writes M of them, and unmaps the last K on its
+/// first deallocation: the harness must report mapped peak N, touched peak M, mapped final N-K and
+/// touched final M minus the written pages among the K. N, M and K come from
+/// ALLOCBENCH_GROUND_TRUTH="N M K". Replay it with --touch none so that only these writes count.
+struct GroundTruth: Allocator {
+    static let name = "ground-truth"
+    static let summary = "Test fixture: maps N pages, writes M, unmaps K."
+
+    static let pageSize = 4096
+    var region: UnsafeMutableRawPointer?
+    var mapped = 0
+    var written = 0
+    var unmapped = 0
+    var handedOut = 0
+
+    init() {
+        // Parsed by hand: an Array here would be a malloc inside the measurement.
+        guard var cursor = UnsafePointer(getenv("ALLOCBENCH_GROUND_TRUTH")) else { return }
+        var values = (0, 0, 0)
+        var index = 0
+        while cursor.pointee != 0 {
+            let byte = UInt8(bitPattern: cursor.pointee)
+            if byte == UInt8(ascii: " ") {
+                index += 1
+            } else {
+                let digit = Int(byte) - 48
+                switch index {
+                case 0: values.0 = values.0 * 10 + digit
+                case 1: values.1 = values.1 * 10 + digit
+                default: values.2 = values.2 * 10 + digit
+                }
+            }
+            cursor += 1
+        }
+        (mapped, written, unmapped) = values
+    }
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        if region == nil {
+            guard let address = mmap(nil, mapped * Self.pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  address != MAP_FAILED else { return nil }
+            region = address
+            for page in 0..<written { (address + page * Self.pageSize).storeBytes(of: 1, as: UInt8.self) }
+        }
+        // Blocks are carved from the first written page, so the replay's own writes add nothing.
+        defer { handedOut += 16 }
+        return region! + handedOut
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
+        guard let region, unmapped > 0 else { return }
+        munmap(region + (mapped - unmapped) * Self.pageSize, unmapped * Self.pageSize)
+        self.unmapped = 0
+    }
+}
+
+/// Dereferences a null pointer on its third allocation: the row must read "SIGSEGV after op 2".
+struct CrashingAllocator: Allocator {
+    static let name = "crashing"
+    static let summary = "Test fixture: SIGSEGV on the third allocation."
+    var calls = 0
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        calls += 1
+        if calls == 3 { UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = 1 }
+        return system.allocate(byteCount, alignment)
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
+/// Spins forever on its second allocation: the row must read "timed out after op 1".
+struct HangingAllocator: Allocator {
+    static let name = "hanging"
+    static let summary = "Test fixture: never returns from the second allocation."
+    var calls = 0
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        calls += 1
+        while calls == 2 { sched_yield() }
+        return system.allocate(byteCount, alignment)
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
+/// Returns nil from the fourth allocation on: the row must read "out of memory at op 4".
+struct OutOfMemoryAllocator: Allocator {
+    static let name = "out-of-memory"
+    static let summary = "Test fixture: nil from the fourth allocation."
+    var calls = 0
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        calls += 1
+        return calls >= 4 ? nil : system.allocate(byteCount, alignment)
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
+/// Returns an odd address for a 16-byte block: the row must read "misaligned block at op 1".
+struct MisalignedAllocator: Allocator {
+    static let name = "misaligned"
+    static let summary = "Test fixture: blocks one byte off their alignment."
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        system.allocate(byteCount + 1, alignment).map { $0 + 1 }
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
+/// A module allocator that (wrongly) takes its memory from malloc: the row must carry a non-zero
+/// runtime_malloc_delta_bytes.
+struct MallocCallingAllocator: Allocator {
+    static let name = "malloc-calling"
+    static let summary = "Test fixture: a module allocator that secretly calls malloc."
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        var block: UnsafeMutableRawPointer?
+        return posix_memalign(&block, max(alignment, 16), max(byteCount, 1)) == 0 ? block : nil
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
+/// A never-freeing bump region in one 1 MiB mapping, for the failing fixtures.
+struct BumpRegion {
+    var base: UnsafeMutableRawPointer?
+    var used = 0
+
+    mutating func allocate(_ byteCount: Int, _ alignment: Int) -> UnsafeMutableRawPointer? {
+        if base == nil {
+            guard let address = mmap(nil, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  address != MAP_FAILED else { return nil }
+            base = address
+        }
+        used = (used + alignment - 1) & ~(alignment - 1)
+        guard used + byteCount <= 1 << 20 else { return nil }
+        defer { used += max(byteCount, 1) }
+        return base! + used
+    }
+}
