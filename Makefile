@@ -1,0 +1,44 @@
+# allocbench: two commands do everything on a fresh Debian machine.
+#   make bench   installs what is missing, builds, and replays the bundled traces
+#   make test    installs what is missing, builds, and runs the whole test suite
+SWIFT      ?= swift
+BUILD_DIR  := .build/release
+SHARED     ?= ../shared
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the build links against, as pkg-config names them, and the package to install.
+PKG_jemalloc := libjemalloc-dev
+PKG_zlib     := zlib1g-dev
+
+.PHONY: all deps build bench test clean
+
+all: build
+
+# Installs a package only when pkg-config cannot find it, so a set-up machine is not touched.
+deps:
+	@command -v pkg-config >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq pkg-config; }
+	@missing=""; \
+	for lib in jemalloc zlib; do \
+	  pkg-config --exists $$lib || missing="$$missing $$(case $$lib in jemalloc) echo $(PKG_jemalloc);; zlib) echo $(PKG_zlib);; esac)"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release
+
+bench: build
+	$(BUILD_DIR)/allocbench list
+	$(BUILD_DIR)/allocbench --trace Benchmarks/traces/*.txt
+	@if [ -f $(SHARED)/traces/android/systemui.zip ]; then \
+	  $(BUILD_DIR)/parse-benchmark $(SHARED)/traces/android/systemui.zip; \
+	fi
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+clean:
+	rm -rf .build
