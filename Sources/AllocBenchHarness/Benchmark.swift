@@ -8,14 +8,29 @@ public let allocbenchVersion = "0.1.0"
 /// Replays traces through allocators, one fresh child per replay: a traced measurement run, then
 /// `timedRuns` untraced runs for time.
 public struct Benchmark: Sendable {
+    /// What a measurement run records besides the totals.
+    public struct Detail: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+
+        /// The counters at every mm syscall and at `timelineSamples` evenly spaced ops.
+        public static let timeline = Detail(rawValue: 1)
+        /// /proc/PID/smaps at the baseline, the touched peak and the end, by region.
+        public static let breakdown = Detail(rawValue: 2)
+    }
+
     public var settings: RunSettings
-    public var keepTimeline: Bool
+    public var detail: Detail
+    /// Evenly spaced points a timeline gets besides the mm syscalls.
+    public var timelineSamples = 1000
+    /// The most points a timeline keeps (the peak and the end are always kept).
+    public var maximumTimelinePoints = 4000
     /// Called with short progress messages (the CLI shows them on a terminal only).
     public var progress: @Sendable (String) -> Void
 
-    public init(settings: RunSettings, keepTimeline: Bool = false, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(settings: RunSettings, detail: Detail = [], progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.settings = settings
-        self.keepTimeline = keepTimeline
+        self.detail = detail
         self.progress = progress
     }
 
@@ -46,12 +61,20 @@ public struct Benchmark: Sendable {
         var results: [AllocatorResult] = []
         for allocator in allocators {
             do {
-                results.append(try replay(allocator, stream: stream, summary: summary))
+                var result = try replay(allocator, stream: stream, summary: summary)
+                if var timeline = result.timeline {
+                    timeline = Timeline.bounded(timeline, to: maximumTimelinePoints)
+                    Timeline.fillLiveBytes(&timeline, ops: parsed.ops, slotCount: parsed.slotCount)
+                    result.timeline = timeline
+                }
+                results.append(result)
             } catch {
                 throw InputError.system(error)
             }
         }
-        return TraceRun(trace: summary, results: results)
+        let liveBytes = detail.contains(.timeline)
+            ? Timeline.liveBytes(ops: parsed.ops, slotCount: parsed.slotCount, buckets: maximumTimelinePoints / 2) : nil
+        return TraceRun(trace: summary, results: results, liveBytes: liveBytes)
     }
 
     /// "djb" for "Benchmarks/traces/djb.txt", "systemui" for "systemui.zip".
@@ -69,12 +92,14 @@ public struct Benchmark: Sendable {
             ReplayRunner.Request(
                 executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
                 traced: traced, deadlineMilliseconds: UInt64(settings.timeoutSeconds * 1000),
-                environment: allocator.environment)
+                environment: allocator.environment,
+                samples: detail.contains(.timeline) ? timelineSamples : 0,
+                collectBreakdown: detail.contains(.breakdown))
         }
         progress("\(allocator.name): measuring pages")
         let measured = try runner.run(request(traced: true), stream: stream)
         var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
-                                     pageSize: Benchmark.pageSize, keepTimeline: keepTimeline)
+                                     pageSize: Benchmark.pageSize, recording: detail)
         guard result.isOK else { return result }
 
         var nanosecondsPerOp: [Double] = []
@@ -83,7 +108,7 @@ public struct Benchmark: Sendable {
             let timed = try runner.run(request(traced: false), stream: stream)
             guard timed.succeeded else {
                 return AllocatorResult(measured: timed, name: allocator.name, summary: summary,
-                                       pageSize: Benchmark.pageSize, keepTimeline: false)
+                                       pageSize: Benchmark.pageSize, recording: [])
             }
             nanosecondsPerOp.append(Double(timed.replayNanoseconds) / Double(max(summary.ops, 1)))
         }
@@ -113,7 +138,7 @@ public struct Benchmark: Sendable {
 extension AllocatorResult {
     /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
     /// reason there are none.
-    init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, keepTimeline: Bool) {
+    init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, recording: Benchmark.Detail) {
         let pagesPerKilobyte = 1024.0 / Double(pageSize)
         func pages(_ kilobytes: Int) -> Int { Int((Double(kilobytes) * pagesPerKilobyte).rounded()) }
 
@@ -126,7 +151,8 @@ extension AllocatorResult {
                 : Dictionary(outcome.baselineStatistics.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
             mallocProvider: outcome.mallocProvider,
             runtimeMallocDeltaBytes: outcome.runtimeMallocDelta,
-            timeline: nil)
+            timeline: nil,
+            breakdown: nil)
 
         switch outcome.termination {
         case .signaled(let signal) where signal == SIGALRM:
@@ -168,7 +194,16 @@ extension AllocatorResult {
         if summary.idealPages > 0, let touched = touchedPages {
             overhead = Double(touched.peak) / Double(summary.idealPages)
         }
-        if keepTimeline { timeline = counters.timeline }
+        if recording.contains(.timeline) { timeline = counters.timeline }
+        if recording.contains(.breakdown) {
+            breakdown = MemoryBreakdown(
+                peak: MemoryMap.usage(from: counters.mapsAtBaseline, to: counters.mapsAtPeak,
+                                      executable: counters.executable, pageSize: pageSize),
+                end: MemoryMap.usage(from: counters.mapsAtBaseline, to: counters.mapsAtEnd,
+                                     executable: counters.executable, pageSize: pageSize),
+                newMappingsAtEnd: MemoryMap.newMappings(from: counters.mapsAtBaseline, to: counters.mapsAtEnd,
+                                                        executable: counters.executable, pageSize: pageSize))
+        }
     }
 }
 

@@ -23,7 +23,10 @@ final class ProcReader {
     private let stat: FileDescriptor
     private let buffer: UnsafeMutableRawBufferPointer
 
+    private let pid: pid_t
+
     init(pid: pid_t) throws(SystemError) {
+        self.pid = pid
         status = try FileDescriptor.open("/proc/\(pid)/status", O_RDONLY)
         stat = try FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY)
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
@@ -34,6 +37,27 @@ final class ProcReader {
     func sample() throws(SystemError) -> MemorySample {
         let count = try status.read(into: buffer, at: 0)
         return ProcReader.parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    }
+
+    /// /proc/PID/smaps, whole (it is generated as it is read, so it is read in one pass).
+    func smaps() throws(SystemError) -> [Mapping] {
+        let file = try FileDescriptor.open("/proc/\(pid)/smaps", O_RDONLY)
+        var text: [UInt8] = []
+        var offset = 0
+        while true {
+            let count = try file.read(into: buffer, at: offset)
+            if count == 0 { break }
+            text.append(contentsOf: buffer[0..<count])
+            offset += count
+        }
+        return MemoryMap.parse(String(decoding: text, as: UTF8.self))
+    }
+
+    /// The executable the process runs (/proc/PID/exe).
+    func executablePath() -> String {
+        var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/\(pid)/exe", &target, target.count - 1)
+        return length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
     }
 
     /// Field 10 of /proc/PID/stat: minor faults.

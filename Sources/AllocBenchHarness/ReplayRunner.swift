@@ -22,6 +22,14 @@ public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
 public struct TimelinePoint: Sendable, Equatable, Codable {
     public var opsCompleted: Int
     public var sample: MemorySample
+    /// The requested bytes live after `opsCompleted` ops (filled in from the trace).
+    public var liveBytes: UInt64 = 0
+
+    public init(opsCompleted: Int, sample: MemorySample, liveBytes: UInt64 = 0) {
+        self.opsCompleted = opsCompleted
+        self.sample = sample
+        self.liveBytes = liveBytes
+    }
 }
 
 /// What a traced replay measured between its begin and end marks.
@@ -36,6 +44,12 @@ public struct TracedCounters: Sendable {
     public var timeline: [TimelinePoint] = []
     public var sawBegin = false
     public var sawEnd = false
+    /// The mappings at the baseline, at the last new RssAnon maximum, and at the end (only when
+    /// the request collects a breakdown).
+    public var mapsAtBaseline: [Mapping] = []
+    public var mapsAtPeak: [Mapping] = []
+    public var mapsAtEnd: [Mapping] = []
+    public var executable = ""
 }
 
 /// How one child ended and what it left in its control block.
@@ -69,15 +83,22 @@ public struct ReplayRunner: Sendable {
         public var deadlineMilliseconds: UInt64
         /// Extra environment entries (e.g. LD_PRELOAD=...); LD_PRELOAD is otherwise removed.
         public var environment: [String]
+        /// Evenly spaced timeline points the child marks, besides its mm syscalls (traced runs).
+        public var samples: Int
+        /// Read /proc/PID/smaps at the baseline, at each new peak and at the end (traced runs).
+        public var collectBreakdown: Bool
 
         public init(executable: String, allocator: String, touch: String, traced: Bool,
-                    deadlineMilliseconds: UInt64, environment: [String] = []) {
+                    deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
+                    collectBreakdown: Bool = false) {
             self.executable = executable
             self.allocator = allocator
             self.touch = touch
             self.traced = traced
             self.deadlineMilliseconds = deadlineMilliseconds
             self.environment = environment
+            self.samples = samples
+            self.collectBreakdown = collectBreakdown
         }
     }
 
@@ -94,6 +115,7 @@ public struct ReplayRunner: Sendable {
         var arguments = [request.executable, "run", request.allocator, "--touch", request.touch,
                          request.traced ? "--traced" : "--timed"]
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
+        if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
         let pid = try spawn(request.executable, arguments: arguments,
                             environment: childEnvironment(adding: request.environment), keep: keep)
@@ -102,7 +124,8 @@ public struct ReplayRunner: Sendable {
         var counters: TracedCounters?
         let termination: ChildOutcome.Termination
         if request.traced {
-            (termination, counters) = try trace(pid: pid, go: goWrite, control: control)
+            (termination, counters) = try trace(pid: pid, go: goWrite, control: control,
+                                                breakdown: request.collectBreakdown)
         } else {
             termination = try waitForExit(pid)
         }
@@ -139,7 +162,7 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Tracing
 
-    private func trace(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>)
+    private func trace(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
         throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
     {
         do {
@@ -154,8 +177,17 @@ public struct ReplayRunner: Sendable {
         try goByte.withUnsafeBytes { bytes in Result { () throws(SystemError) in try go.writeAll(bytes) } }.get()
 
         var counters = TracedCounters()
+        if breakdown { counters.executable = proc.executablePath() }
         var measuring = false
         var faultsAtBegin = 0
+        /// Every reading between the marks goes through here: it may be the peak.
+        func record(_ sample: MemorySample) throws(SystemError) {
+            if breakdown && sample.rssAnonKilobytes > counters.peak.rssAnonKilobytes {
+                counters.mapsAtPeak = try proc.smaps()
+            }
+            counters.peak = Self.maximum(counters.peak, sample)
+            counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
+        }
         while true {
             var status: Int32 = 0
             try SystemCall.check("waitpid") { waitpid(pid, &status, __WALL) }
@@ -174,22 +206,26 @@ public struct ReplayRunner: Sendable {
                         counters.peak = sample
                         faultsAtBegin = try proc.minorFaults()
                         counters.timeline.append(TimelinePoint(opsCompleted: 0, sample: sample))
+                        if breakdown {
+                            counters.mapsAtBaseline = try proc.smaps()
+                            counters.mapsAtPeak = counters.mapsAtBaseline
+                        }
                         measuring = true
+                    } else if Int(mark) == AB_MARK_SAMPLE && measuring {
+                        try record(sample)
                     } else if Int(mark) == AB_MARK_END && measuring {
                         counters.sawEnd = true
                         counters.final = sample
                         counters.minorFaults = try proc.minorFaults() - faultsAtBegin
-                        counters.peak = Self.maximum(counters.peak, sample)
-                        counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
+                        try record(sample)
+                        if breakdown { counters.mapsAtEnd = try proc.smaps() }
                         measuring = false
                     }
                 } else if measuring, let syscall = MemorySyscall(stopKind: kind) {
                     // Stopped on entry: the counters still hold everything since the last mm
                     // syscall, and RssAnon only falls and VmSize only changes inside one.
-                    let sample = try proc.sample()
                     counters.syscalls[syscall, default: 0] += 1
-                    counters.peak = Self.maximum(counters.peak, sample)
-                    counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
+                    try record(try proc.sample())
                 }
             } else if ab_is_event_stop(status) == 0 && (status & 0x7f) == 0x7f {
                 // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).

@@ -117,8 +117,10 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     /// Bytes the process malloc gained during replay of an allocator that is not the process
     /// malloc: non-zero means the replay itself allocated, and the row's numbers are suspect.
     public var runtimeMallocDeltaBytes: Int64?
-    /// The counters at every mm syscall (only with --timeline).
+    /// The counters at every mm syscall and at evenly spaced ops (only with --timeline).
     public var timeline: [TimelinePoint]?
+    /// Touched and mapped pages by region at the touched peak and at the end (only with --breakdown).
+    public var breakdown: MemoryBreakdown?
 
     public var isOK: Bool { status == .ok }
 }
@@ -127,6 +129,8 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
 public struct TraceRun: Codable, Sendable, Equatable {
     public var trace: TraceSummary
     public var results: [AllocatorResult]
+    /// Requested bytes live over the trace (only with --timeline): the ideal line.
+    public var liveBytes: [LiveBytesPoint]?
 }
 
 /// A whole invocation: `allocbench --format json` prints this.

@@ -107,12 +107,35 @@ public struct ReportFormatter: Sendable {
                 while line.hasSuffix(" ") { line.removeLast() }
                 output += (rowIndex == 0 ? bold(line) : line) + "\n"
             }
+            let breakdown = Self.breakdownSection(run)
+            if !breakdown.isEmpty { output += "\n" + breakdown.map { $0 + "\n" }.joined() }
             let notes = Self.notes(run)
             if !notes.isEmpty {
                 output += "\n" + notes.map { $0 + "\n" }.joined()
             }
         }
         return output
+    }
+
+    /// "Where the pages went": each allocator's regions at the touched peak and at the end.
+    static func breakdownSection(_ run: TraceRun) -> [String] {
+        let rows = run.results.filter { $0.breakdown != nil }
+        guard !rows.isEmpty else { return [] }
+        var lines = ["where the pages went (touched / mapped pages, relative to the baseline):"]
+        for result in rows {
+            guard let breakdown = result.breakdown else { continue }
+            func describe(_ usage: [RegionUsage]) -> String {
+                usage.isEmpty ? "nothing" : usage.map { "\($0.region) \($0.touchedPages)/\($0.mappedPages)" }.joined(separator: ", ")
+            }
+            lines.append("  \(result.allocator) at peak: " + describe(breakdown.peak))
+            lines.append("  \(result.allocator) at end:  " + describe(breakdown.end))
+            if !breakdown.newMappingsAtEnd.isEmpty {
+                let listed = breakdown.newMappingsAtEnd.prefix(6).map { "\($0.start) \($0.touchedPages)/\($0.mappedPages)" }
+                let more = breakdown.newMappingsAtEnd.count > 6 ? ", … \(breakdown.newMappingsAtEnd.count - 6) more" : ""
+                lines.append("  \(result.allocator) own mappings at end: " + listed.joined(separator: ", ") + more)
+            }
+        }
+        return lines
     }
 
     /// Self-reported statistics and warnings, one line per allocator that has any.

@@ -33,14 +33,17 @@ struct ReplaySession {
     @usableFromInline let control: UnsafeMutablePointer<ab_control>
     @usableFromInline let touch: TouchMode
     @usableFromInline let traced: Bool
+    /// Ops between two sample marks (traced runs with --samples), or 0 for none.
+    @usableFromInline let sampleInterval: Int
 
     init(ops: UnsafeBufferPointer<ab_op>, slots: UnsafeMutablePointer<Slot>,
-         control: UnsafeMutablePointer<ab_control>, touch: TouchMode, traced: Bool) {
+         control: UnsafeMutablePointer<ab_control>, touch: TouchMode, traced: Bool, sampleInterval: Int) {
         self.ops = ops
         self.slots = slots
         self.control = control
         self.touch = touch
         self.traced = traced
+        self.sampleInterval = sampleInterval
     }
 }
 
@@ -90,6 +93,9 @@ func replayOps<A: Allocator>(_ allocator: inout A, _ session: ReplaySession) -> 
     let touch = session.touch
     let progress = ab_control_progress(session.control)!
     var completed: UInt64 = 0
+    // Untimed runs only: the compare is never true in a timed run and predicts perfectly.
+    let sampleInterval = UInt64(session.traced ? session.sampleInterval : 0)
+    var nextSample = sampleInterval > 0 ? sampleInterval : UInt64.max
     for op in session.ops {
         let alignment = 1 &<< Int(op.align_log2)
         let slot = slots + Int(op.slot)
@@ -119,6 +125,10 @@ func replayOps<A: Allocator>(_ allocator: inout A, _ session: ReplaySession) -> 
         }
         completed &+= 1
         progress.pointee = completed
+        if completed == nextSample {
+            ab_mark(Int32(AB_MARK_SAMPLE))
+            nextSample &+= sampleInterval
+        }
     }
     return UInt32(AB_FAILURE_NONE)
 }

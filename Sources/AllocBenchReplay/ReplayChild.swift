@@ -10,7 +10,7 @@ import Glibc
 ///
 ///     allocbench-replay describe
 ///     allocbench-replay conformance NAME
-///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N]
+///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N] [--samples N]
 ///
 /// `run` expects the op stream on descriptor 3, the control block on 4 and, when traced, the
 /// go pipe on 5: the harness maps them there.
@@ -59,6 +59,7 @@ public enum ReplayChild {
         var touch = TouchMode.pages
         var traced = false
         var deadlineMilliseconds: UInt64 = 0
+        var samples = 0
     }
 
     static func parseRunOptions(_ arguments: [String]) -> RunOptions {
@@ -74,6 +75,9 @@ public enum ReplayChild {
             case "--deadline-ms":
                 guard let value = remaining.popFirst(), let milliseconds = UInt64(value) else { usage() }
                 options.deadlineMilliseconds = milliseconds
+            case "--samples":
+                guard let value = remaining.popFirst(), let samples = Int(value), samples >= 0 else { usage() }
+                options.samples = samples
             default:
                 usage()
             }
@@ -123,7 +127,9 @@ public enum ReplayChild {
         }
         if options.deadlineMilliseconds > 0 { _ = ab_arm_deadline(options.deadlineMilliseconds) }
 
-        entry.replayEntry(ReplaySession(ops: ops, slots: slots, control: control, touch: options.touch, traced: options.traced))
+        let sampleInterval = options.samples > 0 ? max(1, ops.count / options.samples) : 0
+        entry.replayEntry(ReplaySession(ops: ops, slots: slots, control: control, touch: options.touch,
+                                        traced: options.traced, sampleInterval: sampleInterval))
 
         _ = ab_arm_deadline(0)
         let succeeded = control.pointee.state == UInt32(AB_STATE_DONE)
@@ -148,7 +154,7 @@ public enum ReplayChild {
     }
 
     static func usage() -> Never {
-        printError("usage: allocbench-replay describe | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N]")
+        printError("usage: allocbench-replay describe | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N]")
         exit(ExitCode.usage.rawValue)
     }
 

@@ -14,8 +14,11 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Write the output to this file instead of stdout (written whole or not at all).")
     var output: String?
 
-    @Flag(name: .long, help: "Keep the counters at every mm syscall in the JSON output.")
+    @Flag(name: .long, help: "Keep the counters at every mm syscall and at evenly spaced ops in the JSON output.")
     var timeline = false
+
+    @Flag(name: .long, help: "Show where the pages went: touched and mapped pages by region (heap, mmaps, bss, libraries) at the peak and at the end.")
+    var breakdown = false
 
     func validate() throws {
         guard ReportFormat(rawValue: format) != nil else {
@@ -26,7 +29,10 @@ struct Run: ParsableCommand {
     func run() throws {
         let report: RunReport
         do throws(CommandFailure) {
-            report = try Run.measure(replay, keepTimeline: timeline)
+            var detail: Benchmark.Detail = []
+            if timeline { detail.insert(.timeline) }
+            if breakdown { detail.insert(.breakdown) }
+            report = try Run.measure(replay, detail: detail)
             let rendered: String
             do {
                 rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
@@ -42,7 +48,7 @@ struct Run: ParsableCommand {
     }
 
     /// Discovers the allocators, replays every trace, and returns the report.
-    static func measure(_ options: ReplayOptions, keepTimeline: Bool) throws(CommandFailure) -> RunReport {
+    static func measure(_ options: ReplayOptions, detail: Benchmark.Detail) throws(CommandFailure) -> RunReport {
         let paths = try options.tracePaths()
         let catalog: AllocatorCatalog
         let selected: [CatalogEntry]
@@ -52,7 +58,7 @@ struct Run: ParsableCommand {
         } catch {
             throw CommandFailure(error)
         }
-        let benchmark = Benchmark(settings: options.settings, keepTimeline: keepTimeline,
+        let benchmark = Benchmark(settings: options.settings, detail: detail,
                                   progress: { Diagnostics.progress($0) })
         var runs: [TraceRun] = []
         for path in paths {

@@ -113,6 +113,7 @@ enum {
 enum {
     AB_MARK_BEGIN = 1,  // the baseline: inputs mapped, slot table and stack faulted in
     AB_MARK_END = 2,    // the last op has returned
+    AB_MARK_SAMPLE = 3, // an evenly spaced timeline point (only with --samples)
 };
 
 /// Installs a seccomp filter that reports mmap, munmap, brk, madvise, mremap and the marker

@@ -1,0 +1,85 @@
+import AllocBenchCore
+import CAllocBench
+
+/// Shaping a replay's timeline for reports.
+enum Timeline {
+    /// At most `limit` points: the points are split into equal buckets of op index, and each bucket
+    /// keeps its highest and lowest touched point, so neither peaks nor dips disappear. The first,
+    /// last and globally highest points are always kept.
+    static func bounded(_ points: [TimelinePoint], to limit: Int) -> [TimelinePoint] {
+        guard points.count > limit, limit >= 4 else { return points }
+        let bucketCount = (limit - 2) / 2
+        let bucketSize = (points.count + bucketCount - 1) / bucketCount
+        var kept = Set<Int>([0, points.count - 1])
+        if let highest = points.indices.max(by: { points[$0].sample.rssAnonKilobytes < points[$1].sample.rssAnonKilobytes }) {
+            kept.insert(highest)
+        }
+        var start = 0
+        while start < points.count {
+            let bucket = start..<min(start + bucketSize, points.count)
+            let byTouched = bucket.sorted { points[$0].sample.rssAnonKilobytes < points[$1].sample.rssAnonKilobytes }
+            kept.insert(byTouched.first!)
+            kept.insert(byTouched.last!)
+            start += bucketSize
+        }
+        return kept.sorted().map { points[$0] }
+    }
+
+    /// Sets each point's live requested bytes by walking the op stream once.
+    static func fillLiveBytes(_ points: inout [TimelinePoint], ops: [ab_op], slotCount: Int) {
+        var slotSizes = [UInt64](repeating: 0, count: max(slotCount, 1))
+        var live: UInt64 = 0
+        var opIndex = 0
+        for index in points.indices {
+            let target = min(points[index].opsCompleted, ops.count)
+            while opIndex < target {
+                let op = ops[opIndex]
+                let slot = Int(op.slot)
+                switch Int(op.kind) {
+                case AB_OP_FREE:
+                    live -= slotSizes[slot]
+                    slotSizes[slot] = 0
+                default:
+                    live = live - slotSizes[slot] + op.size
+                    slotSizes[slot] = op.size
+                }
+                opIndex += 1
+            }
+            points[index].liveBytes = live
+        }
+    }
+
+    /// Live requested bytes over the whole trace in at most `buckets` points, each the largest
+    /// value inside its bucket of ops, so the ideal's peak is always drawn.
+    static func liveBytes(ops: [ab_op], slotCount: Int, buckets: Int) -> [LiveBytesPoint] {
+        guard !ops.isEmpty, buckets > 0 else { return [] }
+        let bucketSize = max(1, (ops.count + buckets - 1) / buckets)
+        var slotSizes = [UInt64](repeating: 0, count: max(slotCount, 1))
+        var live: UInt64 = 0
+        var points: [LiveBytesPoint] = [LiveBytesPoint(opsCompleted: 0, liveBytes: 0)]
+        var bucketMaximum: (ops: Int, bytes: UInt64) = (0, 0)
+        for (index, op) in ops.enumerated() {
+            let slot = Int(op.slot)
+            if Int(op.kind) == AB_OP_FREE {
+                live -= slotSizes[slot]
+                slotSizes[slot] = 0
+            } else {
+                live = live - slotSizes[slot] + op.size
+                slotSizes[slot] = op.size
+            }
+            if live >= bucketMaximum.bytes { bucketMaximum = (index + 1, live) }
+            if (index + 1) % bucketSize == 0 || index == ops.count - 1 {
+                points.append(LiveBytesPoint(opsCompleted: bucketMaximum.ops, liveBytes: bucketMaximum.bytes))
+                if bucketMaximum.ops != index + 1 { points.append(LiveBytesPoint(opsCompleted: index + 1, liveBytes: live)) }
+                bucketMaximum = (index + 1, 0)
+            }
+        }
+        return points
+    }
+}
+
+/// Requested bytes live after `opsCompleted` ops: the ideal line of a timeline chart.
+public struct LiveBytesPoint: Codable, Sendable, Equatable {
+    public var opsCompleted: Int
+    public var liveBytes: UInt64
+}
