@@ -9,6 +9,9 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build links against, as pkg-config names them, and the package to install.
 PKG_jemalloc := libjemalloc-dev
 PKG_zlib     := zlib1g-dev
+# Malloc replacements allocbench runs through LD_PRELOAD (found by file name, not pkg-config).
+PRELOAD_LIBS := libmimalloc.so.2:libmimalloc-dev libtcmalloc_minimal.so.4:libtcmalloc-minimal4
+MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 
 .PHONY: all deps build bench test clean
 
@@ -20,6 +23,9 @@ deps:
 	@missing=""; \
 	for lib in jemalloc zlib; do \
 	  pkg-config --exists $$lib || missing="$$missing $$(case $$lib in jemalloc) echo $(PKG_jemalloc);; zlib) echo $(PKG_zlib);; esac)"; \
+	done; \
+	for pair in $(PRELOAD_LIBS); do \
+	  [ -e /usr/lib/$(MULTIARCH)/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -25,6 +25,8 @@ public struct CatalogEntry: Sendable, Equatable {
     public var environment: [String]
     /// Why it cannot run here, if it cannot.
     public var unavailableReason: String?
+    /// For a preload: the library `malloc` must resolve into in the child, or the row is refused.
+    public var expectedMallocProvider: String?
 
     public init(name: String, kind: Kind, summary: String, note: String, executable: String,
                 childAllocator: String, environment: [String], unavailableReason: String?) {
@@ -36,6 +38,17 @@ public struct CatalogEntry: Sendable, Equatable {
         self.childAllocator = childAllocator
         self.environment = environment
         self.unavailableReason = unavailableReason
+        self.expectedMallocProvider = nil
+    }
+
+    /// A malloc-replacing shared library, run by LD_PRELOAD in the glibc child.
+    public static func preload(name: String, library: String, summary: String, glibcChild: String,
+                               unavailableReason: String? = nil) -> CatalogEntry {
+        var entry = CatalogEntry(name: name, kind: .preload, summary: summary, note: library,
+                                 executable: glibcChild, childAllocator: "glibc",
+                                 environment: ["LD_PRELOAD=" + library], unavailableReason: unavailableReason)
+        entry.expectedMallocProvider = library
+        return entry
     }
 
     public var isAvailable: Bool { unavailableReason == nil }
@@ -47,6 +60,8 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
     case childFailed(executable: String, detail: String)
     case unknownAllocator(name: String, known: [String])
     case unavailable(name: String, reason: String)
+    case badPreload(String)
+    case preloadDoesNotReplaceMalloc(name: String, library: String, provider: String)
 
     public var description: String {
         switch self {
@@ -58,13 +73,17 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
             "unknown allocator '\(name)' (known: \(known.joined(separator: ", ")))"
         case .unavailable(let name, let reason):
             "allocator '\(name)' is not available: \(reason)"
+        case .badPreload(let message):
+            message
+        case .preloadDoesNotReplaceMalloc(let name, let library, let provider):
+            "--preload \(name)=\(library): with it preloaded, malloc still resolves into \(provider); is it a malloc replacement?"
         }
     }
 
     public var exitCode: Int32 {
         switch self {
         case .unknownAllocator: 64
-        case .noReplayChild, .childFailed, .unavailable: 66
+        case .noReplayChild, .childFailed, .unavailable, .badPreload, .preloadDoesNotReplaceMalloc: 66
         }
     }
 }
@@ -78,8 +97,68 @@ public struct AllocatorCatalog: Sendable {
         self.entries = entries
     }
 
+    /// A malloc replacement that Debian packages and allocbench runs through LD_PRELOAD when it
+    /// is installed.
+    public struct KnownPreload: Sendable {
+        public var name: String
+        public var library: String
+        public var package: String
+        public var summary: String
+    }
+
+    public static let knownPreloads = [
+        KnownPreload(name: "mimalloc", library: "libmimalloc.so.2", package: "libmimalloc2.0",
+                     summary: "Microsoft mimalloc (Debian libmimalloc2.0) as the process malloc, through LD_PRELOAD."),
+        KnownPreload(name: "tcmalloc", library: "libtcmalloc_minimal.so.4", package: "libtcmalloc-minimal4",
+                     summary: "gperftools tcmalloc, minimal (Debian libtcmalloc-minimal4) as the process malloc, through LD_PRELOAD."),
+    ]
+
+    /// Where Debian installs shared libraries on this machine.
+    static var libraryDirectories: [String] {
+        var names = utsname()
+        uname(&names)
+        let machine = withUnsafeBytes(of: &names.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let multiarch = machine == "aarch64" ? "aarch64-linux-gnu" : machine + "-linux-gnu"
+        return ["/usr/lib/" + multiarch, "/lib/" + multiarch, "/usr/local/lib", "/usr/lib"]
+    }
+
+    /// The catalog: every allocator the children next to this executable offer, then the known
+    /// preload libraries (available when installed), then the user's `--preload NAME=PATH`s.
+    public static func discover(in directory: String = AllocatorCatalog.executableDirectory(),
+                                preloads: [String] = []) throws(CatalogError) -> AllocatorCatalog {
+        var catalog = try discoverChildren(in: directory)
+        guard let glibcChild = catalog.entry(named: "glibc")?.executable else { return catalog }
+        for known in knownPreloads {
+            let found = libraryDirectories.map { $0 + "/" + known.library }.first { FileManager.default.fileExists(atPath: $0) }
+            catalog.entries.append(.preload(
+                name: known.name, library: found ?? known.library, summary: known.summary, glibcChild: glibcChild,
+                unavailableReason: found == nil ? "\(known.library) not found; apt-get install \(known.package)" : nil))
+        }
+        for request in preloads {
+            let parts = request.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw CatalogError.badPreload("--preload takes NAME=PATH, not '\(request)'")
+            }
+            guard FileManager.default.isReadableFile(atPath: parts[1]) else {
+                throw CatalogError.badPreload("--preload \(parts[0])=\(parts[1]): no such readable file")
+            }
+            let entry = CatalogEntry.preload(name: parts[0], library: parts[1],
+                                             summary: "\(parts[1]) as the process malloc, through LD_PRELOAD.",
+                                             glibcChild: glibcChild)
+            if let index = catalog.entries.firstIndex(where: { $0.name == parts[0] }) {
+                guard catalog.entries[index].kind == .preload else {
+                    throw CatalogError.badPreload("--preload \(parts[0]): that name is a built-in allocator")
+                }
+                catalog.entries[index] = entry
+            } else {
+                catalog.entries.append(entry)
+            }
+        }
+        return catalog
+    }
+
     /// Asks each `allocbench-replay*` executable in `directory` to describe itself.
-    public static func discover(in directory: String = AllocatorCatalog.executableDirectory()) throws(CatalogError) -> AllocatorCatalog {
+    static func discoverChildren(in directory: String) throws(CatalogError) -> AllocatorCatalog {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0 == "allocbench-replay" || $0.hasPrefix("allocbench-replay-") }
             .filter { !$0.contains(".") }
@@ -125,18 +204,50 @@ public struct AllocatorCatalog: Sendable {
         entries.first { $0.name == name }
     }
 
-    /// The entries for a comma-separated selection, or every available one when `names` is empty.
+    /// The entries for a selection, or every available one when `names` is empty. Preloads are
+    /// verified: their child must report that malloc resolves into the library.
     public func select(_ names: [String]) throws(CatalogError) -> [CatalogEntry] {
-        if names.isEmpty { return entries.filter(\.isAvailable) }
         var selected: [CatalogEntry] = []
-        for name in names {
-            guard let entry = entry(named: name) else {
-                throw CatalogError.unknownAllocator(name: name, known: entries.map(\.name))
+        if names.isEmpty {
+            selected = entries.filter(\.isAvailable)
+        } else {
+            for name in names {
+                guard let entry = entry(named: name) else {
+                    throw CatalogError.unknownAllocator(name: name, known: entries.map(\.name))
+                }
+                if let reason = entry.unavailableReason { throw CatalogError.unavailable(name: name, reason: reason) }
+                if !selected.contains(entry) { selected.append(entry) }
             }
-            if let reason = entry.unavailableReason { throw CatalogError.unavailable(name: name, reason: reason) }
-            if !selected.contains(entry) { selected.append(entry) }
+        }
+        for entry in selected where entry.kind == .preload {
+            try Self.verifyPreload(entry)
         }
         return selected
+    }
+
+    /// Runs the entry's child with its LD_PRELOAD and checks where malloc resolves.
+    public static func verifyPreload(_ entry: CatalogEntry) throws(CatalogError) {
+        guard let library = entry.expectedMallocProvider else { return }
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = library
+        let provider: String
+        do {
+            provider = try ChildProcess.output(of: [entry.executable, "malloc-provider"], environment: environment)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            throw CatalogError.childFailed(executable: entry.executable, detail: error.message)
+        }
+        guard sameFile(provider, library) else {
+            throw CatalogError.preloadDoesNotReplaceMalloc(name: entry.name, library: library, provider: provider)
+        }
+    }
+
+    /// Whether two paths name the same file (after symbolic links).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var first = stat()
+        var second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
     }
 }
 

@@ -100,6 +100,10 @@ public struct Benchmark: Sendable {
         let measured = try runner.run(request(traced: true), stream: stream)
         var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
                                      pageSize: Benchmark.pageSize, recording: detail)
+        if let library = allocator.expectedMallocProvider, !AllocatorCatalog.sameFile(measured.mallocProvider, library) {
+            result.status = .failed
+            result.detail = "malloc resolved into \(measured.mallocProvider), not the preloaded \(library)"
+        }
         guard result.isOK else { return result }
 
         var nanosecondsPerOp: [Double] = []

@@ -9,6 +9,7 @@ import Glibc
 /// Usage (the harness spawns it; people rarely do):
 ///
 ///     allocbench-replay describe
+///     allocbench-replay malloc-provider
 ///     allocbench-replay conformance NAME
 ///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N] [--samples N]
 ///
@@ -39,6 +40,12 @@ public enum ReplayChild {
                 let note = entry.buildNote() ?? ""
                 print("\(entry.name)\t\(entry.isProcessMalloc ? "process-malloc" : "module")\t\(entry.summary)\t\(note)")
             }
+            exit(ExitCode.ok.rawValue)
+        case "malloc-provider":
+            // Which file `malloc` resolves into here: how the harness verifies an LD_PRELOAD.
+            var provider = [CChar](repeating: 0, count: 4096)
+            ab_malloc_provider(&provider, provider.count)
+            print(String(decoding: provider.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
             exit(ExitCode.ok.rawValue)
         case "conformance" where arguments.count == 3:
             let entry = find(arguments[2], in: registry)
@@ -154,7 +161,7 @@ public enum ReplayChild {
     }
 
     static func usage() -> Never {
-        printError("usage: allocbench-replay describe | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N]")
+        printError("usage: allocbench-replay describe | malloc-provider | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N]")
         exit(ExitCode.usage.rawValue)
     }
 

@@ -40,6 +40,8 @@ struct ReplayOptions: ParsableArguments {
     @Option(name: .long, help: "Comma-separated allocator names (see `allocbench list`). Default: every available one.")
     var allocators: String?
 
+    @OptionGroup var preloads: PreloadOptions
+
     @Option(name: .long, help: "Timed runs per allocator for ns/op (each in a fresh child).")
     var `repeat`: Int = 3
 
@@ -77,6 +79,23 @@ struct ReplayOptions: ParsableArguments {
             return [candidate]
         }
         throw CommandFailure(ExitStatus.missingInput, "\(relative): the bundled seed trace was not found (run from the package root or pass --trace)")
+    }
+}
+
+/// Malloc-replacing libraries to run with no code (repeatable).
+struct PreloadOptions: ParsableArguments {
+    @Option(name: .customLong("preload"),
+            help: ArgumentHelp("Run a malloc-replacing shared library as an allocator through LD_PRELOAD (repeatable).",
+                               valueName: "name=path"))
+    var libraries: [String] = []
+
+    /// The catalog of the children beside this executable, with these preloads added.
+    func catalog() throws(CommandFailure) -> AllocatorCatalog {
+        do {
+            return try AllocatorCatalog.discover(preloads: libraries)
+        } catch {
+            throw CommandFailure(error)
+        }
     }
 }
 

@@ -50,10 +50,9 @@ struct Run: ParsableCommand {
     /// Discovers the allocators, replays every trace, and returns the report.
     static func measure(_ options: ReplayOptions, detail: Benchmark.Detail) throws(CommandFailure) -> RunReport {
         let paths = try options.tracePaths()
-        let catalog: AllocatorCatalog
+        let catalog = try options.preloads.catalog()
         let selected: [CatalogEntry]
         do {
-            catalog = try AllocatorCatalog.discover()
             selected = try catalog.select(options.selectedAllocators)
         } catch {
             throw CommandFailure(error)
@@ -77,12 +76,14 @@ struct Run: ParsableCommand {
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the allocators, what each is, and whether it is available.")
 
+    @OptionGroup var preloads: PreloadOptions
+
     func run() throws {
         let catalog: AllocatorCatalog
-        do {
-            catalog = try AllocatorCatalog.discover()
+        do throws(CommandFailure) {
+            catalog = try preloads.catalog()
         } catch {
-            fail(CommandFailure(error))
+            fail(error)
         }
         let nameWidth = catalog.entries.map(\.name.count).max() ?? 0
         for entry in catalog.entries {
@@ -103,14 +104,19 @@ struct Conformance: ParsableCommand {
     @Option(name: .long, help: "Comma-separated allocator names. Default: every available one.")
     var allocators: String?
 
+    @OptionGroup var preloads: PreloadOptions
+
     func run() throws {
-        let catalog: AllocatorCatalog
         let selected: [CatalogEntry]
-        do {
-            catalog = try AllocatorCatalog.discover()
-            selected = try catalog.select(allocators.map(allocatorNameList) ?? [])
+        do throws(CommandFailure) {
+            let catalog = try preloads.catalog()
+            do {
+                selected = try catalog.select(allocators.map(allocatorNameList) ?? [])
+            } catch {
+                throw CommandFailure(error)
+            }
         } catch {
-            fail(CommandFailure(error))
+            fail(error)
         }
         var failed = false
         for entry in selected {

@@ -1,4 +1,4 @@
-import AllocBenchHarness
+@testable import AllocBenchHarness
 import XCTest
 
 /// jemalloc replaces malloc for its whole process, so it must live in its own child and nowhere else.
@@ -16,6 +16,37 @@ final class IsolationTests: XCTestCase {
         }
     }
 
+    func testPreloadedLibrariesReallyRunAndBadPathsAreRefused() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let path = try writeTrace((1...2000).map { "1: malloc 0x\(String($0 * 16, radix: 16)) \($0 % 300 + 1)" }.joined(separator: "\n"))
+        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 60, lenient: false))
+        let run = try benchmark.run(tracePath: path, allocators: try catalog.select(["glibc", "mimalloc", "tcmalloc"]))
+        let rows = Dictionary(uniqueKeysWithValues: run.results.map { ($0.allocator, $0) })
+        let glibc = try XCTUnwrap(rows["glibc"])
+        for name in ["mimalloc", "tcmalloc"] {
+            let row = try XCTUnwrap(rows[name])
+            XCTAssertEqual(row.status, .ok, "\(name): \(row.detail ?? "")")
+            let library = try XCTUnwrap(catalog.entry(named: name)?.expectedMallocProvider)
+            XCTAssertTrue(AllocatorCatalog.sameFile(row.mallocProvider, library), "\(name) ran on \(row.mallocProvider)")
+            XCTAssertNotEqual(row.mmSyscalls, glibc.mmSyscalls, "\(name)'s syscalls are glibc's: was it really preloaded?")
+            XCTAssertNotEqual(row.selfReported, glibc.selfReported, name)
+        }
+
+        let missing = try runCommand(TestPaths.cli, ["--preload", "mine=/nonexistent/libmine.so", "--allocators", "mine"])
+        XCTAssertEqual(missing.status, 66)
+        XCTAssertEqual(missing.stderr, "allocbench: --preload mine=/nonexistent/libmine.so: no such readable file\n")
+        let notMalloc = try runCommand(TestPaths.cli, ["--preload", "z=" + AllocatorCatalog.libraryDirectories[0] + "/libz.so.1", "--allocators", "z"])
+        XCTAssertEqual(notMalloc.status, 66)
+        XCTAssertTrue(notMalloc.stderr.contains("malloc still resolves into"), notMalloc.stderr)
+        let malformed = try runCommand(TestPaths.cli, ["list", "--preload", "nameonly"])
+        XCTAssertEqual(malformed.status, 66)
+        XCTAssertEqual(malformed.stderr, "allocbench: --preload takes NAME=PATH, not 'nameonly'\n")
+        let explicit = try runCommand(TestPaths.cli, ["--preload", "mi2=" + (catalog.entry(named: "mimalloc")?.expectedMallocProvider ?? ""),
+                                                      "--allocators", "mi2", "--repeat", "0", "--format", "csv"])
+        XCTAssertEqual(explicit.status, 0, explicit.stderr)
+        XCTAssertTrue(explicit.stdout.contains("\nmi2,ok,") || explicit.stdout.contains(",mi2,ok,"), explicit.stdout)
+    }
+
     func testOnlyTheJemallocChildLinksJemalloc() throws {
         for executable in try FileManager.default.contentsOfDirectory(atPath: TestPaths.products)
         where executable.hasPrefix("allocbench") && !executable.contains(".") {
@@ -25,15 +56,39 @@ final class IsolationTests: XCTestCase {
     }
 }
 
-/// Every registered allocator passes the conformance suite in its own child.
+/// Every registered allocator and every installed preload library passes the conformance suite
+/// in its own child, except for defects we know upstream and pin here exactly.
 final class ConformanceTests: XCTestCase {
-    func testEveryRegisteredAllocatorConforms() throws {
+    /// Debian 12's mimalloc 2.0.9 returns misaligned blocks when the size equals an alignment of
+    /// 256, 512 or 1024 (microsoft/mimalloc#700, fixed after 2.0.9). The suite must keep finding
+    /// exactly this; when Debian ships a fixed mimalloc this entry must go.
+    static let knownDefects: [String: Set<String>] = [
+        "mimalloc": [
+            "alignment: allocate(256, alignment: 256)",
+            "alignment: allocate(512, alignment: 512)",
+            "alignment: allocate(1024, alignment: 1024)",
+        ],
+    ]
+
+    func testEveryRegisteredAllocatorAndPreloadConforms() throws {
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
-        XCTAssertTrue(catalog.entries.contains { $0.name == "glibc" })
-        XCTAssertTrue(catalog.entries.contains { $0.name == "jemalloc" })
+        for required in ["glibc", "jemalloc", "mimalloc", "tcmalloc"] {
+            let entry = try XCTUnwrap(catalog.entry(named: required), required)
+            XCTAssertTrue(entry.isAvailable, "\(required): \(entry.unavailableReason ?? "")")
+        }
         for entry in catalog.entries where entry.isAvailable {
             let outcome = ConformanceRunner.run(entry)
-            XCTAssertTrue(outcome.passed, outcome.summary)
+            guard let known = Self.knownDefects[entry.name] else {
+                XCTAssertTrue(outcome.passed, outcome.summary)
+                continue
+            }
+            // "glibc: alignment: allocate(256, alignment: 256) returned 0x…" → the check, without the address.
+            let failures = Set(outcome.output.split(separator: "\n").compactMap { line -> String? in
+                guard let returned = line.range(of: " returned ") else { return nil }
+                return String(line[line.index(line.firstIndex(of: ":")!, offsetBy: 2)..<returned.lowerBound])
+            })
+            XCTAssertFalse(outcome.passed, "\(entry.name) now conforms: remove its known defect")
+            XCTAssertEqual(failures, known, outcome.output)
         }
     }
 
