@@ -22,11 +22,12 @@ struct AllocBenchCommand: ParsableCommand {
               1   an allocator failed, crashed or timed out (its row says which)
               64  usage error
               65  bad trace (the message names file and line)
-              66  missing input (trace file, replay child, unavailable allocator)
+              66  missing input (trace file, replay child, unavailable allocator, bad --preload)
               71  operating-system error
+              73  an output file cannot be created
             """,
         version: allocbenchVersion,
-        subcommands: [Run.self, List.self, Conformance.self],
+        subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self],
         defaultSubcommand: Run.self
     )
 }
