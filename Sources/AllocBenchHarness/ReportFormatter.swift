@@ -29,10 +29,18 @@ public struct ReportFormatter: Sendable {
         "faults", "mm syscalls", "ns/op",
     ]
 
+    /// "crashed: SIGSEGV after op 2", "timed out after op 1", "failed: out of memory at op 4".
+    static func statusText(_ result: AllocatorResult) -> String {
+        switch result.status {
+        case .ok: "ok"
+        case .timedOut: result.detail ?? "timed out"
+        case .crashed, .failed: "\(result.status.rawValue): \(result.detail ?? "")"
+        }
+    }
+
     static func cells(_ result: AllocatorResult) -> [String] {
         guard result.isOK, let touched = result.touchedPages, let mapped = result.mappedPages else {
-            return [result.allocator, "\(result.status.rawValue): \(result.detail ?? "")"]
-                + Array(repeating: "", count: columns.count - 2)
+            return [result.allocator, statusText(result)] + Array(repeating: "", count: columns.count - 2)
         }
         return [
             result.allocator,
@@ -88,24 +96,24 @@ public struct ReportFormatter: Sendable {
             if index > 0 { output += "\n" }
             for line in Self.header(report, run) { output += line + "\n" }
             output += "pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize, both relative to the baseline\n\n"
-            let rows = [Self.columns] + run.results.map(Self.cells)
+            // Failed rows print their status after the name instead of numbers, and do not widen columns.
+            let measured = run.results.filter(\.isOK).map(Self.cells)
             let widths = Self.columns.indices.map { column in
-                rows.filter { $0.count == Self.columns.count && !($0[1].contains(":") && $0[2].isEmpty) }
-                    .map { $0[column].count }.max() ?? 0
+                ([Self.columns] + measured).map { $0[column].count }.max() ?? 0
             }
-            for (rowIndex, row) in rows.enumerated() {
-                var line: String
-                if row.count == Self.columns.count && row[2].isEmpty && row[1].contains(":") {
-                    line = row[0].padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + row[1]
-                } else {
-                    line = row.enumerated().map { column, cell in
-                        column == 0 || column == 8
-                            ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-                            : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
-                    }.joined(separator: "  ")
-                }
-                while line.hasSuffix(" ") { line.removeLast() }
-                output += (rowIndex == 0 ? bold(line) : line) + "\n"
+            func aligned(_ cells: [String]) -> String {
+                cells.enumerated().map { column, cell in
+                    column == 0 || column == 8
+                        ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                        : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
+                }.joined(separator: "  ")
+            }
+            output += bold(trimmed(aligned(Self.columns))) + "\n"
+            for result in run.results {
+                let line = result.isOK
+                    ? aligned(Self.cells(result))
+                    : result.allocator.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + Self.statusText(result)
+                output += trimmed(line) + "\n"
             }
             let breakdown = Self.breakdownSection(run)
             if !breakdown.isEmpty { output += "\n" + breakdown.map { $0 + "\n" }.joined() }
@@ -115,6 +123,12 @@ public struct ReportFormatter: Sendable {
             }
         }
         return output
+    }
+
+    private func trimmed(_ line: String) -> String {
+        var line = line
+        while line.hasSuffix(" ") { line.removeLast() }
+        return line
     }
 
     /// "Where the pages went": each allocator's regions at the touched peak and at the end.
