@@ -73,10 +73,15 @@ var targets: [Target] = [
         ],
         swiftSettings: strictSwift
     ),
+    .target(
+        name: "AllocBenchGate",
+        dependencies: ["AllocBenchHarness"],
+        swiftSettings: strictSwift
+    ),
     .executableTarget(
         name: "allocbench",
         dependencies: [
-            "AllocBenchHarness", "AllocBenchCore",
+            "AllocBenchHarness", "AllocBenchCore", "AllocBenchGate",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: strictSwift
@@ -97,7 +102,7 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "AllocBenchTests",
-        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench"]
+        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench", "AllocBenchGate"]
             + allocatorRegistry.filter { !$0.ownProcess }.map { .target(name: $0.moduleName) },
         swiftSettings: strictSwift
     ),
