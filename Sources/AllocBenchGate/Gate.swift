@@ -206,10 +206,12 @@ public enum Gate {
                 }
             }
             let timingTooShort = (new ?? old).map { $0.ops < options.minimumOpsForTiming } ?? false
-            if timingTooShort, options.metrics.contains(where: \.isTiming) {
-                let ops = (new ?? old)?.ops ?? 0
-                notes.append("\(traceName): \(options.metrics.filter(\.isTiming).map(\.name).joined(separator: ", ")) not gated: "
-                    + "the trace has \(ops) ops and time is gated from \(options.minimumOpsForTiming) (--min-ops-for-time)")
+            let timed = options.metrics.filter(\.isTiming).map(\.name).filter { name in
+                [old, new].contains { $0?.pairs.contains { $0.metrics[name] != nil } ?? false }
+            }
+            if timingTooShort && !timed.isEmpty {
+                notes.append("\(traceName): \(timed.joined(separator: ", ")) not gated: the trace has \((new ?? old)?.ops ?? 0) ops "
+                    + "and time is gated from \(options.minimumOpsForTiming) (--min-ops-for-time)")
             }
 
             let oldPairs = Dictionary((old?.pairs ?? []).map { ($0.allocator, $0) }, uniquingKeysWith: { first, _ in first })
