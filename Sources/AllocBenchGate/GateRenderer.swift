@@ -195,10 +195,14 @@ public struct GateRenderer: Sendable {
         for pair in report.pairs {
             let cells = Self.summaryColumns.map { column -> String in
                 guard let metric = pair.metrics.first(where: { $0.metric == column.metric }) else { return "" }
+                // A ratio reads as one only with its sign: 0.85×.
+                let suffix = metric.unit == "×" ? "×" : ""
+                let before = Self.number(metric.baseline) + suffix
+                let after = Self.number(metric.current) + suffix
                 switch metric.verdict {
-                case .unchanged, .notGated: return Self.number(metric.current)
-                case .withinTolerance: return "\(Self.number(metric.baseline)) → \(Self.number(metric.current))"
-                default: return "\(Self.number(metric.baseline)) → **\(Self.number(metric.current))**"
+                case .unchanged, .notGated: return metric.current == nil ? "" : after
+                case .withinTolerance: return "\(before) → \(after)"
+                default: return "\(before) → **\(after)**"
                 }
             }
             let result = pair.status == .compared && pair.outcome == .passed ? "✅ pass" : "\(Self.symbol(pair.outcome)) \(Self.pairResult(pair))"
