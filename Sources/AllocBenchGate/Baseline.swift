@@ -41,7 +41,7 @@ public struct BaselineFile: Codable, Sendable, Equatable {
         let snapshot = GateSnapshot.Trace(run: run, environment: environment, conditions: conditions, settings: settings)
         return .success(BaselineFile(
             schema: schema, environment: environment, conditions: conditions, settings: settings, trace: run.trace,
-            allocators: Dictionary(uniqueKeysWithValues: snapshot.pairs.map { ($0.allocator, $0.metrics) })))
+            allocators: Dictionary(snapshot.pairs.map { ($0.allocator, $0.metrics) }, uniquingKeysWith: { first, _ in first })))
     }
 
     public struct FailedRows: Error, Sendable {

@@ -7,35 +7,41 @@ import Foundation
 private let gateDiscussion = """
     Exit codes (when several apply, the one listed first wins):
       1   a replay failed, crashed or timed out (on either side)
-      5   fail closed: a (trace, allocator) pair or a gated metric is on one side only
-          (no baseline for it, or in the baseline but not in the run)
-      3   the baseline was taken in another environment: kernel, glibc, jemalloc, page size,
-          machine, allocbench version, build (debug/release), ASLR; see --allow-env-change
+      5   fail closed: a (trace, allocator) pair or a gated metric is on one
+          side only (no baseline for it, or in the baseline but not the run)
+      3   the baseline was taken in another environment: kernel, glibc,
+          jemalloc, page size, machine, allocbench version, build
+          (debug/release), ASLR; see --allow-env-change
       2   regression: a metric got worse beyond its tolerance
-      4   improvement beyond tolerance: refresh the baseline (allocbench baseline update)
+      4   improvement beyond tolerance: refresh the baseline
+          (allocbench baseline update)
       0   every metric within tolerance
-    Before comparing: 64 usage (including a bad --tolerance or tolerances file), 65 bad trace or
-    malformed baseline/report file, 66 missing input, 71 operating-system error.
+    Before comparing: 64 usage (including a bad tolerance), 65 bad trace or
+    malformed baseline/report file, 66 missing input, 71 OS error.
 
     Metrics (lower is better for all) and default tolerances:
-      touched_final touched_peak mapped_final mapped_peak (pages)      ±0
-      minor_faults                                                     ±5% or 4, the larger
-      page_tables_kb_final page_tables_kb_peak (kB)                    ±10% or 12, the larger
-      mmap_calls munmap_calls brk_calls madvise_calls mremap_calls     ±0
-      ns_per_op_vs_glibc (allocator median / glibc median, same run)   ±50%, and only on
-                                                                       traces of ≥ --min-ops-for-time ops
-    Tolerances, later ones winning: the defaults, then <baseline dir>/tolerances.txt, then
-    --tolerances FILE, then each --tolerance, in order. Syntax, one per line in files:
-      [ALLOCATOR:]METRIC=off | [ALLOCATOR:]METRIC=PART[,PART...]   PART = [+|-]NUMBER[%]
-    % is relative to the baseline, else absolute in the metric's unit; + sets the allowance for
-    increases, - for decreases, no sign both. E.g. touched_peak=0, minor_faults=5%,4,
-    ns_per_op_vs_glibc=+25%, jemalloc:touched_peak=4. See docs/gating.md.
+      touched_final touched_peak mapped_final mapped_peak   pages  ±0
+      minor_faults                                          ±5% or 4
+      page_tables_kb_final page_tables_kb_peak              ±10% or 12 kB
+      mmap_calls munmap_calls brk_calls madvise_calls mremap_calls  ±0
+      ns_per_op_vs_glibc  (allocator median / glibc median in the same run)
+                          ±50%, on traces of ≥ --min-ops-for-time ops only
+    "A or B" tolerates the larger of the two.
+
+    Tolerances, later ones winning: the defaults, <baseline>/tolerances.txt,
+    --tolerances FILE, then each --tolerance. One per line in files:
+      [ALLOCATOR:]METRIC=off
+      [ALLOCATOR:]METRIC=PART[,PART...]     PART = [+|-]NUMBER[%]
+    % is relative to the baseline, else absolute in the metric's unit; +
+    sets the allowance for increases, - for decreases, no sign both. E.g.
+    touched_peak=0  minor_faults=5%,4  ns_per_op_vs_glibc=+25%
+    jemalloc:touched_peak=4. See docs/gating.md.
     """
 
 /// Options shared by check and compare.
 struct GateOptionGroup: ParsableArguments {
     @Option(name: .customLong("tolerance"),
-            help: "Override a tolerance, e.g. touched_peak=0 or ns_per_op_vs_glibc=+25% (repeatable; see below).")
+            help: "Override a tolerance, e.g. touched_peak=0 or ns_per_op_vs_glibc=+25% (repeatable; syntax above).")
     var toleranceOverrides: [String] = []
 
     @Option(name: .customLong("tolerances"), help: "A file of tolerances, one per line (# comments).")
