@@ -112,12 +112,16 @@ struct GateOptionGroup: ParsableArguments {
 
 let gateTolerancesFileName = "tolerances.txt"
 
-/// Reads a whole text file, or fails with exit 66 naming it.
-func readText(_ path: String) throws(CommandFailure) -> String {
+/// Reads a whole file, or fails with exit 66 naming it.
+func readData(_ path: String) throws(CommandFailure) -> Data {
     guard let data = FileManager.default.contents(atPath: path) else {
         throw CommandFailure(ExitStatus.missingInput, "\(path): cannot read (missing or unreadable)")
     }
-    return String(decoding: data, as: UTF8.self)
+    return data
+}
+
+func readText(_ path: String) throws(CommandFailure) -> String {
+    String(decoding: try readData(path), as: UTF8.self)
 }
 
 func isDirectory(_ path: String) -> Bool {
@@ -136,7 +140,7 @@ func loadSnapshot(_ path: String) throws(CommandFailure) -> GateSnapshot {
     }
     var traces: [GateSnapshot.Trace] = []
     for file in paths {
-        let data = Data(try readText(file).utf8)
+        let data = try readData(file)
         do throws(GateInputError) {
             switch try GateSnapshot.decode(data, source: file) {
             case .run(let report): traces += GateSnapshot(report: report, conditions: nil, source: file).traces
@@ -271,7 +275,7 @@ struct Check: ParsableCommand {
             for name in names {
                 let path = (baseline as NSString).appendingPathComponent(name + ".json")
                 guard FileManager.default.fileExists(atPath: path) else { continue }
-                let data = Data(try readText(path).utf8)
+                let data = try readData(path)
                 do throws(GateInputError) {
                     guard case .baseline(let file) = try GateSnapshot.decode(data, source: path) else {
                         throw GateInputError("\(path): a run report, not a baseline; record baselines with `allocbench baseline update`")
