@@ -13,7 +13,7 @@ PKG_zlib     := zlib1g-dev
 PRELOAD_LIBS := libmimalloc.so.2:libmimalloc-dev libtcmalloc_minimal.so.4:libtcmalloc-minimal4
 MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 
-.PHONY: all deps build bench test clean
+.PHONY: all deps build bench test gate baselines clean
 
 all: build
 
@@ -45,6 +45,16 @@ bench: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
+	$(MAKE) gate
+
+# Our own allocators against the committed baselines: a change that makes one touch or map more
+# pages on a bundled trace fails here. The baselines were taken with a release build.
+gate: build
+	$(BUILD_DIR)/allocbench check --baseline Benchmarks/baselines --trace Benchmarks/traces/*.txt
+
+# Re-record the baselines after an intended change, then review and commit the diff.
+baselines: build
+	$(BUILD_DIR)/allocbench baseline update --trace Benchmarks/traces/*.txt --output Benchmarks/baselines
 
 clean:
 	rm -rf .build

@@ -94,7 +94,8 @@ public struct Benchmark: Sendable {
                 traced: traced, deadlineMilliseconds: UInt64(settings.timeoutSeconds * 1000),
                 environment: allocator.environment,
                 samples: detail.contains(.timeline) ? timelineSamples : 0,
-                collectBreakdown: detail.contains(.breakdown))
+                collectBreakdown: detail.contains(.breakdown),
+                addressRandomization: settings.addressRandomization)
         }
         progress("\(allocator.name): measuring pages")
         let measured = try runner.run(request(traced: true), stream: stream)

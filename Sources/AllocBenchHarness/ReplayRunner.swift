@@ -87,10 +87,12 @@ public struct ReplayRunner: Sendable {
         public var samples: Int
         /// Read /proc/PID/smaps at the baseline, at each new peak and at the end (traced runs).
         public var collectBreakdown: Bool
+        /// Leave address-space randomization on in the child (off by default: layouts repeat).
+        public var addressRandomization: Bool
 
         public init(executable: String, allocator: String, touch: String, traced: Bool,
                     deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
-                    collectBreakdown: Bool = false) {
+                    collectBreakdown: Bool = false, addressRandomization: Bool = false) {
             self.executable = executable
             self.allocator = allocator
             self.touch = touch
@@ -99,6 +101,7 @@ public struct ReplayRunner: Sendable {
             self.environment = environment
             self.samples = samples
             self.collectBreakdown = collectBreakdown
+            self.addressRandomization = addressRandomization
         }
     }
 
@@ -118,7 +121,8 @@ public struct ReplayRunner: Sendable {
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
         let pid = try spawn(request.executable, arguments: arguments,
-                            environment: childEnvironment(adding: request.environment), keep: keep)
+                            environment: childEnvironment(adding: request.environment), keep: keep,
+                            randomizeAddresses: request.addressRandomization)
         _ = goRead  // the child holds its own copy now
 
         var counters: TracedCounters?
@@ -271,7 +275,8 @@ public struct ReplayRunner: Sendable {
         return environment + ["LD_BIND_NOW=1"] + extra
     }
 
-    private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32]) throws(SystemError) -> pid_t {
+    private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32],
+                       randomizeAddresses: Bool) throws(SystemError) -> pid_t {
         var cArguments = arguments.map { strdup($0) } + [nil]
         var cEnvironment = environment.map { strdup($0) } + [nil]
         defer {
@@ -280,7 +285,8 @@ public struct ReplayRunner: Sendable {
         }
         var pid: pid_t = 0
         let error = keep.withUnsafeBufferPointer { descriptors in
-            ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count))
+            ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count),
+                     randomizeAddresses ? 0 : 1)
         }
         guard error == 0 else { throw SystemError("posix_spawn \(path)", errno: error) }
         return pid

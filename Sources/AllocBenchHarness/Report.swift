@@ -26,12 +26,15 @@ public struct RunSettings: Codable, Sendable, Equatable {
     public var timedRuns: Int
     public var timeoutSeconds: Double
     public var lenient: Bool
+    /// Whether the replay children kept address-space randomization (off unless --aslr).
+    public var addressRandomization: Bool
 
-    public init(touch: String, timedRuns: Int, timeoutSeconds: Double, lenient: Bool) {
+    public init(touch: String, timedRuns: Int, timeoutSeconds: Double, lenient: Bool, addressRandomization: Bool = false) {
         self.touch = touch
         self.timedRuns = timedRuns
         self.timeoutSeconds = timeoutSeconds
         self.lenient = lenient
+        self.addressRandomization = addressRandomization
     }
 }
 

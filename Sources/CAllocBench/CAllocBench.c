@@ -12,6 +12,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -96,7 +97,7 @@ int ab_is_event_stop(int status) {
 }
 
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *keep, int keep_count) {
+             const int *keep, int keep_count, int no_aslr) {
     posix_spawn_file_actions_t actions;
     int error = posix_spawn_file_actions_init(&actions);
     if (error != 0) return error;
@@ -108,7 +109,10 @@ int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
     for (int index = 0; index < keep_count && error == 0; index++)
         error = posix_spawn_file_actions_adddup2(&actions, staging + index, 3 + index);
     if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + keep_count);
+    int previous = personality(0xffffffff);
+    if (no_aslr && previous != -1) personality((unsigned long)previous | ADDR_NO_RANDOMIZE);
     if (error == 0) error = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    if (no_aslr && previous != -1) personality((unsigned long)previous);
     posix_spawn_file_actions_destroy(&actions);
     return error;
 }

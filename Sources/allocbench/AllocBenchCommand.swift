@@ -20,6 +20,7 @@ struct AllocBenchCommand: ParsableCommand {
             Exit codes:
               0   every replay succeeded
               1   an allocator failed, crashed or timed out (its row says which)
+              2-5 check and compare only: regression, environment changed, improvement, baseline missing
               64  usage error
               65  bad trace (the message names file and line)
               66  missing input (trace file, replay child, unavailable allocator, bad --preload)
@@ -27,7 +28,7 @@ struct AllocBenchCommand: ParsableCommand {
               73  an output file cannot be created
             """,
         version: allocbenchVersion,
-        subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self],
+        subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self],
         defaultSubcommand: Run.self
     )
 }
@@ -55,6 +56,9 @@ struct ReplayOptions: ParsableArguments {
     @Flag(name: .long, help: "Skip frees of pointers that are not live and pointers returned while live, and count them, instead of failing.")
     var lenient = false
 
+    @Flag(name: .long, help: "Keep address-space randomization in the replay children. By default it is off, so that page counts repeat exactly from run to run.")
+    var aslr = false
+
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be 0 or more") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -67,7 +71,7 @@ struct ReplayOptions: ParsableArguments {
     var selectedAllocators: [String] { allocators.map(allocatorNameList) ?? [] }
 
     var settings: RunSettings {
-        RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient)
+        RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient, addressRandomization: aslr)
     }
 
     /// The traces to replay: the given ones, or the bundled seed trace.

@@ -98,3 +98,21 @@ final class ConformanceTests: XCTestCase {
         XCTAssertTrue(outcome.output.contains("alignment"), outcome.output)
     }
 }
+
+/// With address-space randomization off (the default), a replay's page counts repeat exactly.
+final class DeterminismTests: XCTestCase {
+    func testPageCountsRepeatExactly() throws {
+        guard let trace = TestPaths.sharedTrace("real/dogfood.txt") else { return }
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 120, lenient: false))
+        let allocators = try catalog.select([])
+        let first = try benchmark.run(tracePath: trace, allocators: allocators)
+        let second = try benchmark.run(tracePath: trace, allocators: allocators)
+        for (a, b) in zip(first.results, second.results) {
+            XCTAssertEqual(a.touchedPages, b.touchedPages, a.allocator)
+            XCTAssertEqual(a.mappedPages, b.mappedPages, a.allocator)
+            XCTAssertEqual(a.mmSyscalls, b.mmSyscalls, a.allocator)
+            XCTAssertEqual(a.pageTablesKilobytes, b.pageTablesKilobytes, a.allocator)
+        }
+    }
+}

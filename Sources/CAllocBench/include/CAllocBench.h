@@ -143,9 +143,12 @@ int ab_is_event_stop(int status);
 // MARK: - Process helpers
 
 /// posix_spawn(path, argv, envp) with `keep_count` descriptors from `keep` duplicated onto
-/// 3, 4, ... in the child and every other descriptor above 2 closed. Returns 0 or an errno.
+/// 3, 4, ... in the child and every other descriptor above 2 closed. With `no_aslr`, the child
+/// runs with personality ADDR_NO_RANDOMIZE (set on the calling thread around the spawn, which the
+/// child inherits), so its address layout, and the page counts that depend on it, repeat from run
+/// to run. Returns 0 or an errno.
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *keep, int keep_count);
+             const int *keep, int keep_count, int no_aslr);
 
 /// pipe2(O_CLOEXEC): the read end in *read_end, the write end in *write_end.
 int ab_pipe_cloexec(int *read_end, int *write_end);
