@@ -193,16 +193,20 @@ public struct ReplayRunner: Sendable {
             counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
         }
         while true {
+            // Any thread of the child may stop (PTRACE_O_TRACECLONE); the child is our only one.
             var status: Int32 = 0
-            try SystemCall.check("waitpid") { waitpid(pid, &status, __WALL) }
-            if let termination = Self.termination(status) { return (termination, counters) }
+            let thread = try SystemCall.check("waitpid") { waitpid(-1, &status, __WALL) }
+            if let termination = Self.termination(status) {
+                if thread == pid { return (termination, counters) }
+                continue
+            }
             var signalToDeliver: Int32 = 0
             if ab_is_seccomp_stop(status) != 0 {
                 var kind: UInt = 0
-                try SystemCall.check("ptrace(PTRACE_GETEVENTMSG)") { ab_ptrace_event_message(pid, &kind) }
+                try SystemCall.check("ptrace(PTRACE_GETEVENTMSG)") { ab_ptrace_event_message(thread, &kind) }
                 if Int(kind) == AB_STOP_MARKER {
                     var mark: UInt64 = 0
-                    try SystemCall.check("ptrace(PTRACE_GETREGS)") { ab_ptrace_first_argument(pid, &mark) }
+                    try SystemCall.check("ptrace(PTRACE_GETREGS)") { ab_ptrace_first_argument(thread, &mark) }
                     let sample = try proc.sample()
                     if Int(mark) == AB_MARK_BEGIN && !counters.sawBegin {
                         counters.sawBegin = true
@@ -235,7 +239,7 @@ public struct ReplayRunner: Sendable {
                 // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).
                 signalToDeliver = (status >> 8) & 0xff
             }
-            try SystemCall.check("ptrace(PTRACE_CONT)") { ab_ptrace_continue(pid, signalToDeliver) }
+            try SystemCall.check("ptrace(PTRACE_CONT)") { ab_ptrace_continue(thread, signalToDeliver) }
         }
     }
 

@@ -64,7 +64,8 @@ void ab_mark(int mark) {
 }
 
 int ab_ptrace_seize(pid_t pid) {
-    return (int)ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)(PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL));
+    long options = PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE;
+    return (int)ptrace(PTRACE_SEIZE, pid, 0, (void *)options);
 }
 
 int ab_ptrace_continue(pid_t pid, int signal) {
@@ -93,7 +94,7 @@ int ab_is_seccomp_stop(int status) {
 }
 
 int ab_is_event_stop(int status) {
-    return WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP;
+    return WIFSTOPPED(status) && (status >> 16) != 0 && (status >> 16) != PTRACE_EVENT_SECCOMP;
 }
 
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],

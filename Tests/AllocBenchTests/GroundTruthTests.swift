@@ -72,6 +72,13 @@ final class FailureRowTests: XCTestCase {
         XCTAssertEqual(results[4].detail, "misaligned block at op 1")
     }
 
+    func testThreadsOfTheChildAreTracedToo() throws {
+        let result = try XCTUnwrap(try run(["threaded"], trace: Self.sixMallocs).first)
+        XCTAssertEqual(result.status, .ok, "the helper thread's mmap failed: \(result.detail ?? "")")
+        XCTAssertGreaterThanOrEqual(result.touchedPages?.peak ?? 0, 8)
+        XCTAssertGreaterThanOrEqual(result.mmSyscalls?["mmap"] ?? 0, 2, "the thread's stack and its 8 pages")
+    }
+
     func testAModuleAllocatorThatCallsMallocIsFlagged() throws {
         let results = try run(["malloc-calling"], trace: Self.sixMallocs)
         XCTAssertEqual(results.first?.status, .ok)

@@ -148,3 +148,30 @@ struct BumpRegion {
         return base! + used
     }
 }
+
+/// Starts a thread on its first allocation that maps and writes 8 pages, and waits for it: the
+/// thread's mmap is filtered too, so it must be traced (or it would fail with ENOSYS).
+struct ThreadedAllocator: Allocator {
+    static let name = "threaded"
+    static let summary = "Test fixture: a helper thread maps and writes 8 pages."
+    var started = false
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        if !started {
+            started = true
+            var thread = pthread_t()
+            let created = pthread_create(&thread, nil, { _ in
+                guard let pages = mmap(nil, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                      pages != MAP_FAILED else { return UnsafeMutableRawPointer(bitPattern: 1) }
+                for page in 0..<8 { (pages + page * 4096).storeBytes(of: 1, as: UInt8.self) }
+                return nil
+            }, nil)
+            var failure: UnsafeMutableRawPointer?
+            guard created == 0, pthread_join(thread, &failure) == 0, failure == nil else { return nil }
+        }
+        return system.allocate(byteCount, alignment)
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}

@@ -10,4 +10,5 @@ ReplayChild.main([
     RegisteredAllocator(OutOfMemoryAllocator.self),
     RegisteredAllocator(MisalignedAllocator.self),
     RegisteredAllocator(MallocCallingAllocator.self),
+    RegisteredAllocator(ThreadedAllocator.self),
 ])

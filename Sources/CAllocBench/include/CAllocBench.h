@@ -127,7 +127,9 @@ void ab_mark(int mark);
 
 // MARK: - ptrace (variadic in glibc, so wrapped)
 
-/// ptrace(PTRACE_SEIZE) with PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL.
+/// ptrace(PTRACE_SEIZE) with PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE: threads
+/// the child starts (an allocator's background thread) are traced too, or their filtered syscalls
+/// would fail with ENOSYS for want of a tracer.
 int ab_ptrace_seize(pid_t pid);
 /// ptrace(PTRACE_CONT, pid, 0, signal).
 int ab_ptrace_continue(pid_t pid, int signal);
@@ -137,7 +139,8 @@ int ab_ptrace_event_message(pid_t pid, unsigned long *message);
 int ab_ptrace_first_argument(pid_t pid, uint64_t *argument);
 /// Whether a waitpid status is the seccomp event stop.
 int ab_is_seccomp_stop(int status);
-/// Whether a waitpid status is a PTRACE_EVENT_STOP (group stop or interrupt under SEIZE).
+/// Whether a waitpid status is a ptrace event stop other than seccomp's (a new thread, a group
+/// stop under SEIZE): continued without a signal.
 int ab_is_event_stop(int status);
 
 // MARK: - Process helpers
