@@ -157,33 +157,42 @@ extension Arena {
         if let failure = validateTree(node.right, &inOrder) { return failure }
         let left = node.left
         let right = node.right
-        let largest = max(node.size, max(FreeTree.largest(left), FreeTree.largest(right)))
-        let height = 1 + max(FreeTree.height(left), FreeTree.height(right))
-        if FreeTree.largest(node) != largest { return "node \(node.address) says largest \(FreeTree.largest(node)), not \(largest)" }
-        if FreeTree.height(node) != height { return "node \(node.address) says height \(FreeTree.height(node)), not \(height)" }
+        if node.leftLargest != FreeTree.largest(left) || node.rightLargest != FreeTree.largest(right) {
+            return "node \(node.address) says its subtrees' largest blocks are \(node.leftLargest) and \(node.rightLargest), "
+                + "not \(FreeTree.largest(left)) and \(FreeTree.largest(right))"
+        }
         let leftHeight = FreeTree.height(left)
         let rightHeight = FreeTree.height(right)
+        if node.height != 1 + max(leftHeight, rightHeight) {
+            return "node \(node.address) says height \(node.height), not \(1 + max(leftHeight, rightHeight))"
+        }
         if max(leftHeight, rightHeight) - min(leftHeight, rightHeight) > 1 { return "node \(node.address) is out of balance" }
         return nil
     }
 
-    /// The pages wholly inside a big free block, past its kept front, are not resident (mincore).
+    /// The pages wholly inside a big free block, past its kept front, that are resident (mincore)
+    /// are within its unreleased bound, and the bound is under a batch.
     private static func validateResidency() -> String? {
-        let pageMask = arena.pageSize - 1
+        let pageSize = arena.pageSize
         var failure: String?
         forEachBlock(inTail: false) { block in
             guard failure == nil, !block.isInUse, block.size >= Layout.releaseThresholdBytes else { return }
-            let first = (block.address + Layout.keptResidentBytes + pageMask) & ~pageMask
-            let end = block.end & ~pageMask
+            let unreleased = block.unreleasedBytes
+            if unreleased >= Layout.releaseBatchBytes {
+                failure = "free block \(block.address) holds an unreleased bound of \(unreleased) bytes, a batch or more"
+                return
+            }
+            let (first, end) = Arena.trackedPages(of: block.address, byteCount: block.size, pageSize: pageSize)
             guard first < end else { return }
-            let pages = Int((end - first) / arena.pageSize)
-            var residency = [UInt8](repeating: 0, count: pages)
+            var residency = [UInt8](repeating: 0, count: Int((end - first) / pageSize))
             guard mincore(UnsafeMutableRawPointer(bitPattern: first), Int(end - first), &residency) == 0 else {
                 failure = "mincore failed on free block \(block.address)"
                 return
             }
-            if let page = residency.firstIndex(where: { $0 & 1 != 0 }) {
-                failure = "free block \(block.address) of \(block.size) bytes: page \(first + UInt(page) * arena.pageSize) is resident"
+            let residentBytes = UInt(residency.filter { $0 & 1 != 0 }.count) * pageSize
+            if residentBytes > unreleased {
+                failure = "free block \(block.address) of \(block.size) bytes has \(residentBytes) resident bytes past its front, "
+                    + "over its bound \(unreleased)"
             }
         }
         return failure

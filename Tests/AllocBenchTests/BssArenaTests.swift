@@ -88,6 +88,7 @@ final class BssArenaTests: XCTestCase {
         var random = SplitMix64(seed: 0xB55_A2E4A)
         var checkedPlacements = 0
         var growths = 0
+        var releasedBytes: Int64 = 0
         for sequence in 0..<1200 {
             let arena = BssArena()
             var live: [UInt: LiveBlock] = [:]
@@ -116,8 +117,10 @@ final class BssArenaTests: XCTestCase {
                         XCTAssertEqual(address, expected, "\(context): not the first fit for \(byteCount) bytes aligned \(alignment)")
                         checkedPlacements += 1
                     } else {
-                        XCTAssertEqual(Self.statistic("mapped_region_count", arena), regionsBefore + 1, "\(context): nothing fit, so one region must be mapped")
-                        XCTAssertFalse(before.contains { $0.address <= address && address < $0.end }, "\(context): a new region's block lies in an old block")
+                        XCTAssertEqual(Self.statistic("mapped_region_count", arena), regionsBefore + 1,
+                                       "\(context): nothing fit, so one region must be mapped")
+                        XCTAssertFalse(before.contains { $0.address <= address && address < $0.end },
+                                       "\(context): a new region's block lies in an old block")
                         growths += 1
                     }
                     if zeroed { XCTAssertTrue(Self.holds(block, byteCount, tag: 0), "\(context): calloc block is not zero") }
@@ -153,14 +156,17 @@ final class BssArenaTests: XCTestCase {
                     }
                     let movedAddress = UInt(bitPattern: moved)
                     if let expected {
-                        XCTAssertEqual(movedAddress, expected, "\(context): realloc \(entry.byteCount) → \(byteCount) not in place or not first fit")
+                        XCTAssertEqual(movedAddress, expected,
+                                       "\(context): realloc \(entry.byteCount) → \(byteCount) not in place or not first fit")
                         checkedPlacements += 1
                     } else {
-                        XCTAssertFalse(before.contains { $0.address <= movedAddress && movedAddress < $0.end }, "\(context): a new region's block lies in an old block")
+                        XCTAssertFalse(before.contains { $0.address <= movedAddress && movedAddress < $0.end },
+                                       "\(context): a new region's block lies in an old block")
                         growths += 1
                     }
                     XCTAssertTrue(Self.holds(moved, min(entry.byteCount, byteCount), tag: entry.tag), "\(context): realloc lost contents")
-                    XCTAssertEqual(movedAddress % UInt(guaranteedAlignment(requested: entry.alignment, byteCount: byteCount)), 0, "\(context): realloc misaligned")
+                    XCTAssertEqual(movedAddress % UInt(guaranteedAlignment(requested: entry.alignment, byteCount: byteCount)), 0,
+                                   "\(context): realloc misaligned")
                     for (other, otherEntry) in live {
                         XCTAssertTrue(movedAddress + UInt(byteCount) <= other || other + UInt(otherEntry.byteCount) <= movedAddress,
                                       "\(context): reallocated block overlaps a live one")
@@ -176,13 +182,16 @@ final class BssArenaTests: XCTestCase {
                 XCTAssertTrue(Self.holds(block, entry.byteCount, tag: entry.tag), "sequence \(sequence): block lost its contents")
                 arena.deallocate(block, byteCount: entry.byteCount, alignment: entry.alignment)
             }
+            releasedBytes += Self.statistic("released_bytes", arena) ?? 0
             if let failure = Arena.validationFailure() { return XCTFail("sequence \(sequence) emptied: \(failure)") }
             XCTAssertEqual(Self.statistic("in_use_bytes", arena), 0)
-            XCTAssertLessThanOrEqual(Self.statistic("mapped_region_count", arena) ?? 99, 1, "sequence \(sequence): only one empty region may stay mapped")
+            XCTAssertLessThanOrEqual(Self.statistic("mapped_region_count", arena) ?? 99, 1,
+                                     "sequence \(sequence): only one empty region may stay mapped")
         }
-        // The sequences must have exercised both outcomes, not just one.
+        // The sequences must have exercised every outcome: placements, growth, and returned pages.
         XCTAssertGreaterThan(checkedPlacements, 50_000)
         XCTAssertGreaterThan(growths, 1_000)
+        XCTAssertGreaterThan(releasedBytes, 0)
     }
 
     // MARK: - The bss tail
@@ -244,20 +253,21 @@ final class BssArenaTests: XCTestCase {
     func testEmptyRegionsAreUnmappedButOne() {
         let arena = BssArena()
         var blocks: [UnsafeMutableRawPointer] = []
-        for _ in 0..<12 {
+        let chunk = Int(Layout.regionChunkBytes)
+        for _ in 0..<(4 * chunk / 100_000) {
             guard let block = arena.allocate(byteCount: 100_000, alignment: 16) else { return XCTFail("allocate returned nil") }
             Self.fill(block, 100_000, tag: 7)
             blocks.append(block)
         }
-        XCTAssertGreaterThanOrEqual(Self.statistic("mapped_region_count", arena) ?? 0, 4)
-        guard let big = arena.allocate(byteCount: 3_000_000, alignment: 16) else { return XCTFail("big allocate returned nil") }
+        XCTAssertGreaterThanOrEqual(Self.statistic("mapped_region_count", arena) ?? 0, 3)
+        guard let big = arena.allocate(byteCount: 3 * chunk, alignment: 16) else { return XCTFail("big allocate returned nil") }
         let regionsWithBig = Self.statistic("mapped_region_count", arena) ?? 0
-        arena.deallocate(big, byteCount: 3_000_000, alignment: 16)
+        arena.deallocate(big, byteCount: 3 * chunk, alignment: 16)
         XCTAssertEqual(Self.statistic("mapped_region_count", arena), regionsWithBig - 1, "the big block's own region is unmapped")
         for block in blocks { arena.deallocate(block, byteCount: 100_000, alignment: 16) }
         XCTAssertNil(Arena.validationFailure())
         XCTAssertEqual(Self.statistic("mapped_region_count", arena), 1)
-        XCTAssertEqual(Self.statistic("mapped_bytes", arena), 256 << 10)
+        XCTAssertEqual(Self.statistic("mapped_bytes", arena), Int64(chunk))
         XCTAssertEqual(Self.statistic("in_use_bytes", arena), 0)
     }
 
