@@ -26,7 +26,7 @@ struct AllocBenchCommand: ParsableCommand {
               71  operating-system error
             """,
         version: allocbenchVersion,
-        subcommands: [Run.self, List.self, Conformance.self],
+        subcommands: [Run.self, List.self, Conformance.self, Record.self, Convert.self],
         defaultSubcommand: Run.self
     )
 }
