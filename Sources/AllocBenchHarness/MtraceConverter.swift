@@ -268,19 +268,32 @@ private struct Cursor {
         return true
     }
 
-    /// Skips `@ <caller> `: the caller ends at the first "] " that an operation and a space (or the
-    /// line's end) follow. File names may contain anything, so nothing else is assumed of it.
+    /// Skips `@ <caller> `. The caller always ends in `[0x<address>] ` (glibc prints it only for a
+    /// non-null return address) and the operation and a space (or the line's end) follow; file
+    /// names may contain anything, so nothing else is assumed of it.
     mutating func skipCaller() -> Bool {
         var scan = position + 1
         while end - scan >= 3 {
             if scan[0] == UInt8(ascii: "]") && scan[1] == UInt8(ascii: " ") && isOperation(scan[2])
-                && (end - scan == 3 || scan[3] == UInt8(ascii: " ")) {
+                && (end - scan == 3 || scan[3] == UInt8(ascii: " ")) && endsAddress(scan) {
                 position = scan + 2
                 return true
             }
             scan += 1
         }
         return false
+    }
+
+    /// Whether `[0x<hex digits>` ends just before `bracket`.
+    private func endsAddress(_ bracket: UnsafePointer<UInt8>) -> Bool {
+        var scan = bracket
+        while scan > position && isHexDigit(scan[-1]) { scan -= 1 }
+        return scan < bracket && scan - position >= 3 && scan[-1] == UInt8(ascii: "x") && scan[-2] == UInt8(ascii: "0")
+            && scan[-3] == UInt8(ascii: "[")
+    }
+
+    private func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
     }
 
     private func isOperation(_ byte: UInt8) -> Bool {
