@@ -158,25 +158,42 @@ typedef struct ab_rec_line {
     uint32_t length;
 } ab_rec_line;
 
-static void ab_rec_put_text(ab_rec_line *line, const char *text) {
-    while (*text) line->text[line->length++] = *text++;
+/// Inlined, so that for the constant strings it is mostly given, strlen folds and memcpy is a move.
+static inline __attribute__((always_inline)) void ab_rec_put_text(ab_rec_line *line, const char *text) {
+    size_t length = strlen(text);
+    memcpy(line->text + line->length, text, length);
+    line->length += (uint32_t)length;
 }
+
+static const uint64_t ab_rec_powers_of_ten[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+    1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+    100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+    1000000000000000000ull, 10000000000000000000ull,
+};
 
 static uint32_t ab_rec_decimal_digits(uint64_t value) {
-    uint32_t digits = 1;
-    while (value >= 10) {
-        value /= 10;
-        digits++;
-    }
-    return digits;
+    if (value < 10) return 1;
+    // log10(2) ≈ 1233/4096: a first guess from the bit length, corrected by one comparison.
+    uint32_t guess = ((uint32_t)(64 - __builtin_clzll(value | 1)) * 1233) >> 12;
+    return guess + (value >= ab_rec_powers_of_ten[guess]);
 }
 
-/// Writes `value` right-aligned in exactly `width` characters (the caller sized it).
+/// Writes `value` right-aligned in exactly `width` characters (the caller sized it), two digits
+/// at a time.
 static void ab_rec_put_decimal_width(char *at, uint64_t value, uint32_t width) {
-    for (uint32_t index = width; index > 0; index--) {
-        at[index - 1] = (char)('0' + value % 10);
-        value /= 10;
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    uint32_t index = width;
+    while (index >= 2) {
+        uint32_t pair = (uint32_t)(value % 100) * 2;
+        value /= 100;
+        at[--index] = pairs[pair + 1];
+        at[--index] = pairs[pair];
     }
+    if (index == 1) at[0] = (char)('0' + value % 10);
 }
 
 static void ab_rec_put_decimal(ab_rec_line *line, uint64_t value) {
@@ -187,11 +204,15 @@ static void ab_rec_put_decimal(ab_rec_line *line, uint64_t value) {
 
 static void ab_rec_put_hex(ab_rec_line *line, uint64_t value) {
     static const char digits[] = "0123456789abcdef";
-    line->text[line->length++] = '0';
-    line->text[line->length++] = 'x';
-    int shift = 60;
-    while (shift > 0 && ((value >> shift) & 0xf) == 0) shift -= 4;
-    for (; shift >= 0; shift -= 4) line->text[line->length++] = digits[(value >> shift) & 0xf];
+    uint32_t width = (uint32_t)(67 - __builtin_clzll(value | 1)) / 4;
+    char *at = line->text + line->length;
+    at[0] = '0';
+    at[1] = 'x';
+    for (uint32_t index = width; index > 0; index--) {
+        at[1 + index] = digits[value & 0xf];
+        value >>= 4;
+    }
+    line->length += 2 + width;
 }
 
 // MARK: - Failure reporting
@@ -309,7 +330,16 @@ static void ab_rec_begin_image(void) {
         }
         if (errno != EEXIST) break;
     }
-    // Nothing recorded for this image; the runner notices the missing spool file.
+    // Nothing is recorded for this image; say why, since there is no spool file to leave it in.
+    int error = errno;
+    static const char message[] = "allocbench-recorder: cannot create a spool file in ";
+    ssize_t written = write(STDERR_FILENO, message, sizeof(message) - 1);
+    written = write(STDERR_FILENO, ab_rec.directory, directory_length);
+    const char *reason = strerrorname_np(error);
+    written = write(STDERR_FILENO, " (", 2);
+    written = write(STDERR_FILENO, reason ? reason : "?", reason ? strlen(reason) : 1);
+    written = write(STDERR_FILENO, ")\n", 2);
+    (void)written;
     ab_rec.path[0] = '\0';
 }
 
@@ -339,7 +369,7 @@ static void ab_rec_register_thread(ab_rec_thread *self) {
 }
 
 /// `<tid>: <action> <hex>... <decimal>...[ <start_ns> <end_ns>]\n`
-static void ab_rec_format(ab_rec_line *line, ab_rec_thread *self, const char *action,
+static inline __attribute__((always_inline)) void ab_rec_format(ab_rec_line *line, ab_rec_thread *self, const char *action,
                           const uint64_t *hex, int hex_count, const uint64_t *decimal, int decimal_count,
                           uint64_t start, uint64_t end) {
     line->length = 0;
@@ -364,7 +394,7 @@ static void ab_rec_format(ab_rec_line *line, ab_rec_thread *self, const char *ac
 }
 
 /// Records an allocation-side operation after the real call returned (invariant 3).
-static void ab_rec_write(ab_rec_thread *self, const char *action, const uint64_t *hex, int hex_count,
+static inline __attribute__((always_inline)) void ab_rec_write(ab_rec_thread *self, const char *action, const uint64_t *hex, int hex_count,
                          const uint64_t *decimal, int decimal_count, uint64_t start) {
     uint64_t end = ab_rec_clock();
     ab_rec_register_thread(self);
@@ -625,16 +655,13 @@ static void *ab_rec_move_from_bootstrap(void *block, size_t size) {
 static void *ab_rec_reallocate(void *block, size_t size) {
     ab_rec_thread *self = &ab_rec_self;
     if (self->depth) {
-        if (self->bookkeeping || !ab_rec_next.realloc) {
-            void *moved = ab_rec_bootstrap_allocate(size, 16);
-            if (moved && block) {
-                size_t old_size = ab_rec_is_bootstrap(block) ? ab_rec_bootstrap_size(block) : 0;
-                memcpy(moved, block, old_size < size ? old_size : size);
-            }
-            if (moved || !ab_rec_next.realloc) return moved;
-        }
-        if (ab_rec_is_bootstrap(block)) return ab_rec_move_from_bootstrap(block, size);
-        return ab_rec_next.realloc(block, size);
+        if (!block) return ab_rec_nested_allocate(self, size, 16);
+        if (!ab_rec_is_bootstrap(block)) return ab_rec_next.realloc(block, size);
+        // A bootstrap block moves to wherever a nested allocation would come from now.
+        size_t old_size = ab_rec_bootstrap_size(block);
+        void *moved = ab_rec_nested_allocate(self, size, 16);
+        if (moved) memcpy(moved, block, old_size < size ? old_size : size);
+        return moved;
     }
     self->depth++;
     ab_rec_ensure_ready();
