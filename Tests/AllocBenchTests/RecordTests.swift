@@ -114,6 +114,31 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(parsed.threadIDs, [UInt32(outcome.pid)])
     }
 
+    // MARK: - Before main
+
+    /// A library's constructor may allocate before the recorder's constructor has run (the order of
+    /// constructors across libraries is the loader's); the recorder initializes on that first call.
+    func testAllocationsInLibraryConstructorsAreRecorded() throws {
+        let library = directory + "/libearly.so"
+        try "#include <stdlib.h>\nvoid *early_block;\n__attribute__((constructor)) static void early(void) { early_block = malloc(777); }\n"
+            .write(toFile: directory + "/early.c", atomically: true, encoding: .utf8)
+        let built = try RecordFixture.run("/usr/bin/env", ["cc", "-shared", "-fPIC", "-O0", "-o", library, directory + "/early.c"])
+        XCTAssertEqual(built.status, 0, built.standardError)
+        let program = directory + "/uses-early"
+        try "#include <stdlib.h>\nextern void *early_block;\nint main(void) { free(early_block); return 0; }\n"
+            .write(toFile: program + ".c", atomically: true, encoding: .utf8)
+        let linked = try RecordFixture.run("/usr/bin/env", ["cc", "-O0", "-o", program, program + ".c", library, "-Wl,-rpath," + directory])
+        XCTAssertEqual(linked.status, 0, linked.standardError)
+
+        let outcome = try RecordFixture.record([program], in: directory)
+        XCTAssertEqual(outcome.termination, .exited(0))
+        let lines = try RecordFixture.lines(of: directory + "/trace.txt")
+        let allocation = try XCTUnwrap(lines.first { $0.hasSuffix(" 777") })
+        let pointer = allocation.split(separator: " ")[2]
+        XCTAssertEqual(lines.filter { $0.hasSuffix("free \(pointer)") }.count, 1)
+        XCTAssertNoThrow(try RecordFixture.parseStrictly(directory + "/trace.txt"))
+    }
+
     // MARK: - Threads
 
     private static let threads = #"""
