@@ -239,8 +239,9 @@ public enum Recorder {
             guard parts.count == 2, let pid = Int32(parts[0]), let image = Int(parts[1]) else { return nil }
             return SpoolName(pid: pid, image: image)
         }.sorted { a, b in
-            // The command's own traces first.
-            if (a.pid == commandPID) != (b.pid == commandPID) { return a.pid == commandPID }
+            // The command's own spool files last: they may move into place (below), and the
+            // children's inherited heaps are read from them first.
+            if (a.pid == commandPID) != (b.pid == commandPID) { return b.pid == commandPID }
             return a < b
         }
         var lastImage: [Int32: Int] = [:]
@@ -263,6 +264,15 @@ public enum Recorder {
             let spoolPath = "\(spool)/\(name.pid).\(name.image)"
             var lines: RecordSpool.CompleteLines
             do throws(SystemError) {
+                // The command has exited, so nothing writes its spool files any more (a child may
+                // still be running and writing its own): when whole, they become the traces as
+                // they are, without a copy.
+                if name.pid == commandPID, let moved = try RecordSpool.moveIfWhole(spoolPath, to: path) {
+                    traces.append(RecordedTrace(path: path, pid: name.pid, image: name.image, role: role,
+                                                lineCount: moved.lineCount, tornLinesDropped: 0,
+                                                recorderError: recorderError(spoolPath)))
+                    continue
+                }
                 lines = try RecordSpool.read(spoolPath)
                 if let header = ForkHeader(lines.text) {
                     let heap = try heapWhenForked(header, spool: spool, depth: 0)
@@ -276,13 +286,19 @@ public enum Recorder {
             } catch {
                 throw RecordError.output(path: path, error)
             }
-            let recorderError = (try? String(contentsOfFile: spoolPath + ".error", encoding: .utf8))
-                .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             traces.append(RecordedTrace(
                 path: path, pid: name.pid, image: name.image, role: role, lineCount: lines.lineCount,
-                tornLinesDropped: lines.tornLineCount, recorderError: recorderError))
+                tornLinesDropped: lines.tornLineCount, recorderError: recorderError(spoolPath)))
         }
-        return traces
+        return traces.sorted { a, b in
+            if (a.pid == commandPID) != (b.pid == commandPID) { return a.pid == commandPID }
+            return (a.pid, a.image) < (b.pid, b.image)
+        }
+    }
+
+    private static func recorderError(_ spoolPath: String) -> String? {
+        (try? String(contentsOfFile: spoolPath + ".error", encoding: .utf8))
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
     /// The first line of a forked child's spool: `# forked from <pid>.<image> at <offset>`.
@@ -348,6 +364,57 @@ public enum RecordSpool {
         return completeLines(in: UnsafeRawBufferPointer(start: address, count: end))
     }
 
+    /// When the spool file holds only complete lines (nothing torn), cuts it to its text and
+    /// renames it to `path`; nil otherwise. Only for a spool file no process writes any more.
+    public static func moveIfWhole(_ spoolPath: String, to path: String) throws(SystemError) -> (lineCount: Int, byteCount: Int)? {
+        let descriptor = try FileDescriptor.open(spoolPath, O_RDWR)
+        let end = dataEnd(descriptor)
+        var scan = (endOfText: 0, lineCount: 0, whole: true)
+        if end > 0 {
+            guard let address = mmap(nil, end, PROT_READ, MAP_SHARED, descriptor.rawValue, 0), address != MAP_FAILED else {
+                throw SystemError("mmap \(spoolPath)", errno: errno)
+            }
+            madvise(address, end, MADV_SEQUENTIAL)
+            scan = wholeText(UnsafeRawBufferPointer(start: address, count: end))
+            munmap(address, end)
+        }
+        guard scan.whole else { return nil }
+        try descriptor.truncate(to: scan.endOfText)
+        try SystemCall.check("fchmod \(spoolPath)") { fchmod(descriptor.rawValue, 0o644) }
+        try SystemCall.check("rename \(spoolPath) to \(path)") { rename(spoolPath, path) }
+        return (scan.lineCount, scan.endOfText)
+    }
+
+    /// Where the text ends (after its last newline), how many lines it has, and whether it is whole:
+    /// no zero byte before its end, and none but zero bytes after it.
+    private static func wholeText(_ bytes: UnsafeRawBufferPointer) -> (endOfText: Int, lineCount: Int, whole: Bool) {
+        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let endOfText = (lastIndex(of: UInt8(ascii: "\n"), in: base, 0..<bytes.count) ?? -1) + 1
+        let tailIsZero = UnsafeBufferPointer(start: base + endOfText, count: bytes.count - endOfText).allSatisfy { $0 == 0 }
+        let whole = tailIsZero && memchr(base, 0, endOfText) == nil
+        return (endOfText, whole ? newlineCount(base, endOfText) : 0, whole)
+    }
+
+    /// The '\n' bytes among `count`, eight at a time: a byte of `word ^ 0x0a…0a` is zero exactly
+    /// where the word holds a newline, and the expression below sets the top bit of exactly those.
+    public static func newlineCount(_ base: UnsafePointer<UInt8>, _ count: Int) -> Int {
+        let low7: UInt64 = 0x7f7f_7f7f_7f7f_7f7f
+        let newlines: UInt64 = 0x0a0a_0a0a_0a0a_0a0a
+        var total = 0
+        var index = 0
+        let raw = UnsafeRawPointer(base)
+        while index + 8 <= count {
+            let x = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ newlines
+            total &+= (~(((x & low7) &+ low7) | x | low7)).nonzeroBitCount
+            index += 8
+        }
+        while index < count {
+            if base[index] == UInt8(ascii: "\n") { total += 1 }
+            index += 1
+        }
+        return total
+    }
+
     /// lseek(2) whences from <linux/fs.h>, which Swift's Glibc module does not export (GNU).
     private static let seekData: Int32 = 3
     private static let seekHole: Int32 = 4
@@ -388,7 +455,7 @@ public enum RecordSpool {
 
         if memchr(base, 0, endOfText) == nil {
             text = Array(UnsafeBufferPointer(start: base, count: endOfText))
-            lineCount = text.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+            lineCount = newlineCount(base, endOfText)
             return CompleteLines(text: text, lineCount: lineCount, tornLineCount: tornLineCount)
         }
         text.reserveCapacity(endOfText)

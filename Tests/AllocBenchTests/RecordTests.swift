@@ -394,6 +394,20 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(last.tornLineCount, 1)
     }
 
+    func testNewlinesAreCountedEightBytesAtATime() {
+        var generator = SystemRandomNumberGenerator()
+        for count in [0, 1, 7, 8, 9, 63, 64, 65, 1000] {
+            // Bytes around '\n' (0x0a) and 0x8a, which share its low seven bits.
+            let bytes = (0..<count).map { _ in [UInt8(0x0a), 0x8a, 0x0b, 0x09, 0x00, 0xff, 0x61][Int.random(in: 0..<7, using: &generator)] }
+            bytes.withUnsafeBufferPointer { buffer in
+                for offset in 0..<min(count, 8) {
+                    XCTAssertEqual(RecordSpool.newlineCount(buffer.baseAddress! + offset, count - offset),
+                                   bytes[offset...].filter { $0 == 0x0a }.count, "count \(count), offset \(offset)")
+                }
+            }
+        }
+    }
+
     func testCommandNotFoundAndMissingLibraryAreReported() throws {
         XCTAssertThrowsError(try RecordFixture.record(["allocbench-no-such-command"], in: directory)) { error in
             XCTAssertEqual((error as? RecordError)?.exitCode, 127)
