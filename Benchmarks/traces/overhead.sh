@@ -1,7 +1,8 @@
 #!/bin/sh
-# The cost of recording: wall time of real programs run plainly and under `allocbench record`
-# (the runner's start and its work of turning spool files into traces included), the fastest of
-# RUNS runs each (the fastest, not the median: on a shared machine it is the least disturbed).
+# The cost of recording: wall and CPU time of real programs run plainly and under `allocbench
+# record` (the runner's start and its work of turning spool files into traces included), the
+# fastest of RUNS runs each (the fastest, not the median: on a shared machine it is the least
+# disturbed). Needs GNU time (/usr/bin/time).
 #
 #   Benchmarks/traces/overhead.sh [ALLOCBENCH]        (default: .build/release/allocbench; RUNS=9)
 set -eu
@@ -14,34 +15,36 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 export LC_ALL=C HOME="$work"
 
-now() { date +%s%N; }
-
-# fastest_ms COMMAND...: the shortest wall time of RUNS runs, in milliseconds.
-fastest_ms() {
+# fastest COMMAND...: "<wall ms> <cpu ms>", each the smallest of RUNS runs (cpu = user + system,
+# the command's and its children's, from GNU time, in steps of 10 ms).
+fastest() {
     i=0
     while [ "$i" -lt "$runs" ]; do
-        start=$(now)
-        "$@" >/dev/null 2>&1
-        echo $(( ($(now) - start) / 1000000 ))
+        start=$(date +%s%N)
+        /usr/bin/time -f "%U %S" -o "$work/time" "$@" >/dev/null 2>&1
+        wall=$(( ($(date +%s%N) - start) / 1000000 ))
+        awk -v wall="$wall" '{ printf "%d %d\n", wall, ($1 + $2) * 1000 }' "$work/time"
         i=$((i + 1))
-    done | sort -n | head -n 1
+    done | awk 'NR == 1 || $1 < wall { wall = $1 } NR == 1 || $2 < cpu { cpu = $2 } END { print wall, cpu }'
 }
 
-# measure NAME COMMAND...
+# measure NAME COMMAND...: one row; the lines are those of one recording, all processes.
 measure() {
     name=$1
     shift
-    plain=$(fastest_ms "$@")
-    recorded=$(fastest_ms "$allocbench" record -o "$work/$name.txt" -- "$@")
+    plain=$(fastest "$@")
+    recorded=$(fastest "$allocbench" record -o "$work/$name.txt" -- "$@")
     rm -f "$work/$name".txt*
     "$allocbench" record -o "$work/$name.txt" -- "$@" >/dev/null 2>&1
     lines=$(cat "$work/$name".txt* | wc -l)
-    awk -v n="$name" -v p="$plain" -v r="$recorded" -v l="$lines" 'BEGIN {
-        printf "%-14s %8d ms %8d ms %6.2fx %10d lines  ", n, p, r, (p > 0 ? r / p : 0), l
-        if (l > 0) printf "%6.0f ns/line\n", (r - p) * 1e6 / l; else printf "     -\n" }'
+    echo "$plain $recorded" | awk -v name="$name" -v lines="$lines" '{
+        printf "%-14s %7d %7d %6.2fx   %7d %7d %6.2fx %10d", name, $1, $3, ($1 > 0 ? $3 / $1 : 0), $2, $4, ($2 > 0 ? $4 / $2 : 0), lines
+        if (lines > 0) printf "  %6.0f ns\n", ($4 - $2) * 1e6 / lines; else printf "        -\n"
+    }'
 }
 
-printf "%-14s %11s %11s %7s %16s  %s\n" program plain recorded ratio "lines (all processes)" "extra per line"
+printf "%-14s %-25s   %-25s %10s  %s\n" "" "wall ms (fastest)" "cpu ms (fastest)" "" "extra cpu"
+printf "%-14s %7s %7s %7s   %7s %7s %7s %10s  %s\n" program plain record ratio plain record ratio lines "per line"
 measure true /bin/true
 measure sqlite3 sqlite3 :memory: "
 CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, grp INTEGER, val REAL);
