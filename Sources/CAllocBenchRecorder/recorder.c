@@ -21,6 +21,8 @@
 //         precedes its next allocation in the file even across threads. realloc reserves after the
 //         call: another thread may reuse the old block first (multi-threaded traces may need
 //         --lenient, as Android's do).
+//   A forked child's spool starts with `# forked from <parent spool> at <parent's next_offset>`: its
+//   inherited heap is what the parent's first <offset> bytes leave live (the runner prepends it).
 //   depth > 0 ⇒ nested calls are not recorded (they come from the allocator or from the recorder).
 //   bookkeeping ⇒ nested calls are served from the bootstrap arena, which is never given to the real
 //   allocator and whose blocks free() ignores: nothing the recorder allocates for itself can appear

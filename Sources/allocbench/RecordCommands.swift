@@ -15,7 +15,9 @@ struct Record: ParsableCommand {
             that exits writes `thread_done`.
 
             Files: FILE holds the command's trace. With --follow all, every process it forks \
-            writes FILE.<pid>. A process that execs keeps its file for the new program: FILE (or \
+            writes FILE.<pid>, which starts with one allocation per block live in its parent at \
+            the fork (the heap it inherited, so that it replays without --lenient). A process \
+            that execs keeps its file for the new program: FILE (or \
             FILE.<pid>) holds the last program a process ran, and the programs before an exec are \
             kept as FILE.<pid>.<image>, image 0 first. Every line is in the page cache as soon as \
             the call returns, so exit, _exit, exec, a crash or SIGKILL lose nothing recorded; a \

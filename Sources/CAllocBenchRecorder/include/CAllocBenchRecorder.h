@@ -12,6 +12,8 @@
 /// An existing directory. Each program image writes the spool file `<directory>/<pid>.<image>`,
 /// where image 0 is the first program the process ran and image N the one after its Nth exec.
 /// When recording fails part way, the reason is written to `<directory>/<pid>.<image>.error`.
+/// A spool file is trace text followed by zero bytes; a forked child's begins with the line
+/// `# forked from <parent pid>.<parent image> at <bytes of the parent's spool written before fork>`.
 #define AB_RECORD_ENV_DIRECTORY "ALLOCBENCH_RECORD_DIR"
 /// "1": append `<start_ns> <end_ns>` (CLOCK_MONOTONIC) to every line, and `<end_ns>` to thread_done.
 #define AB_RECORD_ENV_TIMESTAMPS "ALLOCBENCH_RECORD_TIMESTAMPS"
