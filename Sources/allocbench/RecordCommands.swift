@@ -83,7 +83,7 @@ struct Record: ParsableCommand {
                 Diagnostics.error("\(trace.path): incomplete, the recorder stopped: \(error)")
             }
         }
-        let shown = outcome.traces.count <= 8 ? outcome.traces : Array(outcome.traces.prefix(1))
+        let shown = outcome.traces.count <= 8 ? outcome.traces : outcome.traces.filter { $0.role == .command }
         for trace in shown {
             let what: String
             switch trace.role {
