@@ -12,6 +12,8 @@ PKG_zlib     := zlib1g-dev
 # Malloc replacements allocbench runs through LD_PRELOAD (found by file name, not pkg-config).
 PRELOAD_LIBS := libmimalloc.so.2:libmimalloc-dev libtcmalloc_minimal.so.4:libtcmalloc-minimal4
 MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# The bundled traces: the seed program, and real programs recorded with `allocbench record`.
+TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
 .PHONY: all deps build bench test gate baselines clean
 
@@ -37,7 +39,7 @@ build: deps
 
 bench: build
 	$(BUILD_DIR)/allocbench list
-	$(BUILD_DIR)/allocbench --trace Benchmarks/traces/*.txt
+	$(BUILD_DIR)/allocbench --trace $(TRACES)
 	@if [ -f $(SHARED)/traces/android/systemui.zip ]; then \
 	  $(BUILD_DIR)/parse-benchmark $(SHARED)/traces/android/systemui.zip; \
 	fi
@@ -50,11 +52,11 @@ test: deps
 # Our own allocators against the committed baselines: a change that makes one touch or map more
 # pages on a bundled trace fails here. The baselines were taken with a release build.
 gate: build
-	$(BUILD_DIR)/allocbench check --baseline Benchmarks/baselines --trace Benchmarks/traces/*.txt
+	$(BUILD_DIR)/allocbench check --baseline Benchmarks/baselines --trace $(TRACES)
 
 # Re-record the baselines after an intended change, then review and commit the diff.
 baselines: build
-	$(BUILD_DIR)/allocbench baseline update --trace Benchmarks/traces/*.txt --output Benchmarks/baselines
+	$(BUILD_DIR)/allocbench baseline update --trace $(TRACES) --output Benchmarks/baselines
 
 clean:
 	rm -rf .build

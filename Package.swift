@@ -56,6 +56,18 @@ var targets: [Target] = [
         path: "Sources/CAllocBench",
         cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
     ),
+    // The LD_PRELOAD interposer of `allocbench record`, built as liballocbench-recorder.so beside the CLI.
+    .target(
+        name: "CAllocBenchRecorder",
+        path: "Sources/CAllocBenchRecorder",
+        exclude: ["link"],
+        cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"])],
+        // Only libc may load into recorded programs: no Swift startup object, no runtime libraries
+        // (link/ld-as-needed says why it takes a linker wrapper).
+        linkerSettings: [.unsafeFlags([
+            "-nostartfiles", "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/Sources/CAllocBenchRecorder/link/ld-as-needed",
+        ])]
+    ),
     .systemLibrary(
         name: "CAllocBenchZlib",
         path: "Sources/CAllocBenchZlib",
@@ -126,6 +138,7 @@ var targets: [Target] = [
 var products: [Product] = [
     .executable(name: "allocbench", targets: ["allocbench"]),
     .executable(name: "allocbench-replay", targets: ["allocbench-replay"]),
+    .library(name: "allocbench-recorder", type: .dynamic, targets: ["CAllocBenchRecorder"]),
 ]
 
 for allocator in allocatorRegistry {

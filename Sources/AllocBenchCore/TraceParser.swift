@@ -187,7 +187,8 @@ public struct TraceParser: ~Copyable {
             try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
         case .calloc:
             let (total, overflow) = fields.1.multipliedReportingOverflow(by: fields.2)
-            if overflow { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
+            // A calloc that failed because the product overflows is recorded with a null result.
+            if overflow && fields.0 != 0 { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
             try allocate(pointer: fields.0, size: total, alignLog2: 4, kind: AB_OP_CALLOC, thread: thread)
         case .memalign:
             let alignment = fields.1
@@ -230,11 +231,12 @@ public struct TraceParser: ~Copyable {
     private static let maximumSize: UInt64 = 1 << 56
 
     private mutating func allocate(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: Int, thread: UInt16) throws(TraceError) {
-        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
+        // Failed first: programs probe with absurd sizes, and those fail.
         if pointer == 0 {
             result.failedAllocationsSkipped += 1
             return
         }
+        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
         if let existing = live.find(pointer) {
             if options.lenient {
                 result.anomalies.pointersReturnedWhileLive += 1

@@ -28,7 +28,8 @@ struct AllocBenchCommand: ParsableCommand {
               73  an output file cannot be created
             """,
         version: allocbenchVersion,
-        subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self],
+        subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self,
+                      Record.self, Convert.self],
         defaultSubcommand: Run.self
     )
 }

@@ -1,0 +1,34 @@
+import Glibc
+
+/// Writes a file whole or not at all: the bytes go to a temporary file in the destination's
+/// directory, which is renamed over the destination only once everything is written. A reader
+/// never sees a half-written trace, and a failure leaves an existing file untouched.
+public enum AtomicFileWriter {
+    public static func write(_ bytes: [UInt8], to path: String) throws(SystemError) {
+        try write(to: path) { descriptor throws(SystemError) in
+            try bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try descriptor.writeAll(buffer) } }.get()
+        }
+    }
+
+    /// Calls `fill` with the temporary file, then renames it to `path`.
+    static func write(to path: String, _ fill: (FileDescriptor) throws(SystemError) -> Void) throws(SystemError) {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var template = (directory + "/." + name + ".tmp-XXXXXX").utf8CString
+        let raw = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard raw >= 0 else { throw SystemError("create a temporary file beside \(path)", errno: errno) }
+        let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let descriptor = FileDescriptor(raw)
+        _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
+        do throws(SystemError) {
+            try fill(descriptor)
+            // mkostemp creates 0600; a trace is an ordinary file.
+            try SystemCall.check("fchmod \(temporary)") { fchmod(descriptor.rawValue, 0o644) }
+            try SystemCall.check("rename \(temporary) to \(path)") { rename(temporary, path) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+    }
+}
