@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A malformed or inconsistent trace line. `description` is `LINE: what is wrong`; the caller
-/// prefixes the file name.
+/// prefixes the file name. Line 0 means the whole trace (e.g. it holds no allocation).
 public struct TraceError: Error, Sendable, Equatable, CustomStringConvertible {
     public var line: Int
     public var message: String
@@ -95,7 +95,7 @@ public struct TraceParser: ~Copyable {
     public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
         var parser = TraceParser(options: options, byteCountHint: bytes.count)
         try parser.parseAll(bytes)
-        return parser.finish()
+        return try parser.finish()
     }
 
     /// Parses a trace held in a byte array (tests, small inputs).
@@ -111,7 +111,10 @@ public struct TraceParser: ~Copyable {
         return try outcome.get()
     }
 
-    private consuming func finish() -> ParsedTrace {
+    private consuming func finish() throws(TraceError) -> ParsedTrace {
+        if result.ops.isEmpty {
+            throw TraceError(line: 0, message: "no allocation to replay: none of its \(line) line\(line == 1 ? "" : "s") is a malloc, calloc, memalign or realloc")
+        }
         result.finalLiveBytes = liveBytes
         result.slotCount = Int(nextSlot)
         result.lineCount = line
@@ -156,7 +159,7 @@ public struct TraceParser: ~Copyable {
         let action = cursor.word()
         guard let kind = Action(action) else {
             if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
-            throw fail("unknown action '\(String(decoding: action, as: UTF8.self))'")
+            throw fail("unknown action '\(printable(action, limit: 40))'")
         }
         var fields = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         var count = 0
@@ -195,6 +198,9 @@ public struct TraceParser: ~Copyable {
             guard alignment != 0, alignment & (alignment - 1) == 0 else {
                 throw fail("memalign alignment \(alignment) is not a power of two")
             }
+            guard alignment <= Self.maximumAlignment else {
+                throw fail("memalign alignment \(alignment) is larger than 2^40")
+            }
             try allocate(pointer: fields.0, size: fields.2,
                          alignLog2: UInt8(alignment.trailingZeroBitCount), kind: AB_OP_MEMALIGN, thread: thread)
         case .realloc:
@@ -229,6 +235,7 @@ public struct TraceParser: ~Copyable {
     // MARK: - Semantics
 
     private static let maximumSize: UInt64 = 1 << 56
+    private static let maximumAlignment: UInt64 = 1 << 40
 
     private mutating func allocate(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: Int, thread: UInt16) throws(TraceError) {
         // Failed first: programs probe with absurd sizes, and those fail.
@@ -246,7 +253,7 @@ public struct TraceParser: ~Copyable {
         }
         let slot = takeSlot()
         live.insert(LivePointerTable.Entry(pointer: pointer, size: size, slot: slot, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2))
-        addLive(size)
+        try addLive(size)
         result.ops.append(ab_op(size: size, slot: slot, thread: thread, kind: UInt8(kind), align_log2: alignLog2))
     }
 
@@ -297,7 +304,7 @@ public struct TraceParser: ~Copyable {
             throw fail("realloc returned \(hex(new)) while it is already live (allocated at line \(live.entries[existing].line))")
         }
         liveBytes -= entry.size
-        addLive(size)
+        try addLive(size)
         entry.size = size
         entry.line = UInt32(truncatingIfNeeded: line)
         if new == old {
@@ -310,9 +317,14 @@ public struct TraceParser: ~Copyable {
         result.ops.append(ab_op(size: size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_REALLOC), align_log2: entry.alignLog2))
     }
 
+    /// No process holds 2^60 bytes; a trace that claims to is corrupt, and capping the sum keeps
+    /// every later computation on it (ideal pages, the live-bytes timeline) free of overflow.
+    private static let maximumLiveBytes: UInt64 = 1 << 60
+
     @inline(__always)
-    private mutating func addLive(_ size: UInt64) {
-        liveBytes += size
+    private mutating func addLive(_ size: UInt64) throws(TraceError) {
+        liveBytes += size  // both terms are below 2^60, so the sum cannot overflow
+        guard liveBytes < Self.maximumLiveBytes else { throw fail("live bytes exceed 2^60: the sizes cannot be real") }
         if liveBytes > result.peakLiveBytes { result.peakLiveBytes = liveBytes }
     }
 
@@ -325,6 +337,19 @@ public struct TraceParser: ~Copyable {
 }
 
 private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+/// Bytes for a one-line error message: control bytes and non-ASCII shown as \xNN, cut at `limit`.
+private func printable(_ bytes: UnsafeBufferPointer<UInt8>, limit: Int) -> String {
+    var text = ""
+    for byte in bytes.prefix(limit) {
+        if byte >= 0x20 && byte < 0x7F {
+            text.unicodeScalars.append(Unicode.Scalar(byte))
+        } else {
+            text += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }
+    }
+    return bytes.count > limit ? text + "…" : text
+}
 
 // MARK: - Actions
 
@@ -471,9 +496,7 @@ private struct LineCursor {
 
     /// The line as text for an error message, cut to a readable length.
     func lineText(from start: UnsafePointer<UInt8>) -> String {
-        let count = min(end - start, 80)
-        let text = String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)
-        return end - start > 80 ? text + "…" : text
+        printable(UnsafeBufferPointer(start: start, count: end - start), limit: 80)
     }
 }
 
@@ -492,16 +515,19 @@ struct LivePointerTable {
 
     var entries: [Entry]
     private var mask: Int
+    /// 64 − log2(capacity): Fibonacci hashing keeps the product's top bits.
+    private var shift: UInt64
     private var count = 0
 
     init() {
         entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: 1024)
         mask = 1023
+        shift = 64 - 10
     }
 
     @inline(__always)
     private func home(_ pointer: UInt64) -> Int {
-        Int(truncatingIfNeeded: (pointer &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        Int(truncatingIfNeeded: (pointer &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
     func find(_ pointer: UInt64) -> Int? {
@@ -544,6 +570,7 @@ struct LivePointerTable {
         let old = entries
         entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: old.count * 2)
         mask = entries.count - 1
+        shift -= 1
         count = 0
         for entry in old where entry.pointer != 0 { insert(entry) }
     }

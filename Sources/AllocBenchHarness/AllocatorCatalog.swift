@@ -228,11 +228,9 @@ public struct AllocatorCatalog: Sendable {
     /// Runs the entry's child with its LD_PRELOAD and checks where malloc resolves.
     public static func verifyPreload(_ entry: CatalogEntry) throws(CatalogError) {
         guard let library = entry.expectedMallocProvider else { return }
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = library
         let provider: String
         do {
-            provider = try ChildProcess.output(of: [entry.executable, "malloc-provider"], environment: environment)
+            provider = try ChildProcess.output(of: [entry.executable, "malloc-provider"], adding: entry.environment)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
             throw CatalogError.childFailed(executable: entry.executable, detail: error.message)
@@ -255,15 +253,42 @@ struct ChildProcessError: Error {
     var message: String
 }
 
-/// Runs a short-lived helper process and returns its standard output.
+/// Runs a replay child for a short errand (describe, malloc-provider, conformance) and collects
+/// what it printed, with the same environment a replay gets.
 enum ChildProcess {
-    static func output(of arguments: [String], environment: [String: String]? = nil) throws(ChildProcessError) -> String {
+    struct Completion {
+        var output: String
+        var errors: String
+        var status: Int32
+        var killedBySignal: Bool
+
+        var succeeded: Bool { !killedBySignal && status == 0 }
+    }
+
+    /// Runs `arguments` and collects stdout and, apart, stderr (through a file, so that neither
+    /// stream can fill up and block the child while the other is read).
+    static func run(_ arguments: [String], adding environment: [String] = []) throws(ChildProcessError) -> Completion {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        if let environment { process.environment = environment }
+        var variables: [String: String] = [:]
+        for assignment in ReplayRunner.childEnvironment(adding: environment) {
+            let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if parts.count == 2 { variables[parts[0]] = parts[1] }
+        }
+        process.environment = variables
         let pipe = Pipe()
         process.standardOutput = pipe
+        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("allocbench-\(getpid())-\(UUID().uuidString).stderr")
+        guard FileManager.default.createFile(atPath: errorFile.path, contents: nil),
+              let errorHandle = try? FileHandle(forUpdating: errorFile) else {
+            throw ChildProcessError(message: "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path)")
+        }
+        defer {
+            try? errorHandle.close()
+            try? FileManager.default.removeItem(at: errorFile)
+        }
+        process.standardError = errorHandle
         do {
             try process.run()
         } catch {
@@ -271,9 +296,19 @@ enum ChildProcess {
         }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ChildProcessError(message: "exited with status \(process.terminationStatus)")
+        let errors = (try? String(contentsOf: errorFile, encoding: .utf8)) ?? ""
+        return Completion(output: String(decoding: data, as: UTF8.self), errors: errors, status: process.terminationStatus,
+                          killedBySignal: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// Runs `arguments` and returns what they printed, or fails unless they exited 0.
+    static func output(of arguments: [String], adding environment: [String] = []) throws(ChildProcessError) -> String {
+        let completion = try run(arguments, adding: environment)
+        guard completion.succeeded else {
+            let how = completion.killedBySignal ? "was killed by signal" : "exited with status"
+            let said = completion.errors.split(separator: "\n").last.map { ": " + $0 } ?? ""
+            throw ChildProcessError(message: "\(how) \(completion.status)\(said)")
         }
-        return String(decoding: data, as: UTF8.self)
+        return completion.output
     }
 }

@@ -3,11 +3,26 @@ import Glibc
 /// Writes a file whole or not at all: the bytes go to a temporary file in the destination's
 /// directory, which is renamed over the destination only once everything is written. A reader
 /// never sees a half-written trace, and a failure leaves an existing file untouched.
+///
+/// A destination that exists and is not a regular file (a device such as /dev/null, a FIFO, a
+/// symbolic link) is written through instead: renaming over it would replace it.
 public enum AtomicFileWriter {
     public static func write(_ bytes: [UInt8], to path: String) throws(SystemError) {
+        var status = stat()
+        if lstat(path, &status) == 0 && (status.st_mode & S_IFMT) != S_IFREG {
+            let descriptor = try FileDescriptor.open(path, O_WRONLY | O_TRUNC)
+            try bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try descriptor.writeAll(buffer) } }.get()
+            return
+        }
         try write(to: path) { descriptor throws(SystemError) in
             try bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try descriptor.writeAll(buffer) } }.get()
         }
+    }
+
+    /// Writes everything to standard output.
+    public static func writeToStandardOutput(_ bytes: [UInt8]) throws(SystemError) {
+        let output = FileDescriptor(dup(STDOUT_FILENO))
+        try bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try output.writeAll(buffer) } }.get()
     }
 
     /// Calls `fill` with the temporary file, then renames it to `path`.
@@ -23,8 +38,10 @@ public enum AtomicFileWriter {
         _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
         do throws(SystemError) {
             try fill(descriptor)
-            // mkostemp creates 0600; a trace is an ordinary file.
-            try SystemCall.check("fchmod \(temporary)") { fchmod(descriptor.rawValue, 0o644) }
+            // mkstemp creates 0600; the file gets the mode any new file would (0666 less the umask).
+            let mask = umask(0)
+            umask(mask)
+            try SystemCall.check("fchmod \(temporary)") { fchmod(descriptor.rawValue, 0o666 & ~mask) }
             try SystemCall.check("rename \(temporary) to \(path)") { rename(temporary, path) }
         } catch {
             unlink(temporary)

@@ -36,8 +36,16 @@ public struct Benchmark: Sendable {
 
     public static var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 
-    /// Parses the trace once and replays it through each allocator.
-    public func run(tracePath: String, allocators: [CatalogEntry]) throws(InputError) -> TraceRun {
+    /// A trace parsed and written to its op stream, ready for any number of replays.
+    public struct PreparedTrace: Sendable {
+        public let summary: TraceSummary
+        let parsed: ParsedTrace
+        let stream: OpStreamFile
+    }
+
+    /// Parses a trace and writes its op stream. Separate from `run` so that every trace of an
+    /// invocation can be checked before the first child is spawned.
+    public func prepare(tracePath: String) throws(InputError) -> PreparedTrace {
         progress("parsing \(tracePath)")
         let parsed = try TraceInput.parse(path: tracePath, options: TraceParser.Options(lenient: settings.lenient))
         let summary = TraceSummary(
@@ -46,35 +54,46 @@ public struct Benchmark: Sendable {
             lines: parsed.lineCount,
             ops: parsed.ops.count,
             threads: parsed.threadIDs.count,
+            threadsDone: parsed.threadsDone,
             slots: parsed.slotCount,
             peakLiveBytes: parsed.peakLiveBytes,
             finalLiveBytes: parsed.finalLiveBytes,
             idealPages: parsed.idealPages(pageSize: Benchmark.pageSize),
             anomaliesSkipped: parsed.anomalies.total,
             failedAllocationsSkipped: parsed.failedAllocationsSkipped)
-        let stream: OpStreamFile
         do {
-            stream = try OpStreamFile(parsed)
+            return PreparedTrace(summary: summary, parsed: parsed, stream: try OpStreamFile(parsed))
         } catch {
             throw InputError.system(error)
         }
+    }
+
+    /// Parses the trace once and replays it through each allocator.
+    public func run(tracePath: String, allocators: [CatalogEntry]) throws(InputError) -> TraceRun {
+        run(try prepare(tracePath: tracePath), allocators: allocators)
+    }
+
+    /// Replays a prepared trace through each allocator. A replay that cannot even be started or
+    /// traced becomes a failed row; the other allocators still run.
+    public func run(_ trace: PreparedTrace, allocators: [CatalogEntry]) -> TraceRun {
         var results: [AllocatorResult] = []
         for allocator in allocators {
             do {
-                var result = try replay(allocator, stream: stream, summary: summary)
+                var result = try replay(allocator, stream: trace.stream, summary: trace.summary)
                 if var timeline = result.timeline {
                     timeline = Timeline.bounded(timeline, to: maximumTimelinePoints)
-                    Timeline.fillLiveBytes(&timeline, ops: parsed.ops, slotCount: parsed.slotCount)
+                    Timeline.fillLiveBytes(&timeline, ops: trace.parsed.ops, slotCount: trace.parsed.slotCount)
                     result.timeline = timeline
                 }
                 results.append(result)
             } catch {
-                throw InputError.system(error)
+                results.append(AllocatorResult(failed: allocator.name, idealPages: trace.summary.idealPages,
+                                               detail: "the harness could not run the replay: \(error)"))
             }
         }
         let liveBytes = detail.contains(.timeline)
-            ? Timeline.liveBytes(ops: parsed.ops, slotCount: parsed.slotCount, buckets: maximumTimelinePoints / 2) : nil
-        return TraceRun(trace: summary, results: results, liveBytes: liveBytes)
+            ? Timeline.liveBytes(ops: trace.parsed.ops, slotCount: trace.parsed.slotCount, buckets: maximumTimelinePoints / 2) : nil
+        return TraceRun(trace: trace.summary, results: results, liveBytes: liveBytes)
     }
 
     /// "djb" for "Benchmarks/traces/djb.txt", "systemui" for "systemui.zip".
@@ -91,7 +110,7 @@ public struct Benchmark: Sendable {
         func request(traced: Bool) -> ReplayRunner.Request {
             ReplayRunner.Request(
                 executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
-                traced: traced, deadlineMilliseconds: UInt64(settings.timeoutSeconds * 1000),
+                traced: traced, deadlineMilliseconds: UInt64((settings.timeoutSeconds * 1000).rounded(.up)),
                 environment: allocator.environment,
                 samples: detail.contains(.timeline) ? timelineSamples : 0,
                 collectBreakdown: detail.contains(.breakdown),
@@ -102,7 +121,8 @@ public struct Benchmark: Sendable {
         var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
                                      pageSize: Benchmark.pageSize, recording: detail)
         if let library = allocator.expectedMallocProvider {
-            if !AllocatorCatalog.sameFile(measured.mallocProvider, library) {
+            // Only a child that got as far as recording its provider can be blamed for it.
+            if measured.state != UInt32(AB_STATE_STARTING) && !AllocatorCatalog.sameFile(measured.mallocProvider, library) {
                 result.status = .failed
                 result.detail = "malloc resolved into \(measured.mallocProvider), not the preloaded \(library)"
             }
@@ -146,6 +166,14 @@ public struct Benchmark: Sendable {
 }
 
 extension AllocatorResult {
+    /// A row for a replay that produced no outcome at all.
+    init(failed name: String, idealPages: Int, detail: String) {
+        self.init(allocator: name, status: .failed, detail: detail, touchedPages: nil, mappedPages: nil,
+                  idealPages: idealPages, overhead: nil, minorFaults: nil, pageTablesKilobytes: nil, mmSyscalls: nil,
+                  nsPerOp: nil, baseline: nil, selfReported: [:], selfReportedBaseline: nil, mallocProvider: "",
+                  runtimeMallocDeltaBytes: nil, timeline: nil, breakdown: nil)
+    }
+
     /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
     /// reason there are none.
     init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, recording: Benchmark.Detail) {

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Runs the conformance suite for one allocator inside its replay child
 /// (`allocbench-replay conformance NAME`), with the child's environment (LD_PRELOAD for preloads).
 public enum ConformanceRunner {
@@ -15,28 +13,13 @@ public enum ConformanceRunner {
     }
 
     public static func run(_ entry: CatalogEntry) -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: entry.executable)
-        process.arguments = ["conformance", entry.childAllocator]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = nil
-        for assignment in entry.environment {
-            let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { environment[parts[0]] = parts[1] }
-        }
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
         do {
-            try process.run()
+            let completion = try ChildProcess.run([entry.executable, "conformance", entry.childAllocator], adding: entry.environment)
+            let output = completion.output + completion.errors
+                + (completion.killedBySignal ? "killed by signal \(completion.status)\n" : "")
+            return Outcome(allocator: entry.name, passed: completion.succeeded, output: output)
         } catch {
-            return Outcome(allocator: entry.name, passed: false, output: "cannot start \(entry.executable): \(error.localizedDescription)")
+            return Outcome(allocator: entry.name, passed: false, output: "cannot start \(entry.executable): \(error.message)")
         }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let signaled = process.terminationReason == .uncaughtSignal
-        let detail = signaled ? output + "killed by signal \(process.terminationStatus)\n" : output
-        return Outcome(allocator: entry.name, passed: !signaled && process.terminationStatus == 0, output: detail)
     }
 }

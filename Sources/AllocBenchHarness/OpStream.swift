@@ -20,8 +20,6 @@ public final class OpStreamFile: Sendable {
         header.header_bytes = AB_STREAM_HEADER_BYTES
         header.op_count = UInt64(trace.ops.count)
         header.slot_count = UInt64(trace.slotCount)
-        header.peak_live_bytes = trace.peakLiveBytes
-        header.final_live_bytes = trace.finalLiveBytes
         var page = [UInt8](repeating: 0, count: Int(AB_STREAM_HEADER_BYTES))
         page.withUnsafeMutableBytes { $0.storeBytes(of: header, as: ab_stream_header.self) }
         try descriptor.truncate(to: Int(AB_STREAM_HEADER_BYTES) + trace.ops.count * MemoryLayout<ab_op>.stride)

@@ -5,6 +5,8 @@ import Glibc
 /// The mm syscalls a traced replay stops at, in the order of the filter's AB_STOP_* kinds.
 public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
     case mmap, munmap, brk, madvise, mremap
+    /// shmat, shmdt, process_madvise: rare, but they move the counters too.
+    case other
 
     init?(stopKind: UInt) {
         switch Int(stopKind) {
@@ -13,6 +15,7 @@ public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
         case AB_STOP_BRK: self = .brk
         case AB_STOP_MADVISE: self = .madvise
         case AB_STOP_MREMAP: self = .mremap
+        case AB_STOP_OTHER: self = .other
         default: return nil
         }
     }
@@ -121,15 +124,17 @@ public struct ReplayRunner: Sendable {
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
         let pid = try spawn(request.executable, arguments: arguments,
-                            environment: childEnvironment(adding: request.environment), keep: keep,
+                            environment: Self.childEnvironment(adding: request.environment), keep: keep,
                             randomizeAddresses: request.addressRandomization)
-        _ = goRead  // the child holds its own copy now
 
         var counters: TracedCounters?
         let termination: ChildOutcome.Termination
+        // The parent's read end stays open until the go byte is written: a child that died early
+        // then cannot turn that write into SIGPIPE.
         if request.traced {
-            (termination, counters) = try trace(pid: pid, go: goWrite, control: control,
-                                                breakdown: request.collectBreakdown)
+            (termination, counters) = try withExtendedLifetime(goRead) { () throws(SystemError) in
+                try trace(pid: pid, go: goWrite, control: control, breakdown: request.collectBreakdown)
+            }
         } else {
             termination = try waitForExit(pid)
         }
@@ -170,12 +175,19 @@ public struct ReplayRunner: Sendable {
         throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
     {
         do {
-            try SystemCall.check("ptrace(PTRACE_SEIZE)") { ab_ptrace_seize(pid) }
+            return try traceSeized(pid: pid, go: go, control: control, breakdown: breakdown)
         } catch {
+            // Whatever went wrong, no child outlives this replay.
             kill(pid, SIGKILL)
             _ = try? waitForExit(pid)
             throw error
         }
+    }
+
+    private func traceSeized(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
+        throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
+    {
+        try SystemCall.check("ptrace(PTRACE_SEIZE)") { ab_ptrace_seize(pid) }
         let proc = try ProcReader(pid: pid)
         let goByte: [UInt8] = [1]
         try goByte.withUnsafeBytes { bytes in Result { () throws(SystemError) in try go.writeAll(bytes) } }.get()
@@ -203,10 +215,18 @@ public struct ReplayRunner: Sendable {
             var signalToDeliver: Int32 = 0
             if ab_is_seccomp_stop(status) != 0 {
                 var kind: UInt = 0
-                try SystemCall.check("ptrace(PTRACE_GETEVENTMSG)") { ab_ptrace_event_message(thread, &kind) }
+                // ESRCH: the thread was killed while stopped (SIGKILL, the OOM killer); its exit
+                // status is the next thing waitpid reports.
+                guard ab_ptrace_event_message(thread, &kind) == 0 else {
+                    if errno == ESRCH { continue }
+                    throw SystemError("ptrace(PTRACE_GETEVENTMSG)", errno: errno)
+                }
                 if Int(kind) == AB_STOP_MARKER {
                     var mark: UInt64 = 0
-                    try SystemCall.check("ptrace(PTRACE_GETREGS)") { ab_ptrace_first_argument(thread, &mark) }
+                    guard ab_ptrace_first_argument(thread, &mark) == 0 else {
+                        if errno == ESRCH { continue }
+                        throw SystemError("ptrace(PTRACE_GETREGS)", errno: errno)
+                    }
                     let sample = try proc.sample()
                     if Int(mark) == AB_MARK_BEGIN && !counters.sawBegin {
                         counters.sawBegin = true
@@ -239,7 +259,9 @@ public struct ReplayRunner: Sendable {
                 // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).
                 signalToDeliver = (status >> 8) & 0xff
             }
-            try SystemCall.check("ptrace(PTRACE_CONT)") { ab_ptrace_continue(thread, signalToDeliver) }
+            if ab_ptrace_continue(thread, signalToDeliver) != 0 && errno != ESRCH {
+                throw SystemError("ptrace(PTRACE_CONT)", errno: errno)
+            }
         }
     }
 
@@ -265,18 +287,28 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Spawning
 
-    /// The parent's environment without LD_PRELOAD and LD_BIND_NOW, then LD_BIND_NOW=1: with
-    /// lazy binding, the first call of a library function from inside the replay writes its GOT
-    /// entry, and copying that page on write would be charged to the allocator as a touched page.
-    private func childEnvironment(adding extra: [String]) -> [String] {
+    /// Variables that change how an allocator behaves, and so its numbers. Children never inherit
+    /// them: a run must not depend on what happened to be exported in the user's shell.
+    static let allocatorTuningPrefixes = [
+        "LD_PRELOAD=", "LD_BIND_NOW=", "MALLOC_", "GLIBC_TUNABLES=", "MIMALLOC_", "TCMALLOC_", "JE_MALLOC_CONF=",
+        "SWIFT_BACKTRACE=", "ALLOCBENCH_PARENT=",
+    ]
+
+    /// The parent's environment without allocator tuning, plus:
+    /// - LD_BIND_NOW=1: with lazy binding, the first call of a library function from inside the
+    ///   replay writes its GOT entry, and copying that page on write would be charged to the
+    ///   allocator as a touched page;
+    /// - SWIFT_BACKTRACE=enable=no: a crash is reported in its row, not as a backtrace on stderr;
+    /// - ALLOCBENCH_PARENT: so that the child can die with this process.
+    public static func childEnvironment(adding extra: [String]) -> [String] {
         var environment: [String] = []
         var entry = environ
         while let pointer = entry.pointee {
             let text = String(cString: pointer)
-            if !text.hasPrefix("LD_PRELOAD=") && !text.hasPrefix("LD_BIND_NOW=") { environment.append(text) }
+            if !allocatorTuningPrefixes.contains(where: { text.hasPrefix($0) }) { environment.append(text) }
             entry += 1
         }
-        return environment + ["LD_BIND_NOW=1"] + extra
+        return environment + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
     }
 
     private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32],

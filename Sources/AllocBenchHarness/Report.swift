@@ -45,6 +45,8 @@ public struct TraceSummary: Codable, Sendable, Equatable {
     public var lines: Int
     public var ops: Int
     public var threads: Int
+    /// thread_done lines (absent in reports written before it was recorded).
+    public var threadsDone: Int?
     public var slots: Int
     public var peakLiveBytes: UInt64
     public var finalLiveBytes: UInt64

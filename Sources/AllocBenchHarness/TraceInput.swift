@@ -10,7 +10,7 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
     case missing(path: String, reason: String)
     /// A trace that is malformed: `path:line: message`, or `path: message` when no line applies (exit 65).
     case badTrace(path: String, line: Int?, message: String)
-    /// An operating-system failure outside the trace (exit 70).
+    /// An operating-system failure outside the trace (exit 71).
     case system(SystemError)
 
     public var description: String {
@@ -40,7 +40,7 @@ public enum TraceInput {
             do throws(TraceError) {
                 return try TraceParser.parse(bytes, options: options)
             } catch {
-                throw InputError.badTrace(path: path, line: error.line, message: error.message)
+                throw InputError.badTrace(path: path, line: error.line > 0 ? error.line : nil, message: error.message)
             }
         }
     }
@@ -54,6 +54,9 @@ public enum TraceInput {
             throw InputError.missing(path: path, reason: String(cString: strerror(errno)).lowercased())
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw InputError.missing(path: path, reason: "not a regular file") }
+        guard access(path, R_OK) == 0 else {
+            throw InputError.missing(path: path, reason: String(cString: strerror(errno)).lowercased())
+        }
         if path.hasSuffix(".gz") {
             let bytes = try gunzip(path)
             return try bytes.withUnsafeBytes { buffer in Swift.Result { () throws(InputError) in try body(buffer) } }.get()
@@ -103,6 +106,12 @@ public enum TraceInput {
             if count == 0 { break }
             output.append(contentsOf: chunk[0..<Int(count)])
         }
+        // gzread also answers 0 when the stream ends early; only gzerror tells the two apart.
+        var code: Int32 = 0
+        _ = gzerror(file, &code)
+        guard code == Z_OK else {
+            throw InputError.badTrace(path: path, line: nil, message: "truncated or corrupt gzip stream (zlib error \(code))")
+        }
         return output
     }
 
@@ -119,7 +128,10 @@ public enum TraceInput {
                                       message: "a zip trace holds exactly one file; this one holds \(files.count)")
         }
         var output: [UInt8] = []
-        output.reserveCapacity(Int(entry.uncompressedSize))
+        // The declared size is the archive's claim, not a fact: reserve no more than deflate can
+        // produce from the file (at most 1032:1).
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        output.reserveCapacity(Int(clamping: min(UInt64(clamping: entry.uncompressedSize), UInt64(fileSize) * 1032)))
         do {
             _ = try archive.extract(entry, skipCRC32: false) { chunk in output.append(contentsOf: chunk) }
         } catch {

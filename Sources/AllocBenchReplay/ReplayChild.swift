@@ -93,6 +93,11 @@ public enum ReplayChild {
     }
 
     static func run(_ entry: RegisteredAllocator, _ options: RunOptions) -> Never {
+        // A replay must not outlive the harness that measures it.
+        guard let variable = getenv("ALLOCBENCH_PARENT"), let parent = Int32(String(cString: variable)),
+              ab_die_with_parent(parent) == 0 else {
+            setupFailure("the harness that started this replay is gone (or ALLOCBENCH_PARENT is not set)")
+        }
         guard let controlAddress = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, controlDescriptor, 0),
               controlAddress != MAP_FAILED else { setupFailure("cannot map the control block (descriptor 4)") }
         let control = controlAddress.assumingMemoryBound(to: ab_control.self)
@@ -119,7 +124,6 @@ public enum ReplayChild {
         slotAddress.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
         let slots = slotAddress.bindMemory(to: Slot.self, capacity: max(Int(header.slot_count), 1))
 
-        copyCString(entry.name, into: &control.pointee.allocator_name)
         withUnsafeMutableBytes(of: &control.pointee.malloc_provider) { raw in
             ab_malloc_provider(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
         }

@@ -36,15 +36,23 @@
 
 int ab_install_mm_syscall_filter(void) {
     struct sock_filter program[] = {
+        // A foreign ABI (i386's int 0x80, x32) could map memory past the filter: refuse it.
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AB_AUDIT_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#if defined(__x86_64__)
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+#endif
         AB_IF_SYSCALL(__NR_mmap, AB_STOP_MMAP),
         AB_IF_SYSCALL(__NR_munmap, AB_STOP_MUNMAP),
         AB_IF_SYSCALL(__NR_brk, AB_STOP_BRK),
         AB_IF_SYSCALL(__NR_madvise, AB_STOP_MADVISE),
         AB_IF_SYSCALL(__NR_mremap, AB_STOP_MREMAP),
+        AB_IF_SYSCALL(__NR_shmat, AB_STOP_OTHER),
+        AB_IF_SYSCALL(__NR_shmdt, AB_STOP_OTHER),
+        AB_IF_SYSCALL(__NR_process_madvise, AB_STOP_OTHER),
         AB_IF_SYSCALL(AB_MARKER_SYSCALL, AB_STOP_MARKER),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -100,22 +108,47 @@ int ab_is_event_stop(int status) {
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              const int *keep, int keep_count, int no_aslr) {
     posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
     int error = posix_spawn_file_actions_init(&actions);
     if (error != 0) return error;
-    // Raise every kept descriptor above the target range first so that dup2 onto 3, 4, ... never
-    // overwrites a descriptor that is still to be copied.
-    const int staging = 200;
+    error = posix_spawnattr_init(&attributes);
+    if (error != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return error;
+    }
+    // Raise every kept descriptor above all of them and above the target range first, so that
+    // dup2 onto 3, 4, ... never overwrites a descriptor that is still to be copied.
+    int staging = 3 + keep_count;
+    for (int index = 0; index < keep_count; index++)
+        if (keep[index] >= staging) staging = keep[index] + 1;
     for (int index = 0; index < keep_count && error == 0; index++)
         error = posix_spawn_file_actions_adddup2(&actions, keep[index], staging + index);
     for (int index = 0; index < keep_count && error == 0; index++)
         error = posix_spawn_file_actions_adddup2(&actions, staging + index, 3 + index);
+    // The child's stdout is the user's data stream: anything a child prints goes to stderr.
+    if (error == 0) error = posix_spawn_file_actions_adddup2(&actions, 2, 1);
     if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + keep_count);
+    // Default dispositions and an empty mask, whatever the parent inherited: the deadline is a
+    // SIGALRM that must kill, and a crash must not be ignored.
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all);
+    if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &none);
+    if (error == 0) error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     int previous = personality(0xffffffff);
     if (no_aslr && previous != -1) personality((unsigned long)previous | ADDR_NO_RANDOMIZE);
-    if (error == 0) error = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    if (error == 0) error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
     if (no_aslr && previous != -1) personality((unsigned long)previous);
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     return error;
+}
+
+int ab_die_with_parent(pid_t parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return -1;
+    // The parent may have died before the prctl: then we were reparented already.
+    return getppid() == parent ? 0 : -1;
 }
 
 int ab_pipe_cloexec(int *read_end, int *write_end) {
@@ -150,14 +183,14 @@ int ab_arm_deadline(uint64_t milliseconds) {
     return setitimer(ITIMER_REAL, &timer, NULL);
 }
 
-uint64_t ab_process_malloc_in_use(void) {
-    struct mallinfo2 info = mallinfo2();
-    return (uint64_t)info.uordblks + (uint64_t)info.hblkhd;
-}
-
 ab_malloc_info ab_glibc_malloc_info(void) {
     struct mallinfo2 info = mallinfo2();
     return (ab_malloc_info){info.arena, info.hblkhd, info.uordblks, info.fordblks, info.keepcost};
+}
+
+uint64_t ab_process_malloc_in_use(void) {
+    ab_malloc_info info = ab_glibc_malloc_info();
+    return info.in_use + info.mmapped;
 }
 
 void ab_malloc_provider(char *buffer, size_t capacity) {

@@ -10,6 +10,7 @@ enum ExitStatus {
     static let badTrace: Int32 = 65
     static let missingInput: Int32 = 66
     static let systemError: Int32 = 71
+    static let cannotCreateOutput: Int32 = 73
 }
 
 struct AllocBenchCommand: ParsableCommand {
@@ -25,7 +26,7 @@ struct AllocBenchCommand: ParsableCommand {
               65  bad trace (the message names file and line)
               66  missing input (trace file, replay child, unavailable allocator, bad --preload)
               71  operating-system error
-              73  an output file cannot be created
+              73  an output cannot be written (--output, new-allocator)
             """,
         version: allocbenchVersion,
         subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self,
@@ -62,7 +63,10 @@ struct ReplayOptions: ParsableArguments {
 
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be 0 or more") }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard timeout.isFinite, timeout >= 0.001, timeout <= 1_000_000 else {
+            throw ValidationError("--timeout must be between 0.001 and 1000000 seconds")
+        }
+        if trace.contains(where: \.isEmpty) { throw ValidationError("--trace needs a file name, not an empty string") }
         guard ["none", "pages", "all"].contains(touch) else { throw ValidationError("--touch must be none, pages or all") }
         if let allocators, allocatorNameList(allocators).isEmpty {
             throw ValidationError("--allocators needs at least one name")
@@ -151,13 +155,13 @@ enum Diagnostics {
 
 /// Writes `text` to `path` atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws(CommandFailure) {
-    guard let path else {
-        FileHandle.standardOutput.write(Data(text.utf8))
-        return
-    }
     do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        if let path {
+            try AtomicFileWriter.write(Array(text.utf8), to: path)
+        } else {
+            try AtomicFileWriter.writeToStandardOutput(Array(text.utf8))
+        }
     } catch {
-        throw CommandFailure(ExitStatus.missingInput, "\(path): cannot write (\(error.localizedDescription))")
+        throw CommandFailure(ExitStatus.cannotCreateOutput, "\(path ?? "standard output"): \(error)")
     }
 }

@@ -59,15 +59,17 @@ struct Run: ParsableCommand {
         }
         let benchmark = Benchmark(settings: options.settings, detail: detail,
                                   progress: { Diagnostics.progress($0) })
-        var runs: [TraceRun] = []
+        // Every trace is parsed before the first replay: a bad trace fails the command at once.
+        var prepared: [Benchmark.PreparedTrace] = []
         for path in paths {
             do {
-                runs.append(try benchmark.run(tracePath: path, allocators: selected))
+                prepared.append(try benchmark.prepare(tracePath: path))
             } catch {
                 Diagnostics.clearProgress()
                 throw CommandFailure(error)
             }
         }
+        let runs = prepared.map { benchmark.run($0, allocators: selected) }
         Diagnostics.clearProgress()
         return RunReport(environment: Benchmark.environment(catalog: catalog), settings: options.settings, runs: runs)
     }

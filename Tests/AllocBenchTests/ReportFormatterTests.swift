@@ -3,7 +3,7 @@ import XCTest
 
 final class ReportFormatterTests: XCTestCase {
     static func report(_ results: [AllocatorResult]) -> RunReport {
-        let trace = TraceSummary(path: "t.txt", name: "t", lines: 3, ops: 3, threads: 1, slots: 2, peakLiveBytes: 5000,
+        let trace = TraceSummary(path: "t.txt", name: "t", lines: 3, ops: 3, threads: 1, threadsDone: 0, slots: 2, peakLiveBytes: 5000,
                                  finalLiveBytes: 0, idealPages: 2, anomaliesSkipped: 0, failedAllocationsSkipped: 0)
         return RunReport(
             environment: RunEnvironment(kernel: "6.18", glibc: "2.36", jemalloc: "5.3.0", pageSize: 4096,

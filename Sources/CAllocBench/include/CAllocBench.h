@@ -23,7 +23,7 @@ enum {
 typedef struct ab_op {
     uint64_t size;       // requested bytes (free: unused)
     uint32_t slot;       // the block's slot
-    uint16_t thread;     // dense thread index; the header's thread table maps it back to the tid
+    uint16_t thread;     // dense thread index: ParsedTrace.threadIDs maps it back to the tid
     uint8_t kind;        // AB_OP_*
     uint8_t align_log2;  // log2 of the block's alignment (4 for malloc, calloc and realloc)
 } ab_op;
@@ -41,8 +41,6 @@ typedef struct ab_stream_header {
     uint32_t header_bytes;     // ops start here
     uint64_t op_count;
     uint64_t slot_count;       // the largest number of blocks live at once
-    uint64_t peak_live_bytes;  // the largest sum of requested bytes live at once
-    uint64_t final_live_bytes;
 } ab_stream_header;
 
 _Static_assert(sizeof(ab_stream_header) <= AB_STREAM_HEADER_BYTES, "stream header fits its page");
@@ -86,7 +84,6 @@ typedef struct ab_control {
     ab_statistic statistics[AB_MAX_STATISTICS];            // after the replay
     ab_statistic baseline_statistics[AB_MAX_BASELINE_STATISTICS];  // before the baseline snapshot
     char malloc_provider[256];      // the file that `malloc` resolves into in the child
-    char allocator_name[64];
 } ab_control;
 
 _Static_assert(sizeof(ab_control) <= 4096, "the control block fits one page");
@@ -107,6 +104,7 @@ enum {
     AB_STOP_BRK = 3,
     AB_STOP_MADVISE = 4,
     AB_STOP_MREMAP = 5,
+    AB_STOP_OTHER = 6,   // shmat, shmdt, process_madvise: they change the counters too
     AB_STOP_MARKER = 15,
 };
 
@@ -116,9 +114,9 @@ enum {
     AB_MARK_SAMPLE = 3, // an evenly spaced timeline point (only with --samples)
 };
 
-/// Installs a seccomp filter that reports mmap, munmap, brk, madvise, mremap and the marker
-/// syscall to the tracer (SECCOMP_RET_TRACE with the AB_STOP_* kind as data); everything else is
-/// allowed. Only call it while traced: untraced, a RET_TRACE syscall fails with ENOSYS.
+/// Installs a seccomp filter that reports mmap, munmap, brk, madvise, mremap, shmat, shmdt,
+/// process_madvise and the marker syscall to the tracer (SECCOMP_RET_TRACE with the AB_STOP_* kind
+/// as data), refuses syscalls of a foreign ABI (which could map memory unseen), and allows the rest. Only call it while traced: untraced, a RET_TRACE syscall fails with ENOSYS.
 /// Returns 0, or -1 with errno set (prctl(PR_SET_NO_NEW_PRIVS), seccomp(SECCOMP_SET_MODE_FILTER)).
 int ab_install_mm_syscall_filter(void);
 
@@ -155,6 +153,10 @@ int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
 
 /// pipe2(O_CLOEXEC): the read end in *read_end, the write end in *write_end.
 int ab_pipe_cloexec(int *read_end, int *write_end);
+
+/// prctl(PR_SET_PDEATHSIG, SIGKILL): the child dies with the parent that spawned it. Returns -1 when
+/// that parent is already gone.
+int ab_die_with_parent(pid_t parent);
 
 /// memfd_create(name, MFD_CLOEXEC); -1 with errno on failure.
 int ab_memfd_create(const char *name);
