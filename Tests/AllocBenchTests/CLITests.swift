@@ -78,6 +78,40 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(lenient.stdout.contains("lenient: skipped 1 anomalous line"), lenient.stdout)
     }
 
+    func testOutputsNeverCrashOrReplaceDevices() throws {
+        let trace = TestPaths.bundledTraces + "/djb.txt"
+        let directory = try TestPaths.temporaryDirectory()
+        XCTAssertEqual(try runCommand("/bin/mknod", [directory + "/null", "c", "1", "3"]).status, 0)
+        let device = try runCommand(TestPaths.cli, ["--trace", trace, "--allocators", "glibc", "--repeat", "0", "--output", directory + "/null"])
+        XCTAssertEqual(device.status, 0, device.stderr)
+        var status = stat()
+        XCTAssertEqual(lstat(directory + "/null", &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFCHR, "the device is still a device")
+        let full = try runCommand("/bin/sh", ["-c", "'\(TestPaths.cli)' --trace '\(trace)' --allocators glibc --repeat 0 > /dev/full"])
+        XCTAssertEqual(full.status, 73)
+        XCTAssertEqual(full.stderr, "allocbench: standard output: write: No space left on device\n")
+        let missing = try runCommand(TestPaths.cli, ["--trace", trace, "--allocators", "glibc", "--repeat", "0", "--output", "/nonexistent/r.txt"])
+        XCTAssertEqual(missing.status, 73)
+        XCTAssertTrue(missing.stderr.hasPrefix("allocbench: /nonexistent/r.txt: "), missing.stderr)
+    }
+
+    func testTimeoutsOutOfRangeAreUsageErrors() throws {
+        for value in ["inf", "nan", "1e300", "0.0001", "0", "-1"] {
+            let result = try runCommand(TestPaths.cli, ["--timeout", value, "--repeat", "0"])
+            XCTAssertEqual(result.status, 64, "--timeout \(value): \(result.stderr)")
+        }
+        XCTAssertEqual(try runCommand(TestPaths.cli, ["--trace", "", "--repeat", "0"]).status, 64)
+    }
+
+    func testABadSecondTraceStopsBeforeAnyReplay() throws {
+        let bad = try writeTrace("1: free 0x10\n")
+        let start = Date()
+        let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", bad, "--repeat", "3"])
+        XCTAssertEqual(result.status, 65)
+        XCTAssertEqual(result.stdout, "")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+    }
+
     func testMissingInputExits66() throws {
         let result = try runCommand(TestPaths.cli, ["--trace", "/nonexistent/trace.txt"])
         XCTAssertEqual(result.status, 66)
@@ -112,6 +146,15 @@ final class CLITests: XCTestCase {
         try gz.prefix(gz.count - 10).write(to: URL(fileURLWithPath: truncated))
         XCTAssertThrowsError(try TraceInput.parse(path: truncated, options: .init())) { error in
             XCTAssertEqual((error as? InputError)?.exitCode, 65, "\(error)")
+        }
+        // Cut inside the compressed data, where everything before the cut still inflates: the
+        // lost tail must be an error, not a shorter trace.
+        guard let real = TestPaths.sharedTrace("real/gcc-hello.txt") else { return }
+        XCTAssertEqual(try runCommand("/bin/sh", ["-c", "gzip -c '\(real)' > '\(directory)/g.gz'"]).status, 0)
+        let whole = try Data(contentsOf: URL(fileURLWithPath: directory + "/g.gz"))
+        try whole.prefix(whole.count - 1000).write(to: URL(fileURLWithPath: directory + "/cut.gz"))
+        XCTAssertThrowsError(try TraceInput.parse(path: directory + "/cut.gz", options: .init())) { error in
+            XCTAssertTrue("\(error)".contains("truncated or corrupt gzip stream"), "\(error)")
         }
     }
 

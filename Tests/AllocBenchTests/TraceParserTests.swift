@@ -103,6 +103,26 @@ final class TraceParserTests: XCTestCase {
         assertError("99999999999: malloc 0x10 8\n", line: 1, contains: "expected '<tid>: <action>")
     }
 
+    func testHostileNumbersAreErrorsNotCrashes() {
+        let huge = (1...300).map { "1: malloc 0x\(String($0, radix: 16)) 72057594037927935" }.joined(separator: "\n")
+        assertError(huge, line: 17, contains: "live bytes exceed 2^60")
+        assertError("1: memalign 0x10 9223372036854775808 16\n", line: 1, contains: "larger than 2^40")
+        assertError("1: malloc 0x\u{1B}[31m 5\n", line: 1, contains: "'1: malloc 0x\\x1b[31m 5'")
+        assertError("1: " + String(repeating: "a", count: 100_000) + " 0x1\n", line: 1, contains: "aaaa…'")
+        XCTAssertThrowsError(try parse("1: " + String(repeating: "a", count: 100_000) + " 0x1\n")) { error in
+            XCTAssertLessThan("\(error)".count, 200, "the message stays one short line")
+        }
+    }
+
+    func testATraceWithNothingToReplayIsAnError() {
+        for text in ["", "# only a comment\n\n", "1: free 0x0\n1: thread_done 0x0\n"] {
+            XCTAssertThrowsError(try parse(text)) { error in
+                XCTAssertEqual((error as? TraceError)?.line, 0)
+                XCTAssertTrue("\(error)".contains("no allocation to replay"), "\(error)")
+            }
+        }
+    }
+
     func testSemanticAnomaliesAreErrorsByDefault() {
         assertError("1: malloc 0x10 8\n1: free 0x20\n", line: 2, contains: "free of 0x20, which is not live")
         assertError("1: malloc 0x10 8\n\n1: malloc 0x10 8\n", line: 3, contains: "0x10 returned while already live (allocated at line 1)")
