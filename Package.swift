@@ -79,10 +79,15 @@ var targets: [Target] = [
         ],
         swiftSettings: strictSwift
     ),
+    .target(
+        name: "AllocBenchReport",
+        dependencies: ["AllocBenchHarness"],
+        swiftSettings: strictSwift
+    ),
     .executableTarget(
         name: "allocbench",
         dependencies: [
-            "AllocBenchHarness", "AllocBenchCore",
+            "AllocBenchHarness", "AllocBenchCore", "AllocBenchReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: strictSwift
@@ -109,7 +114,7 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "AllocBenchTests",
-        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench",
+        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "AllocBenchReport", "CAllocBench",
                        "allocbench", "allocbench-replay", "allocbench-testing-child",
                        .product(name: "ZIPFoundation", package: "ZIPFoundation")]
             + allocatorRegistry.map { .target(name: $0.ownProcess ? $0.childExecutable : $0.moduleName) },

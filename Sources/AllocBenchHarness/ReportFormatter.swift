@@ -24,12 +24,12 @@ public struct ReportFormatter: Sendable {
 
     // MARK: - Cells shared by every tabular format
 
-    static let columns = [
+    public static let columns = [
         "allocator", "touched final", "touched peak", "mapped final", "mapped peak", "ideal", "overhead",
         "faults", "mm syscalls", "ns/op",
     ]
 
-    static func cells(_ result: AllocatorResult) -> [String] {
+    public static func cells(_ result: AllocatorResult) -> [String] {
         guard result.isOK, let touched = result.touchedPages, let mapped = result.mappedPages else {
             return [result.allocator, "\(result.status.rawValue): \(result.detail ?? "")"]
                 + Array(repeating: "", count: columns.count - 2)
@@ -61,7 +61,7 @@ public struct ReportFormatter: Sendable {
             : String(format: "%.1f", time.median)
     }
 
-    static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
+    public static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
         let trace = run.trace
         let environment = report.environment
         var lines = [
@@ -139,7 +139,7 @@ public struct ReportFormatter: Sendable {
     }
 
     /// Self-reported statistics and warnings, one line per allocator that has any.
-    static func notes(_ run: TraceRun) -> [String] {
+    public static func notes(_ run: TraceRun) -> [String] {
         var lines: [String] = []
         for result in run.results {
             if let delta = result.runtimeMallocDeltaBytes, delta != 0 {
