@@ -24,11 +24,12 @@ public struct Ticks: Sendable, Equatable {
         values = (0...Int(last - first)).map { Ticks.clean((first + Double($0)) * step, step: step) }
     }
 
-    /// The smallest of 1, 2, 5 or 10 times a power of ten that is at least `rough`.
+    /// 1, 2, 5 or 10 times a power of ten, whichever is nearest to `rough` (Heckbert's "nice
+    /// numbers"), so the axis gets about as many ticks as asked for, never far fewer.
     static func niceStep(_ rough: Double) -> Double {
         let magnitude = pow(10, (log10(rough)).rounded(.down))
         let residual = rough / magnitude
-        let nice: Double = residual <= 1 ? 1 : residual <= 2 ? 2 : residual <= 5 ? 5 : 10
+        let nice: Double = residual < 1.5 ? 1 : residual < 3 ? 2 : residual < 7 ? 5 : 10
         return nice * magnitude
     }
 
