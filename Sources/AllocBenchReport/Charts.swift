@@ -22,7 +22,7 @@ public enum Charts {
         }
     }
 
-    static let width = 980.0
+    static let width = 1060.0
 
     /// An allocator's timeline in pages relative to its baseline: (ops completed, pages).
     static func series(_ result: AllocatorResult, _ measure: Measure, pageSize: Int) -> [(ops: Double, pages: Double)]? {
@@ -160,13 +160,14 @@ public enum Charts {
                 var bar = SVG.rect(Box(left: plot.left, top: top, right: end, bottom: top + rowHeight), fill: "none")
                 bar.setAttribute("stroke", style.color)
                 bar.setAttribute("stroke-width", "1.5")
+                if let dash = style.dash { bar.setAttribute("stroke-dasharray", dash) }
                 bar.setAttribute("class", "bar")
                 bar.setAttribute("data-allocator", result.allocator)
                 bar.setAttribute("data-value", Format.trimmed(overhead, decimals: 4))
                 bar.append(SVG.tooltip("\(result.allocator): \(labels[index])"))
                 chart.append(bar)
             }
-            chart.append(SVG.text(labels[index], x: max(end, x(1)) + 8, y: top + rowHeight / 2 + 4, size: SVG.tickSize,
+            chart.append(SVG.text(labels[index], x: result.overhead == nil ? plot.left + 8 : max(end, x(1)) + 8, y: top + rowHeight / 2 + 4, size: SVG.tickSize,
                                   fill: result.isOK ? Palette.text : Palette.mutedText))
         }
         return chart

@@ -242,8 +242,8 @@ public enum HTMLReport {
         table.append(body)
         elements.append(scrolling(table))
         elements.append(Element("p", ["class": "small"], text:
-            "Not counted: page tables (the table's page tables column is VmPTE), and shared or file-backed pages "
-            + "such as program text, which the processes share."))
+            "Not counted: page tables (VmPTE, page_tables_kilobytes in the JSON), and shared or file-backed pages "
+            + "such as program text, which such processes share."))
         return elements
     }
 
@@ -253,7 +253,7 @@ public enum HTMLReport {
     static let stylesheet = """
         :root { color-scheme: light; }
         body { margin: 0; background: #F4F4F2; color: #222222; font: 15px/1.5 system-ui, -apple-system, Segoe UI, Roboto, DejaVu Sans, Helvetica, Arial, sans-serif; }
-        main { max-width: 1060px; margin: 0 auto; padding: 24px 20px 48px; }
+        main { max-width: 1160px; margin: 0 auto; padding: 24px 20px 48px; }
         h1 { font-size: 28px; margin: 8px 0 4px; }
         h2 { font-size: 22px; margin: 0 0 6px; }
         h3 { font-size: 17px; margin: 28px 0 6px; border-top: 1px solid #E4E4E4; padding-top: 16px; }
@@ -270,7 +270,7 @@ public enum HTMLReport {
         caption { text-align: left; font-weight: 600; padding: 4px 0; }
         th, td { padding: 4px 8px; text-align: right; white-space: nowrap; border-bottom: 1px solid #E8E8E8; }
         td.wraps { white-space: normal; min-width: 120px; }
-        th { font-weight: 600; background: #F6F6F6; border-bottom: 1px solid #CCCCCC; }
+        th { font-weight: 600; background: #F6F6F6; border-bottom: 1px solid #CCCCCC; white-space: normal; vertical-align: bottom; }
         th.text, td.text { text-align: left; }
         td.name { font-weight: 600; }
         td.failure { color: #A0361A; }
