@@ -40,16 +40,15 @@ public struct Ticks: Sendable, Equatable {
         return (value * scale).rounded() / scale
     }
 
-    /// A tick label: digits grouped in thousands, as many decimals as the step needs, and k or M
-    /// for round values of ten thousand and more ("250k", "1.5M").
+    /// A tick label. An axis reaching 10,000 in steps of 1,000 or more labels every tick with k or
+    /// M, as d3's "~s" does ("0, 2k, 4k … 18k", "800k, 1M, 1.2M"), so one axis never mixes "8,000"
+    /// and "10k"; shorter axes group digits in thousands ("2,500") with the decimals the step needs.
     public func label(_ value: Double) -> String {
+        if upper >= 10_000 && step >= 1_000 {
+            if abs(value) >= 1_000_000 { return Format.trimmed(value / 1_000_000, decimals: 3) + "M" }
+            if abs(value) >= 1_000 { return Format.trimmed(value / 1_000, decimals: 3) + "k" }
+        }
         let decimals = max(0, -Int((log10(step)).rounded(.down)))
-        if abs(value) >= 1_000_000, step >= 100_000 {
-            return Format.trimmed(value / 1_000_000, decimals: 1) + "M"
-        }
-        if abs(value) >= 10_000, step >= 1_000 {
-            return Format.trimmed(value / 1_000, decimals: 1) + "k"
-        }
         return decimals == 0 ? Format.count(Int(value.rounded())) : String(format: "%.\(decimals)f", value)
     }
 }

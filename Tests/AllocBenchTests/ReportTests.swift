@@ -312,6 +312,9 @@ final class ReportTicksTests: XCTestCase {
         let ops = Ticks(covering: 0, 1_234_567, count: 8)
         XCTAssertEqual(ops.step, 200_000)
         XCTAssertEqual(ops.values.map(ops.label), ["0", "200k", "400k", "600k", "800k", "1M", "1.2M", "1.4M"])
+        let gccHello = Ticks(covering: 0, 17_775, count: 8, integers: true)
+        XCTAssertEqual(gccHello.values.map(gccHello.label), ["0", "2k", "4k", "6k", "8k", "10k", "12k", "14k", "16k", "18k"],
+                       "one axis never mixes 8,000 and 10k")
         let pages = Ticks(covering: 0, 2308, count: 6)
         XCTAssertEqual(pages.values.map(pages.label), ["0", "500", "1,000", "1,500", "2,000", "2,500"])
         let ratio = Ticks(covering: 0, 1.07, count: 6)
