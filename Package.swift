@@ -97,10 +97,15 @@ var targets: [Target] = [
         dependencies: ["AllocBenchHarness"],
         swiftSettings: strictSwift
     ),
+    .target(
+        name: "AllocBenchReport",
+        dependencies: ["AllocBenchHarness"],
+        swiftSettings: strictSwift
+    ),
     .executableTarget(
         name: "allocbench",
         dependencies: [
-            "AllocBenchHarness", "AllocBenchCore", "AllocBenchGate",
+            "AllocBenchHarness", "AllocBenchCore", "AllocBenchGate", "AllocBenchReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: strictSwift
@@ -128,6 +133,7 @@ var targets: [Target] = [
     .testTarget(
         name: "AllocBenchTests",
         dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench", "AllocBenchGate",
+                       "AllocBenchReport",
                        "allocbench", "allocbench-replay", "allocbench-testing-child",
                        .product(name: "ZIPFoundation", package: "ZIPFoundation")]
             + allocatorRegistry.map { .target(name: $0.ownProcess ? $0.childExecutable : $0.moduleName) },

@@ -24,13 +24,13 @@ public struct ReportFormatter: Sendable {
 
     // MARK: - Cells shared by every tabular format
 
-    static let columns = [
+    public static let columns = [
         "allocator", "touched final", "touched peak", "mapped final", "mapped peak", "ideal", "overhead",
         "faults", "mm syscalls", "ns/op",
     ]
 
     /// "crashed: SIGSEGV after op 2", "timed out after op 1", "failed: out of memory at op 4".
-    static func statusText(_ result: AllocatorResult) -> String {
+    public static func statusText(_ result: AllocatorResult) -> String {
         switch result.status {
         case .ok: "ok"
         case .timedOut: result.detail ?? "timed out"
@@ -38,7 +38,7 @@ public struct ReportFormatter: Sendable {
         }
     }
 
-    static func cells(_ result: AllocatorResult) -> [String] {
+    public static func cells(_ result: AllocatorResult) -> [String] {
         guard result.isOK, let touched = result.touchedPages, let mapped = result.mappedPages else {
             return [result.allocator, statusText(result)] + Array(repeating: "", count: columns.count - 2)
         }
@@ -69,7 +69,7 @@ public struct ReportFormatter: Sendable {
             : String(format: "%.1f", time.median)
     }
 
-    static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
+    public static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
         let trace = run.trace
         let environment = report.environment
         var lines = [
@@ -153,7 +153,7 @@ public struct ReportFormatter: Sendable {
     }
 
     /// Self-reported statistics and warnings, one line per allocator that has any.
-    static func notes(_ run: TraceRun) -> [String] {
+    public static func notes(_ run: TraceRun) -> [String] {
         var lines: [String] = []
         for result in run.results {
             if let delta = result.runtimeMallocDeltaBytes, delta != 0 {

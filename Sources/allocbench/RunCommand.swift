@@ -20,10 +20,19 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Show where the pages went: touched and mapped pages by region (heap, mmaps, bss, libraries) at the peak and at the end.")
     var breakdown = false
 
+    @Option(name: .customLong("report"), help: "Also write a self-contained HTML report (table, charts of pages over time, overhead, where the pages went, the cost of 10,000 processes) to this file.")
+    var reportPath: String?
+
+    @Option(name: .customLong("svg"), help: "Also write the report's charts as standalone .svg files into this existing directory.")
+    var svgDirectory: String?
+
+    var reportFiles: ReportFiles { ReportFiles(htmlPath: reportPath, svgDirectory: svgDirectory) }
+
     func validate() throws {
         guard ReportFormat(rawValue: format) != nil else {
             throw ValidationError("--format must be one of: \(ReportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        if let problem = reportFiles.problem() { fail(problem) }
     }
 
     func run() throws {
@@ -32,11 +41,12 @@ struct Run: ParsableCommand {
             var detail: Benchmark.Detail = []
             if timeline { detail.insert(.timeline) }
             if breakdown { detail.insert(.breakdown) }
-            report = try Run.measure(replay, detail: detail)
+            report = try Run.measure(replay, detail: detail.union(reportFiles.detail))
+            try reportFiles.write(report)
             let rendered: String
             do {
                 rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
-                    .render(report, as: ReportFormat(rawValue: format)!)
+                    .render(ReportFiles.printable(report, keeping: detail), as: ReportFormat(rawValue: format)!)
             } catch {
                 throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
             }

@@ -1,0 +1,36 @@
+import AllocBenchHarness
+
+/// "Ten thousand small processes": what one process replaying this trace holds privately at its
+/// peak, and what a fleet of such processes would hold.
+public struct ProcessCost: Sendable, Equatable {
+    public static let fleetSize = 10_000
+
+    public var allocator: String
+    /// RssAnon of the replay child at the baseline: what the process held before its first
+    /// replayed allocation.
+    public var baselineKilobytes: Int
+    /// The allocator's own share: touched peak.
+    public var allocatorKilobytes: Int
+    public var pageSize: Int
+
+    public init(allocator: String, baselineKilobytes: Int, allocatorKilobytes: Int, pageSize: Int) {
+        self.allocator = allocator
+        self.baselineKilobytes = baselineKilobytes
+        self.allocatorKilobytes = allocatorKilobytes
+        self.pageSize = pageSize
+    }
+
+    /// nil for a row that has no measurement (failed, crashed, timed out).
+    public init?(_ result: AllocatorResult, pageSize: Int) {
+        guard result.isOK, let baseline = result.baseline, let touched = result.touchedPages else { return nil }
+        self.init(allocator: result.allocator, baselineKilobytes: baseline.rssAnonKilobytes,
+                  allocatorKilobytes: touched.peak * pageSize / 1024, pageSize: pageSize)
+    }
+
+    /// Baseline + touched peak: one process's private anonymous memory at its peak.
+    public var perProcessKilobytes: Int { baselineKilobytes + allocatorKilobytes }
+    public var fleetKilobytes: Int { perProcessKilobytes * ProcessCost.fleetSize }
+    public var allocatorFleetKilobytes: Int { allocatorKilobytes * ProcessCost.fleetSize }
+
+    public func pages(_ kilobytes: Int) -> Int { kilobytes * 1024 / pageSize }
+}
