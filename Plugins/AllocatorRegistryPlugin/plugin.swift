@@ -31,14 +31,14 @@ struct AllocatorRegistryPlugin: BuildToolPlugin {
         lines.append("]")
 
         let output = context.pluginWorkDirectoryURL.appending(path: "AllocatorRegistry.swift")
-        let script = context.pluginWorkDirectoryURL.appending(path: "registry.txt")
-        try (lines.joined(separator: "\n") + "\n").write(to: script, atomically: true, encoding: .utf8)
+        let source = context.pluginWorkDirectoryURL.appending(path: "registry.txt")
+        try (lines.joined(separator: "\n") + "\n").write(to: source, atomically: true, encoding: .utf8)
         return [
             .buildCommand(
                 displayName: "Generating the allocator registry for \(target.name)",
                 executable: URL(fileURLWithPath: "/bin/cp"),
-                arguments: [script.path, output.path],
-                inputFiles: [script],
+                arguments: [source.path, output.path],
+                inputFiles: [source],
                 outputFiles: [output]
             )
         ]

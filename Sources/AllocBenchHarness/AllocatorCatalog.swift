@@ -107,17 +107,15 @@ public struct AllocatorCatalog: Sendable {
     }
 
     public static let knownPreloads = [
-        KnownPreload(name: "mimalloc", library: "libmimalloc.so.2", package: "libmimalloc2.0",
-                     summary: "Microsoft mimalloc (Debian libmimalloc2.0) as the process malloc, through LD_PRELOAD."),
+        KnownPreload(name: "mimalloc", library: "libmimalloc.so.2", package: "libmimalloc-dev",
+                     summary: "Microsoft mimalloc (Debian libmimalloc-dev) as the process malloc, through LD_PRELOAD."),
         KnownPreload(name: "tcmalloc", library: "libtcmalloc_minimal.so.4", package: "libtcmalloc-minimal4",
                      summary: "gperftools tcmalloc, minimal (Debian libtcmalloc-minimal4) as the process malloc, through LD_PRELOAD."),
     ]
 
     /// Where Debian installs shared libraries on this machine.
     static var libraryDirectories: [String] {
-        var names = utsname()
-        uname(&names)
-        let machine = withUnsafeBytes(of: &names.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let machine = SystemFacts.unameFields.machine
         let multiarch = machine == "aarch64" ? "aarch64-linux-gnu" : machine + "-linux-gnu"
         return ["/usr/lib/" + multiarch, "/lib/" + multiarch, "/usr/local/lib", "/usr/lib"]
     }
@@ -193,10 +191,7 @@ public struct AllocatorCatalog: Sendable {
 
     /// The directory of the running executable (/proc/self/exe), where SwiftPM puts the children.
     public static func executableDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return "." }
-        let path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let path = SystemFacts.executablePath(of: "self") else { return "." }
         return (path as NSString).deletingLastPathComponent
     }
 

@@ -148,19 +148,15 @@ public struct Benchmark: Sendable {
 
     /// kernel, glibc and jemalloc versions, page size; `jemalloc` comes from the jemalloc child's note.
     public static func environment(catalog: AllocatorCatalog) -> RunEnvironment {
-        var names = utsname()
-        uname(&names)
-        func field<T>(_ value: inout T) -> String {
-            withUnsafeBytes(of: &value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        }
+        let names = SystemFacts.unameFields
         let jemallocNote = catalog.entry(named: "jemalloc")?.note
         let jemalloc = jemallocNote.map { $0.hasPrefix("jemalloc ") ? String($0.dropFirst("jemalloc ".count)) : $0 }
         return RunEnvironment(
-            kernel: field(&names.release),
+            kernel: names.release,
             glibc: String(cString: ab_glibc_version()),
             jemalloc: jemalloc,
             pageSize: pageSize,
-            machine: field(&names.machine),
+            machine: names.machine,
             allocbenchVersion: allocbenchVersion)
     }
 }
@@ -177,8 +173,7 @@ extension AllocatorResult {
     /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
     /// reason there are none.
     init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, recording: Benchmark.Detail) {
-        let pagesPerKilobyte = 1024.0 / Double(pageSize)
-        func pages(_ kilobytes: Int) -> Int { Int((Double(kilobytes) * pagesPerKilobyte).rounded()) }
+        func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
 
         self.init(
             allocator: name, status: .ok, detail: nil, touchedPages: nil, mappedPages: nil,

@@ -106,9 +106,7 @@ enum MemoryMap {
             totals[region, default: (0, 0)].touched -= mapping.anonymousKilobytes
             totals[region, default: (0, 0)].mapped -= mapping.sizeKilobytes
         }
-        let pagesPerKilobyte = 1024 / pageSize
-        let kilobytesPerPage = pageSize / 1024
-        func pages(_ kilobytes: Int) -> Int { pagesPerKilobyte > 0 ? kilobytes * pagesPerKilobyte : kilobytes / kilobytesPerPage }
+        func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
         return totals
             .map { RegionUsage(region: $0.key, touchedPages: pages($0.value.touched), mappedPages: pages($0.value.mapped)) }
             .filter { $0.touchedPages != 0 || $0.mappedPages != 0 }
@@ -121,7 +119,7 @@ enum MemoryMap {
         return regions(current, executable: executable)
             .filter { $0.region == "anonymous mmaps" && !known.contains($0.mapping.start) }
             .map { NewMapping(start: "0x" + String($0.mapping.start, radix: 16),
-                              mappedPages: $0.mapping.sizeKilobytes * 1024 / pageSize,
-                              touchedPages: $0.mapping.anonymousKilobytes * 1024 / pageSize) }
+                              mappedPages: pages(kilobytes: $0.mapping.sizeKilobytes, pageSize: pageSize),
+                              touchedPages: pages(kilobytes: $0.mapping.anonymousKilobytes, pageSize: pageSize)) }
     }
 }

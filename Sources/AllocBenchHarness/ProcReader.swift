@@ -55,9 +55,7 @@ final class ProcReader {
 
     /// The executable the process runs (/proc/PID/exe).
     func executablePath() -> String {
-        var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/\(pid)/exe", &target, target.count - 1)
-        return length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        SystemFacts.executablePath(of: String(pid)) ?? ""
     }
 
     /// Field 10 of /proc/PID/stat: minor faults.

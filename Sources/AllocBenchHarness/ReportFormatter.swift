@@ -29,6 +29,9 @@ public struct ReportFormatter: Sendable {
         "faults", "mm syscalls", "ns/op",
     ]
 
+    /// The text columns (allocator, mm syscalls); the others are numbers, aligned right.
+    static let leftAlignedColumns: Set<Int> = [0, 8]
+
     /// "crashed: SIGSEGV after op 2", "timed out after op 1", "failed: out of memory at op 4".
     public static func statusText(_ result: AllocatorResult) -> String {
         switch result.status {
@@ -103,7 +106,7 @@ public struct ReportFormatter: Sendable {
             }
             func aligned(_ cells: [String]) -> String {
                 cells.enumerated().map { column, cell in
-                    column == 0 || column == 8
+                    Self.leftAlignedColumns.contains(column)
                         ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
                         : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
                 }.joined(separator: "  ")
@@ -117,7 +120,7 @@ public struct ReportFormatter: Sendable {
             }
             let breakdown = Self.breakdownSection(run)
             if !breakdown.isEmpty { output += "\n" + breakdown.map { $0 + "\n" }.joined() }
-            let notes = Self.notes(run)
+            let notes = Self.notes(run, pageSize: report.environment.pageSize)
             if !notes.isEmpty {
                 output += "\n" + notes.map { $0 + "\n" }.joined()
             }
@@ -153,7 +156,7 @@ public struct ReportFormatter: Sendable {
     }
 
     /// Self-reported statistics and warnings, one line per allocator that has any.
-    public static func notes(_ run: TraceRun) -> [String] {
+    public static func notes(_ run: TraceRun, pageSize: Int) -> [String] {
         var lines: [String] = []
         for result in run.results {
             if let delta = result.runtimeMallocDeltaBytes, delta != 0 {
@@ -165,7 +168,7 @@ public struct ReportFormatter: Sendable {
             }
             if let after = result.selfReported["resident_bytes"], let before = result.selfReportedBaseline?["resident_bytes"],
                let touched = result.touchedPages {
-                lines.append("\(result.allocator) cross-check: its own resident_bytes grew by \((after - before) / 4096) pages; RssAnon grew by \(touched.final) pages")
+                lines.append("\(result.allocator) cross-check: its own resident_bytes grew by \((after - before) / Int64(pageSize)) pages; RssAnon grew by \(touched.final) pages")
             }
         }
         return lines
@@ -213,7 +216,7 @@ public struct ReportFormatter: Sendable {
             output += "### \(run.trace.name)\n\n"
             output += Self.header(report, run).map { $0 + "  \n" }.joined() + "\n"
             output += "| " + Self.columns.joined(separator: " | ") + " |\n"
-            output += "|" + Self.columns.enumerated().map { $0.offset == 0 || $0.offset == 8 ? " --- |" : " ---: |" }.joined() + "\n"
+            output += "|" + Self.columns.indices.map { Self.leftAlignedColumns.contains($0) ? " --- |" : " ---: |" }.joined() + "\n"
             for result in run.results {
                 let cells = Self.cells(result).map { $0.replacingOccurrences(of: "|", with: "\\|") }
                 output += "| " + cells.joined(separator: " | ") + " |\n"

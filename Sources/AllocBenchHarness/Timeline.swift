@@ -25,27 +25,34 @@ enum Timeline {
         return kept.sorted().map { points[$0] }
     }
 
+    /// The requested bytes live as the op stream is replayed, one op at a time.
+    struct LiveBytes {
+        private var slotSizes: [UInt64]
+        private(set) var bytes: UInt64 = 0
+
+        init(slotCount: Int) {
+            slotSizes = [UInt64](repeating: 0, count: max(slotCount, 1))
+        }
+
+        mutating func apply(_ op: ab_op) {
+            let slot = Int(op.slot)
+            let size = Int(op.kind) == AB_OP_FREE ? 0 : op.size
+            bytes = bytes - slotSizes[slot] + size
+            slotSizes[slot] = size
+        }
+    }
+
     /// Sets each point's live requested bytes by walking the op stream once.
     static func fillLiveBytes(_ points: inout [TimelinePoint], ops: [ab_op], slotCount: Int) {
-        var slotSizes = [UInt64](repeating: 0, count: max(slotCount, 1))
-        var live: UInt64 = 0
+        var live = LiveBytes(slotCount: slotCount)
         var opIndex = 0
         for index in points.indices {
             let target = min(points[index].opsCompleted, ops.count)
             while opIndex < target {
-                let op = ops[opIndex]
-                let slot = Int(op.slot)
-                switch Int(op.kind) {
-                case AB_OP_FREE:
-                    live -= slotSizes[slot]
-                    slotSizes[slot] = 0
-                default:
-                    live = live - slotSizes[slot] + op.size
-                    slotSizes[slot] = op.size
-                }
+                live.apply(ops[opIndex])
                 opIndex += 1
             }
-            points[index].liveBytes = live
+            points[index].liveBytes = live.bytes
         }
     }
 
@@ -54,19 +61,12 @@ enum Timeline {
     static func liveBytes(ops: [ab_op], slotCount: Int, buckets: Int) -> [LiveBytesPoint] {
         guard !ops.isEmpty, buckets > 0 else { return [] }
         let bucketSize = max(1, (ops.count + buckets - 1) / buckets)
-        var slotSizes = [UInt64](repeating: 0, count: max(slotCount, 1))
-        var live: UInt64 = 0
+        var walk = LiveBytes(slotCount: slotCount)
         var points: [LiveBytesPoint] = [LiveBytesPoint(opsCompleted: 0, liveBytes: 0)]
         var bucketMaximum: (ops: Int, bytes: UInt64) = (0, 0)
         for (index, op) in ops.enumerated() {
-            let slot = Int(op.slot)
-            if Int(op.kind) == AB_OP_FREE {
-                live -= slotSizes[slot]
-                slotSizes[slot] = 0
-            } else {
-                live = live - slotSizes[slot] + op.size
-                slotSizes[slot] = op.size
-            }
+            walk.apply(op)
+            let live = walk.bytes
             if live >= bucketMaximum.bytes { bucketMaximum = (index + 1, live) }
             if (index + 1) % bucketSize == 0 || index == ops.count - 1 {
                 points.append(LiveBytesPoint(opsCompleted: bucketMaximum.ops, liveBytes: bucketMaximum.bytes))

@@ -82,7 +82,7 @@ public enum HTMLReport {
         section.append(Element("h3", text: "Ten thousand small processes"))
         section.append(contentsOf: processCosts(run, pageSize: pageSize, palette: palette))
 
-        let notes = ReportFormatter.notes(run)
+        let notes = ReportFormatter.notes(run, pageSize: pageSize)
         if !notes.isEmpty {
             section.append(Element("h3", text: "Notes"))
             var list = Element("ul", ["class": "notes"])

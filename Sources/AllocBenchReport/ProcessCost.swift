@@ -32,5 +32,5 @@ public struct ProcessCost: Sendable, Equatable {
     public var fleetKilobytes: Int { perProcessKilobytes * ProcessCost.fleetSize }
     public var allocatorFleetKilobytes: Int { allocatorKilobytes * ProcessCost.fleetSize }
 
-    public func pages(_ kilobytes: Int) -> Int { kilobytes * 1024 / pageSize }
+    public func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
 }
