@@ -13,6 +13,7 @@ import PackageDescription
 // `Allocators/<Folder>/Child/`; everything else runs inside the shared `allocbench-replay`.
 let allocatorRegistry: [AllocatorModule] = [
     .module("SystemMalloc"),
+    .module("Slab"),
     .module("Jemalloc", ownProcess: true, systemLibrary: .init(name: "CJemalloc", pkgConfig: "jemalloc", apt: "libjemalloc-dev")),
 ]
 
