@@ -2,7 +2,8 @@
 // allocator's structures and its invariants is at the top of Slab.swift.
 
 /// A view of one section through its base address. The header is raw memory at known offsets
-/// (three 256-bit maps and a few counters), read and written with raw loads and stores.
+/// (three unit maps of `Geometry.unitsPerSection` bits and a few counters), read and written with
+/// raw loads and stores.
 struct Section: Equatable {
     let base: UnsafeMutableRawPointer
 
@@ -16,39 +17,34 @@ struct Section: Equatable {
         base = UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: address) & ~Geometry.sectionMask).unsafelyUnwrapped
     }
 
-    // MARK: Header layout (unit 0)
+    // MARK: Header layout
 
+    static let mapBytes = Geometry.mapWords * 8
     /// Bit u set: unit u is free.
     static let freeUnitsOffset = 0
     /// Bit u set: an allocated run (slab, medium object or the heap header) starts at unit u.
-    static let runStartsOffset = 32
+    static let runStartsOffset = mapBytes
     /// Bit u set: the run starting at unit u is a slab. A subset of runStarts.
-    static let slabStartsOffset = 64
-    static let releasedPagesOffset = 96
-    static let freeUnitCountOffset = 98
-    static let largestFreeRunOffset = 100
-    static let directoryIndexOffset = 104
-    static let magicOffset = 108
-    static let headerByteCount = 112
+    static let slabStartsOffset = 2 * mapBytes
+    static let releasedPagesOffset = 3 * mapBytes
+    static let freeUnitCountOffset = releasedPagesOffset + 8
+    static let directoryIndexOffset = releasedPagesOffset + 12
+    static let magicOffset = releasedPagesOffset + 16
+    static let headerByteCount = releasedPagesOffset + 20
     static let magic: UInt32 = 0x5345_4354  // "SECT"
 
     /// Bit p set: page p of the section is known not to be resident: nothing has written it since it
     /// was mapped or since MADV_DONTNEED. Stale in one direction only: a slab's carving may write a
     /// page whose bit is still set (the bit is cleared when the slab is released), so a set bit means
     /// "every byte of the page outside live slabs reads as zero".
-    var releasedPages: UInt16 {
-        @inline(__always) get { base.load(fromByteOffset: Self.releasedPagesOffset, as: UInt16.self) }
-        @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: Self.releasedPagesOffset, as: UInt16.self) }
+    var releasedPages: UInt64 {
+        @inline(__always) get { base.load(fromByteOffset: Self.releasedPagesOffset, as: UInt64.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: Self.releasedPagesOffset, as: UInt64.self) }
     }
 
     var freeUnitCount: Int {
         @inline(__always) get { Int(base.load(fromByteOffset: Self.freeUnitCountOffset, as: UInt16.self)) }
         @inline(__always) nonmutating set { base.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: Self.freeUnitCountOffset, as: UInt16.self) }
-    }
-
-    var largestFreeRun: Int {
-        @inline(__always) get { Int(base.load(fromByteOffset: Self.largestFreeRunOffset, as: UInt16.self)) }
-        @inline(__always) nonmutating set { base.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: Self.largestFreeRunOffset, as: UInt16.self) }
     }
 
     var directoryIndex: Int {
@@ -58,17 +54,17 @@ struct Section: Equatable {
 
     var hasMagic: Bool { base.load(fromByteOffset: Self.magicOffset, as: UInt32.self) == Self.magic }
 
-    /// Writes a fresh header: every unit but the header free, every page but the header's released
-    /// (a section is formatted straight after mmap, so its other pages are untouched).
+    /// Writes a fresh header: every unit but the header's free, every page but the header's
+    /// released (a section is formatted straight after mmap, so its other pages are untouched).
     func format(directoryIndex: Int) {
-        for word in 0..<4 {
-            storeWord(Self.freeUnitsOffset, word, word == 0 ? ~UInt64(1) : ~0)
+        for word in 0..<Geometry.mapWords {
+            storeWord(Self.freeUnitsOffset, word, 0)
             storeWord(Self.runStartsOffset, word, 0)
             storeWord(Self.slabStartsOffset, word, 0)
         }
-        releasedPages = ~UInt16(1)
+        setBits(Self.freeUnitsOffset, from: Geometry.sectionHeaderUnits, to: Geometry.unitsPerSection, true)
+        releasedPages = ~UInt64(1)
         freeUnitCount = Geometry.maximumRunUnits
-        largestFreeRun = Geometry.maximumRunUnits
         self.directoryIndex = directoryIndex
         base.storeBytes(of: Self.magic, toByteOffset: Self.magicOffset, as: UInt32.self)
     }
@@ -99,7 +95,7 @@ struct Section: Equatable {
         return section.address(ofUnit: start).assumingMemoryBound(to: SlabHeader.self)
     }
 
-    // MARK: 256-bit maps
+    // MARK: Unit maps
 
     @inline(__always)
     func word(_ map: Int, _ index: Int) -> UInt64 {
@@ -155,10 +151,10 @@ struct Section: Equatable {
     }
 
     func popCount(_ map: Int) -> Int {
-        (0..<4).reduce(0) { $0 + word(map, $1).nonzeroBitCount }
+        (0..<Geometry.mapWords).reduce(0) { $0 + word(map, $1).nonzeroBitCount }
     }
 
-    /// The first index ≥ `start` whose bit equals `value`, or 256.
+    /// The first index ≥ `start` whose bit equals `value`, or `Geometry.unitsPerSection`.
     @inline(__always)
     func next(_ map: Int, _ value: Bool, from start: Int) -> Int {
         guard start < Geometry.unitsPerSection else { return Geometry.unitsPerSection }
@@ -167,7 +163,7 @@ struct Section: Equatable {
         var bits = (word(map, index) ^ flip) & (UInt64.max &<< UInt64(start & 63))
         while bits == 0 {
             index &+= 1
-            if index == 4 { return Geometry.unitsPerSection }
+            if index == Geometry.mapWords { return Geometry.unitsPerSection }
             bits = word(map, index) ^ flip
         }
         return (index &<< 6) &+ bits.trailingZeroBitCount
@@ -191,12 +187,12 @@ struct Section: Equatable {
     // MARK: Free runs
 
     /// The lowest unit where `units` free units start at a multiple of `alignmentUnits`.
-    func firstFreeRun(units: Int, alignmentUnits: Int) -> Int? {
-        var position = 1
+    func firstFreeRun(units: Int, alignmentUnits: Int, residentOnly: Bool = false) -> Int? {
+        var position = Geometry.sectionHeaderUnits
         while position < Geometry.unitsPerSection {
-            let start = next(Self.freeUnitsOffset, true, from: position)
+            let start = nextFree(from: position, residentOnly: residentOnly, true)
             if start == Geometry.unitsPerSection { return nil }
-            let end = next(Self.freeUnitsOffset, false, from: start)
+            let end = nextFree(from: start, residentOnly: residentOnly, false)
             let aligned = (start &+ alignmentUnits &- 1) & ~(alignmentUnits &- 1)
             if aligned &+ units <= end { return aligned }
             position = end
@@ -204,14 +200,45 @@ struct Section: Equatable {
         return nil
     }
 
-    /// The length of the longest free run, by walking the free map.
-    func computeLargestFreeRun() -> Int {
+    /// Word `index` of the free map, restricted to units of resident pages when `residentOnly`.
+    @inline(__always)
+    func freeWord(_ index: Int, residentOnly: Bool) -> UInt64 {
+        let free = word(Self.freeUnitsOffset, index)
+        guard residentOnly else { return free }
+        let pagesPerWord = 64 / Geometry.unitsPerPage
+        let released = (releasedPages &>> UInt64(index &* pagesPerWord)) & ((1 &<< UInt64(pagesPerWord)) &- 1)
+        var mask: UInt64 = 0
+        for page in 0..<pagesPerWord where released & (1 << UInt64(page)) != 0 {
+            mask |= Self.mask(from: page * Geometry.unitsPerPage, to: (page + 1) * Geometry.unitsPerPage)
+        }
+        return free & ~mask
+    }
+
+    /// The first unit ≥ `start` that is free (`value`) or not, optionally counting units of
+    /// released pages as not free; `Geometry.unitsPerSection` when there is none.
+    @inline(__always)
+    func nextFree(from start: Int, residentOnly: Bool, _ value: Bool) -> Int {
+        guard start < Geometry.unitsPerSection else { return Geometry.unitsPerSection }
+        var index = start &>> 6
+        let flip: UInt64 = value ? 0 : .max
+        var bits = (freeWord(index, residentOnly: residentOnly) ^ flip) & (UInt64.max &<< UInt64(start & 63))
+        while bits == 0 {
+            index &+= 1
+            if index == Geometry.mapWords { return Geometry.unitsPerSection }
+            bits = freeWord(index, residentOnly: residentOnly) ^ flip
+        }
+        return (index &<< 6) &+ bits.trailingZeroBitCount
+    }
+
+    /// The length of the longest free run (of units in resident pages only, with `residentOnly`),
+    /// by walking the free map.
+    func computeLargestFreeRun(residentOnly: Bool = false) -> Int {
         var largest = 0
-        var position = 1
+        var position = Geometry.sectionHeaderUnits
         while position < Geometry.unitsPerSection {
-            let start = next(Self.freeUnitsOffset, true, from: position)
+            let start = nextFree(from: position, residentOnly: residentOnly, true)
             if start == Geometry.unitsPerSection { break }
-            let end = next(Self.freeUnitsOffset, false, from: start)
+            let end = nextFree(from: start, residentOnly: residentOnly, false)
             largest = max(largest, end &- start)
             position = end
         }
@@ -227,24 +254,25 @@ struct Section: Equatable {
 
     // MARK: Pages
 
-    /// Whether all 16 units of page `page` are free (never true for page 0, which holds the header).
+    /// Whether every unit of page `page` is free (never true for page 0, which holds the header).
     @inline(__always)
     func isPageFree(_ page: Int) -> Bool {
-        (word(Self.freeUnitsOffset, page &>> 2) &>> UInt64((page & 3) &<< 4)) & 0xFFFF == 0xFFFF
+        let firstUnit = page &<< Geometry.unitsPerPageShift
+        let mask: UInt64 = Geometry.unitsPerPage == 64 ? .max : (1 &<< UInt64(Geometry.unitsPerPage)) &- 1
+        return (word(Self.freeUnitsOffset, firstUnit &>> 6) &>> UInt64(firstUnit & 63)) & mask == mask
     }
 
     /// The pages that are free and not released: the empty pages this section holds resident.
-    func dirtyFreePages() -> UInt16 {
-        var pages: UInt16 = 0
+    func dirtyFreePages() -> UInt64 {
+        var pages: UInt64 = 0
         for page in 1..<Geometry.pagesPerSection where isPageFree(page) { pages |= 1 << page }
         return pages & ~releasedPages
     }
 
     /// Bits first…last of a page mask.
     @inline(__always)
-    static func pageMask(first: Int, last: Int) -> UInt16 {
-        let upper: UInt32 = (1 &<< UInt32(last &+ 1)) &- 1
-        return UInt16(truncatingIfNeeded: upper & ~((1 &<< UInt32(first)) &- 1))
+    static func pageMask(first: Int, last: Int) -> UInt64 {
+        (UInt64.max &>> UInt64(63 &- last)) & ~((1 &<< UInt64(first)) &- 1)
     }
 
     /// Free pages that are not released among pages first…last.

@@ -7,19 +7,30 @@ enum Geometry {
     static let pageSize = 4096
     static let pageShift = 12
 
-    /// Runs (slabs and medium objects) are whole units: 256 bytes.
-    static let unitShift = 8
+    /// Runs (slabs and medium objects) are whole units: 128 bytes, so a medium object wastes less
+    /// than 128 bytes and a class's first slab fits its one object closely.
+    static let unitShift = 7
     static let unitSize = 1 << unitShift
 
-    /// A section is 64 KiB, aligned to 64 KiB; unit 0 holds its header.
-    static let sectionShift = 16
+    /// A section is 256 KiB, aligned to 256 KiB; its first units hold its header. Objects up to
+    /// almost 256 KiB (buffers of 64 KiB and 128 KiB are common) are runs in a section and reuse
+    /// its free units; only larger ones get mappings of their own.
+    static let sectionShift = 18
     static let sectionSize = 1 << sectionShift
     static let sectionMask = UInt(sectionSize - 1)
-    static let unitsPerSection = sectionSize >> unitShift  // 256
-    static let unitsPerPage = pageSize >> unitShift  // 16
-    static let pagesPerSection = sectionSize >> pageShift  // 16
-    /// The longest run a section can hold: every unit but the header.
-    static let maximumRunUnits = unitsPerSection - 1
+    static let unitsPerSection = sectionSize >> unitShift  // 2048
+    /// 64-bit words in each of a section's unit maps.
+    static let mapWords = unitsPerSection / 64
+    static let unitsPerPageShift = pageShift - unitShift
+    static let unitsPerPage = 1 << unitsPerPageShift  // 32
+    static let pagesPerSection = sectionSize >> pageShift  // 64: one bit each in a UInt64
+    /// Units taken by the section header (three unit maps and a few counters).
+    static let sectionHeaderUnits = unitsCovering(3 * mapWords * 8 + 24)
+    /// The longest run a section can hold: every unit but the header's.
+    static let maximumRunUnits = unitsPerSection - sectionHeaderUnits
+
+    @inline(__always)
+    static func page(ofUnit unit: Int) -> Int { unit &>> unitsPerPageShift }
 
     @inline(__always)
     static func unitsCovering(_ byteCount: Int) -> Int {

@@ -3,73 +3,90 @@
 //
 // MAP OF STRUCTURES
 //
-//   section: 64 KiB, aligned to 64 KiB, mapped with mmap (a few at a time) and formatted only when
-//   a run needs it. Its 256 units of 256 bytes hold runs: slabs and medium objects.
+//   section: 256 KiB, aligned to 256 KiB, mapped with mmap (1 to 8 at a time, formatted only when
+//   a run needs one). Its 2048 units of 128 bytes hold runs: slabs and medium objects.
 //
-//     ┌────────┬──────────────────────────────────────────────────────────────────────┐
-//     │ unit 0 │ units 1…255: [slab][slab][medium object][ free ][slab] …               │
-//     │ header │ (first section only: units 1…4 are the heap header)                   │
-//     └────────┴──────────────────────────────────────────────────────────────────────┘
-//     header: freeUnits, runStarts, slabStarts (256-bit maps), releasedPages (16 bits, one per
-//     page), freeUnitCount, largestFreeRun, directoryIndex.
+//     ┌───────────┬──────────────────────────────────────────────────────────────────┐
+//     │ units 0…6 │ units 7…2047: [slab][slab][medium object][ free ][slab] …          │
+//     │ header    │ (first section only: units 7…15 are the heap header)              │
+//     └───────────┴──────────────────────────────────────────────────────────────────┘
+//     header: freeUnits, runStarts, slabStarts (2048-bit maps), releasedPages (64 bits, one per
+//     page), freeUnitCount, directoryIndex.
 //
-//   slab: a run of 1…64 units carving objects of one size class.
+//   slab: a run of 2…128 units (256 B…16 KiB) carving objects of one size class.
 //
-//     ┌────────────┬────────┬────────┬─────┬───────────────────────┬──────┐
-//     │ SlabHeader │ object │ object │  …  │ uncarved: not written │ tail │
-//     │  48 bytes  │        │        │     │                       │      │
-//     └────────────┴────────┴────────┴─────┴───────────────────────┴──────┘
-//      firstObject ^                  bump ^                   end ^  run end ^
+//     ┌────────────┬────────┬────────┬─────┬────────────────────────────┬──────┐
+//     │ SlabHeader │ object │ object │  …  │ uncarved: never written    │ tail │
+//     │  48 bytes  │        │        │     │                            │      │
+//     └────────────┴────────┴────────┴─────┴────────────────────────────┴──────┘
+//      firstObject ^                  bump ^          limit ^   capacityEnd ^  run end ^
 //     freeList: freed objects, linked through their first word.
+//     limit = min(capacityEnd, end of the page holding bump − 1): carving past it is the slow
+//     path, which counts the page it reaches as written.
 //
-//   heap header: live requested bytes, empty resident pages, the section directory (each
-//   section's base and largest free run, oldest section first; inline for 8 sections, then a
+//   heap header: live requested bytes, resident and peak-resident page counts, empty resident
+//   pages, the section directory (per section, oldest first: base, a bound on its longest free
+//   run and one on its longest free run in resident pages; inline for 8 sections, then a
 //   mapping of its own), per class the head of a doubly linked list of slabs with room and the
-//   number of slabs, and counters.
+//   number of slabs, the huge cache (up to 4 freed huge mappings), and counters.
 //
-//   huge object (more than 255 units, or alignment of 64 KiB or more): a mapping of its own. No
-//   metadata at all: deallocation is sized, so its length is known.
+//   huge object (more than 2041 units, or alignment of 256 KiB or more): a mapping of its own.
+//   No metadata: deallocation is sized, so its length is known.
 //
 // Where a small program's memory goes: the first section's first page holds the section header,
-// the heap header and the first slab of each class (a slab starts as small as one object needs,
-// as little as one unit), so five allocations of five sizes touch one page.
+// the heap header and the first slab of each class (a class's first slab holds one object, or
+// at least 256 bytes), so five allocations of five sizes touch one page.
 //
 // LOOKUPS, all O(1)
 //   size → class:    bit arithmetic (SizeClass.index); no table.
-//   object → slab:   section = address & ~0xFFFF; unit = (address >> 8) & 0xFF;
-//                    slab = section + 256 · (highest slabStarts bit ≤ unit).
+//   object → slab:   section = address & ~0x3FFFF; unit = (address >> 7) & 0x7FF;
+//                    slab = section + 128 · (highest slabStarts bit ≤ unit).
 //   medium object:   its address is its run's first unit; its byte count gives the run's length.
 //
 // INVARIANTS, as equations. Tier 1: `assert` on the paths that touch them (debug builds). Tier 2:
 // `validate()` checks all of them over the whole heap; tests call it, and a build with
 // `-Xswiftc -DSLAB_VALIDATE_EVERY_OPERATION` runs it after every operation.
 //   slab:     live + |freeList| = carved = (bump − firstObject) / objectSize
-//             carved + uncarved = capacity = (end − firstObject) / objectSize
-//             end ≤ run end;  objectSize = SizeClass.byteCount(ofClass: sizeClass)
+//             carved + uncarved = capacity = (capacityEnd − firstObject) / objectSize
+//             capacityEnd ≤ run end;  objectSize = SizeClass.byteCount(ofClass: sizeClass)
+//             limit = min(capacityEnd, pageEnd(bump − 1));  carved pages ∩ released = ∅
 //             each freeList entry e: firstObject ≤ e < bump ∧ (e − firstObject) mod objectSize = 0
 //   class c:  isListed ⇔ slab is in list c;  has room ⇒ isListed;  listed ∧ full ⇒ head of list c
 //             live = 0 ⇒ head of list c   (so at most one empty slab per class)
 //             classSlabCounts[c] = |slabs of class c|;  Σ_c classSlabCounts[c] = slabCount
-//   section:  freeUnits ∩ runStarts = ∅;  slabStarts ⊆ runStarts;  0 ∉ freeUnits
-//             freeUnitCount = |freeUnits|;  largestFreeRun = longest stretch of freeUnits
-//             directoryLargest[directoryIndex] = largestFreeRun;  directoryBases[directoryIndex] = base
-//             released(p) ⇒ page p holds no medium object and no slab header
+//   section:  freeUnits ∩ runStarts = ∅;  slabStarts ⊆ runStarts;  header units ∉ freeUnits
+//             freeUnitCount = |freeUnits|;  directoryBases[directoryIndex] = base
+//             directoryLargest[i] ≥ longest free stretch;  directoryResidentLargest[i] ≥ longest
+//             free stretch within resident pages
+//             released(p) ⇔ page p was not written since it was mapped or released, so
+//             released(p) ⇒ page p holds no medium object, no slab header, no carved object
 //   heap:     dirtyFreePages = Σ_sections |{p : page p all free ∧ ¬released(p)}|
+//             residentPages = Σ_sections |{p : ¬released(p)}| + (huge + cached-resident huge
+//             + directory mapping bytes) / 4096 ≤ peakResidentPages
 //
 // POLICIES
-//   Slab sizing: a class's first slab holds one object (one unit for objects up to 208 bytes);
-//   each further slab of the class doubles, up to 64 units (16 KiB).
+//   Classes: 8, 16…512 by 16, then 16 per doubling to 2048 (waste ≤ 15 B or ≤ 1/17); larger
+//   objects are runs of 128-byte units (waste < 128 B) up to 255 KiB, then huge mappings.
+//   Slab sizing: a class's first slab holds one object (at least 256 bytes); each further slab
+//   doubles, at most twice; a full slab whose units behind it are free grows in place to up to
+//   twice its length (≤ 16 KiB). So busy classes get large slabs and idle ones share pages.
 //   Slab choice: allocation takes from the head of the class's list; a slab that stops being full
 //   goes to the head (it is the fullest slab with room), so emptier slabs drain.
-//   Run placement: the oldest section with a long enough free run, lowest unit first.
-//   Page return: a slab that empties is released (its units return to the section) unless it
-//   heads its class's list; empty resident pages are returned with MADV_DONTNEED once they exceed
-//   max(16, live pages / 32), all at once, together with the carved pages of each class's empty
-//   slab. Huge objects are unmapped when freed.
+//   Run placement: resident memory first (the oldest section with a long enough free run in
+//   pages already written), then the oldest section with a long enough free run, lowest unit
+//   first; then a new section.
+//   Page return: a slab that empties is released (its units return to its section) unless it
+//   heads its class's list and the class has another slab. Empty resident pages and freed huge
+//   mappings (the huge cache) are "held" for reuse, and go back to the kernel (MADV_DONTNEED,
+//   munmap for whole sections and huge mappings) (a) all at once when the empty pages exceed
+//   max(16, live pages / 2), and (b) in batches of 32 pages whenever writing a new page would
+//   raise the footprint above its previous peak while more than 1/64 of the live pages are
+//   held: held memory adds at most that sliver to any new peak.
 //
 // FAST PATHS (small objects: ≤ 2048 bytes, alignment ≤ 16)
-//   allocate:   class by bit math; the class's head slab; pop its free list or bump:
-//               about 4 loads, 3 stores and 3 well-predicted branches.
+//   allocate:   class by bit math; the class's head slab; pop its free list, or carve the next
+//               object when it ends within `limit`: about 4 loads, 3 stores and 3 well-predicted
+//               branches.
 //   deallocate: a mask, one map word and a leading-zero count find the slab; push on its free
 //               list and decrement live: about 4 loads and 3 stores, and one branch to the slow
 //               path when the slab was full or has become empty.
@@ -80,7 +97,7 @@ import Glibc
 #endif
 
 /// A size-class slab allocator that keeps the pages it touches and maps close to the live bytes:
-/// sub-page first slabs shared by many classes, lazily carved slabs, runs of 256-byte units for
+/// sub-page first slabs shared by many classes, lazily carved slabs, runs of 128-byte units for
 /// medium objects, and empty pages handed back to the kernel with hysteresis. See the map at the
 /// top of Slab.swift.
 ///
@@ -88,7 +105,7 @@ import Glibc
 /// heap is never torn down (there is no deinit for a struct).
 public struct Slab: Allocator {
     public static let name = "slab"
-    public static let summary = "Size-class slab allocator for the fewest pages touched: sub-page first slabs, lazy carving, 256-byte runs, MADV_DONTNEED with hysteresis."
+    public static let summary = "Size-class slab allocator for the fewest pages touched: sub-page first slabs, lazy carving, 128-byte runs, held pages never raise the peak."
 
     var heap: Heap?
 
@@ -108,8 +125,9 @@ public struct Slab: Allocator {
     static func mediumRun(byteCount: Int, alignment: Int) -> (units: Int, alignmentUnits: Int)? {
         let units = Geometry.unitsCovering(byteCount)
         let alignmentUnits = max(1, alignment >> Geometry.unitShift)
-        // Unit 0 is the header, so an alignment of n > 1 units leaves starts at n, 2n, ….
-        let longest = alignmentUnits == 1 ? Geometry.maximumRunUnits : Geometry.unitsPerSection - alignmentUnits
+        // The header's units come first, so an alignment of n units leaves starts at n, 2n, … past it.
+        let longest = alignmentUnits <= Geometry.sectionHeaderUnits ? Geometry.maximumRunUnits
+            : Geometry.unitsPerSection - alignmentUnits
         return units <= longest ? (units, alignmentUnits) : nil
     }
 
@@ -130,8 +148,9 @@ public struct Slab: Allocator {
                     return object
                 }
                 let object = slab.pointee.bump
-                if object < slab.pointee.end {
-                    slab.pointee.bump = object + Int(slab.pointee.objectSize)
+                let next = object + Int(slab.pointee.objectSize)
+                if next <= slab.pointee.limit {
+                    slab.pointee.bump = next
                     slab.pointee.live &+= 1
                     heap.header.pointee.liveRequestedBytes &+= byteCount
                     afterOperation()
@@ -177,7 +196,7 @@ public struct Slab: Allocator {
             assert(section.bit(Section.runStartsOffset, unit) && !section.bit(Section.slabStartsOffset, unit),
                    "deallocate: \(block) is not a medium object")
             heap.header.pointee.liveRequestedBytes -= byteCount
-            heap.free(section, unit: unit, units: run.units, writtenUnits: run.units, endsRun: true)
+            heap.free(section, unit: unit, units: run.units, endsRun: true)
         } else {
             heap.header.pointee.liveRequestedBytes -= byteCount
             heap.deallocateHuge(block, byteCount: byteCount)
@@ -217,7 +236,7 @@ public struct Slab: Allocator {
             let unit = Section.unit(of: block)
             if newRun.units < oldRun.units {
                 let tail = oldRun.units - newRun.units
-                heap.free(section, unit: unit + newRun.units, units: tail, writtenUnits: tail, endsRun: false)
+                heap.free(section, unit: unit + newRun.units, units: tail, endsRun: false)
                 return true
             }
             let oldEnd = unit + oldRun.units
@@ -246,8 +265,8 @@ public struct Slab: Allocator {
             block = taken.section.address(ofUnit: taken.unit)
             if zeroed { Slab.zero(block, byteCount: byteCount, exceptPages: taken.knownZeroPages) }
         } else {
-            // A fresh mapping reads as zero.
-            guard let mapped = heap.allocateHuge(byteCount: byteCount, alignment: alignment) else { return nil }
+            // A fresh mapping reads as zero; cached ones are not handed out for zeroed blocks.
+            guard let mapped = heap.allocateHuge(byteCount: byteCount, alignment: alignment, zeroed: zeroed) else { return nil }
             block = mapped
         }
         heap.header.pointee.liveRequestedBytes += byteCount
@@ -255,7 +274,7 @@ public struct Slab: Allocator {
     }
 
     /// Zeroes a medium block except where its section's pages were released (already zero).
-    private static func zero(_ block: UnsafeMutableRawPointer, byteCount: Int, exceptPages knownZero: UInt16) {
+    private static func zero(_ block: UnsafeMutableRawPointer, byteCount: Int, exceptPages knownZero: UInt64) {
         let section = Section(containing: block)
         var start = block
         let end = block + byteCount
@@ -279,11 +298,12 @@ public struct Slab: Allocator {
 
     // MARK: Self-report
 
-    /// What the heap holds, from a walk over every section and slab.
+    /// What the heap holds, from its counters and a walk over every section and slab.
     public func statistics() -> [AllocatorStatistic] {
         guard let heap else { return [] }
         let census = heap.census()
         let header = heap.header.pointee
+        let pageSize = Geometry.pageSize
         return [
             AllocatorStatistic("live_objects_count", census.liveSlabObjects + census.mediumObjects + header.hugeObjectCount),
             AllocatorStatistic("live_requested_bytes", header.liveRequestedBytes),
@@ -296,17 +316,21 @@ public struct Slab: Allocator {
             AllocatorStatistic("slab_free_carved_bytes", census.freeCarvedBytes),
             AllocatorStatistic("medium_objects_count", census.mediumObjects),
             AllocatorStatistic("huge_objects_count", header.hugeObjectCount),
+            AllocatorStatistic("huge_cached_bytes", header.hugeCachedBytes),
+            AllocatorStatistic("huge_cached_resident_bytes", header.hugeCachedResidentBytes),
             AllocatorStatistic("sections_count", header.directoryCount),
             AllocatorStatistic("metadata_bytes", census.metadataBytes),
             AllocatorStatistic("empty_resident_pages", header.dirtyFreePages + census.emptySlabCarvedPages),
-            AllocatorStatistic("released_pages", census.releasedPages),
-            AllocatorStatistic("resident_bytes", census.residentSectionPages << Geometry.pageShift
-                               + header.hugeMappedBytes + header.directoryMappedBytes),
-            AllocatorStatistic("mapped_bytes", header.sectionMappedBytes + header.hugeMappedBytes + header.directoryMappedBytes),
+            AllocatorStatistic("resident_bytes", header.residentPages * pageSize),
+            AllocatorStatistic("peak_resident_bytes", header.peakResidentPages * pageSize),
+            AllocatorStatistic("mapped_bytes", header.sectionMappedBytes + header.hugeMappedBytes + header.hugeCachedBytes
+                               + header.directoryMappedBytes),
             AllocatorStatistic("mmap_calls_count", header.mmapCalls),
             AllocatorStatistic("munmap_calls_count", header.munmapCalls),
             AllocatorStatistic("madvise_calls_count", header.madviseCalls),
             AllocatorStatistic("released_pages_total_count", header.pagesReleased),
+            AllocatorStatistic("releases_over_limit_count", header.limitReleases),
+            AllocatorStatistic("releases_at_peak_count", header.peakReleases),
         ]
     }
 }

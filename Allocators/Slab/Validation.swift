@@ -17,9 +17,6 @@ struct HeapCensus {
     var metadataBytes = 0
     /// Carved pages of empty slabs beyond their header's page.
     var emptySlabCarvedPages = 0
-    var releasedPages = 0
-    /// Pages of sections that are resident by this heap's own account.
-    var residentSectionPages = 0
 }
 
 extension Heap {
@@ -35,9 +32,9 @@ extension Heap {
         }
     }
 
-    /// The pages of a slab's section that its header and carving have written.
-    static func carvedPages(_ section: Section, _ slab: UnsafeMutablePointer<SlabHeader>) -> UInt16 {
-        let firstPage = (UnsafeMutableRawPointer(slab) - section.base) >> Geometry.pageShift
+    /// The pages of its section that a slab's header and carving have written.
+    static func carvedPages(_ section: Section, _ slab: UnsafeMutablePointer<SlabHeader>) -> UInt64 {
+        let firstPage = (slab.start - section.base) >> Geometry.pageShift
         let lastPage = (slab.pointee.bump - 1 - section.base) >> Geometry.pageShift
         return Section.pageMask(first: firstPage, last: lastPage)
     }
@@ -45,17 +42,16 @@ extension Heap {
     func census() -> HeapCensus {
         var census = HeapCensus()
         var slabsPerClass = [Int](repeating: 0, count: SizeClass.count)
-        var carvedPagesPerSection = [UInt16](repeating: 0, count: header.pointee.directoryCount)
+        var slabUnits = 0
         forEachSlab { section, _, slab in
             let size = Int(slab.pointee.objectSize)
-            let carved = (slab.pointee.bump - (UnsafeMutableRawPointer(slab) + SlabHeader.byteCount)) / size
+            let carved = (slab.pointee.bump - slab.firstObject) / size
             census.liveSlabObjects += Int(slab.pointee.live)
             census.liveSlabObjectBytes += Int(slab.pointee.live) * size
             census.freeCarvedBytes += (carved - Int(slab.pointee.live)) * size
             slabsPerClass[Int(slab.pointee.sizeClass)] += 1
-            let carvedPages = Heap.carvedPages(section, slab)
-            carvedPagesPerSection[section.directoryIndex] |= carvedPages
-            if slab.pointee.live == 0 { census.emptySlabCarvedPages += max(0, carvedPages.nonzeroBitCount - 1) }
+            slabUnits += Int(slab.pointee.units)
+            if slab.pointee.live == 0 { census.emptySlabCarvedPages += Heap.carvedPages(section, slab).nonzeroBitCount - 1 }
         }
         census.classesInUse = slabsPerClass.filter { $0 > 0 }.count
         census.slabsInBusiestClass = slabsPerClass.max() ?? 0
@@ -65,15 +61,12 @@ extension Heap {
             let section = self.section(at: index)
             allocatedUnits += Geometry.maximumRunUnits - section.freeUnitCount
             runs += section.popCount(Section.runStartsOffset)
-            census.releasedPages += section.releasedPages.nonzeroBitCount
-            census.residentSectionPages += (~section.releasedPages | carvedPagesPerSection[index]).nonzeroBitCount
         }
-        var slabUnits = 0
-        forEachSlab { _, _, slab in slabUnits += Int(slab.pointee.units) }
         census.mediumObjects = runs - header.pointee.slabCount - 1
         census.mediumUnits = allocatedUnits - slabUnits - HeapLayout.units
-        census.metadataBytes = header.pointee.directoryCount * Geometry.unitSize + HeapLayout.units * Geometry.unitSize
-            + header.pointee.slabCount * SlabHeader.byteCount + header.pointee.directoryMappedBytes
+        census.metadataBytes = header.pointee.directoryCount * Geometry.sectionHeaderUnits * Geometry.unitSize
+            + HeapLayout.units * Geometry.unitSize + header.pointee.slabCount * SlabHeader.byteCount
+            + header.pointee.directoryMappedBytes
         return census
     }
 
@@ -87,6 +80,12 @@ extension Heap {
         }
         if dirtyFreePages != header.pointee.dirtyFreePages {
             violations.append("heap: dirtyFreePages is \(header.pointee.dirtyFreePages), sections hold \(dirtyFreePages)")
+        }
+        var residentPages = (header.pointee.hugeMappedBytes + header.pointee.hugeCachedResidentBytes + header.pointee.directoryMappedBytes)
+            >> Geometry.pageShift
+        for index in 0..<header.pointee.directoryCount { residentPages += (~section(at: index).releasedPages).nonzeroBitCount }
+        if residentPages != header.pointee.residentPages || residentPages > header.pointee.peakResidentPages {
+            violations.append("heap: residentPages is \(header.pointee.residentPages) (peak \(header.pointee.peakResidentPages)), the maps say \(residentPages)")
         }
 
         var slabsPerClass = [Int](repeating: 0, count: SizeClass.count)
@@ -120,8 +119,10 @@ extension Heap {
             violations.append("\(name): bad magic or directory index \(section.directoryIndex)")
             return
         }
-        if section.bit(Section.freeUnitsOffset, 0) { violations.append("\(name): its header unit is free") }
-        for word in 0..<4 {
+        for unit in 0..<Geometry.sectionHeaderUnits where section.bit(Section.freeUnitsOffset, unit) {
+            violations.append("\(name): header unit \(unit) is free")
+        }
+        for word in 0..<Geometry.mapWords {
             let free = section.word(Section.freeUnitsOffset, word)
             let starts = section.word(Section.runStartsOffset, word)
             if free & starts != 0 { violations.append("\(name): a free unit starts a run (word \(word))") }
@@ -134,8 +135,9 @@ extension Heap {
             violations.append("\(name): freeUnitCount is \(section.freeUnitCount), the map has \(freeUnits)")
         }
         let largest = section.computeLargestFreeRun()
-        if largest != section.largestFreeRun || largest != Int(header.pointee.directoryLargest[index]) {
-            violations.append("\(name): largest free run is \(largest), recorded \(section.largestFreeRun) and \(header.pointee.directoryLargest[index])")
+        let residentLargest = section.computeLargestFreeRun(residentOnly: true)
+        if largest > Int(header.pointee.directoryLargest[index]) || residentLargest > Int(header.pointee.directoryResidentLargest[index]) {
+            violations.append("\(name): longest free runs are \(largest) (\(residentLargest) resident), bounds \(header.pointee.directoryLargest[index]) (\(header.pointee.directoryResidentLargest[index]))")
         }
         if section.releasedPages & 1 != 0 { violations.append("\(name): its header page is marked released") }
         // Runs: each extends to the next run start or free unit; medium objects and slab headers
@@ -145,8 +147,8 @@ extension Heap {
             let end = min(section.next(Section.runStartsOffset, true, from: unit + 1),
                           section.next(Section.freeUnitsOffset, true, from: unit + 1))
             let isSlab = section.bit(Section.slabStartsOffset, unit)
-            let mustBeResident = isSlab ? Section.pageMask(first: unit >> 4, last: unit >> 4)
-                : Section.pageMask(first: unit >> 4, last: (end - 1) >> 4)
+            let firstPage = Geometry.page(ofUnit: unit)
+            let mustBeResident = Section.pageMask(first: firstPage, last: isSlab ? firstPage : Geometry.page(ofUnit: end - 1))
             if section.releasedPages & mustBeResident != 0 {
                 violations.append("\(name): the \(isSlab ? "slab" : "run") at unit \(unit) lies in a released page")
             }
@@ -170,14 +172,20 @@ extension Heap {
             return
         }
         let size = Int(slab.pointee.objectSize)
-        let first = UnsafeMutableRawPointer(slab) + SlabHeader.byteCount
-        let runEnd = UnsafeMutableRawPointer(slab) + (Int(slab.pointee.units) << Geometry.unitShift)
-        let end = slab.pointee.end
+        let first = slab.firstObject
+        let runEnd = slab.start + (Int(slab.pointee.units) << Geometry.unitShift)
+        let end = slab.capacityEnd
         let bump = slab.pointee.bump
-        guard end <= runEnd, end >= first, (end - first) % size == 0,
-              bump >= first, bump <= end, (bump - first) % size == 0 else {
-            violations.append("\(name): bump \(bump) or end \(end) outside [\(first), \(runEnd)] or off the object grid")
+        guard end <= runEnd, bump >= first, bump <= end, (bump - first) % size == 0 else {
+            violations.append("\(name): bump \(bump) outside [\(first), \(end)] or off the object grid")
             return
+        }
+        if slab.pointee.limit != min(end, SlabHeader.pageEnd(after: bump)) {
+            violations.append("\(name): limit \(slab.pointee.limit) is not min(capacity end \(end), end of the page before bump \(bump))")
+        }
+        let carvedPages = Heap.carvedPages(section, slab)
+        if section.releasedPages & carvedPages != 0 {
+            violations.append("\(name): carved pages \(String(carvedPages, radix: 2)) are marked released \(String(section.releasedPages, radix: 2))")
         }
         let carved = (bump - first) / size
         var freeCount = 0

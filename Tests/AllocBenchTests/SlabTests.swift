@@ -87,7 +87,7 @@ final class SlabTests: XCTestCase {
             case 0..<60: Int(random.next() % 256)
             case 60..<85: Int(random.next() % 2048) + 1
             case 85..<97: Int(random.next() % 60_000) + 1
-            default: Int(random.next() % 300_000) + 1
+            default: Int(random.next() % 600_000) + 1
             }
         }
         func randomAlignment() -> Int {
@@ -232,11 +232,11 @@ final class SlabTests: XCTestCase {
         medium.initializeMemory(as: UInt8.self, repeating: 7, count: 5000)
         XCTAssertEqual(slab.reallocate(medium, from: 5000, to: 9000, alignment: 16), medium, "free units behind it")
         XCTAssertEqual(slab.reallocate(medium, from: 9000, to: 3000, alignment: 16), medium, "shrinks in place")
-        let huge = try XCTUnwrap(slab.allocate(byteCount: 300_000, alignment: 16))
-        huge.initializeMemory(as: UInt8.self, repeating: 9, count: 300_000)
-        XCTAssertEqual(slab.reallocate(huge, from: 300_000, to: 100_000, alignment: 16), huge)
-        let grown = try XCTUnwrap(slab.reallocate(huge, from: 100_000, to: 1_000_000, alignment: 16))
-        XCTAssertFalse(UnsafeRawBufferPointer(start: grown, count: 100_000).contains { $0 != 9 })
+        let huge = try XCTUnwrap(slab.allocate(byteCount: 600_000, alignment: 16))
+        huge.initializeMemory(as: UInt8.self, repeating: 9, count: 600_000)
+        XCTAssertEqual(slab.reallocate(huge, from: 600_000, to: 400_000, alignment: 16), huge)
+        let grown = try XCTUnwrap(slab.reallocate(huge, from: 400_000, to: 1_000_000, alignment: 16))
+        XCTAssertFalse(UnsafeRawBufferPointer(start: grown, count: 400_000).contains { $0 != 9 })
         XCTAssertFalse(UnsafeRawBufferPointer(start: medium, count: 3000).contains { $0 != 7 })
         slab.deallocate(grown, byteCount: 1_000_000, alignment: 16)
         slab.deallocate(medium, byteCount: 3000, alignment: 16)
