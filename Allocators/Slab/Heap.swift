@@ -194,8 +194,9 @@ struct Heap {
         header.pointee.peakResidentPages = max(header.pointee.peakResidentPages, header.pointee.residentPages)
     }
 
-    /// Makes room under the peak if needed, then counts `pages` newly written pages. Only for
-    /// callers whose own state a release cannot disturb.
+    /// Makes room under the peak if needed, then counts `pages` newly written pages. A release
+    /// gives back only empty pages, whole empty sections and cached huge mappings: callers mark
+    /// the units they are about to write allocated first.
     func admitWritten(pages: Int) {
         guard pages > 0 else { return }
         if growthNeedsRelease(pages: pages) { releaseHeldPagesForPeak(pages: pages) }
@@ -204,7 +205,7 @@ struct Heap {
 
     // MARK: Sections
 
-    /// Maps `count` sections at a 64 KiB-aligned address without mapping more than that: first just
+    /// Maps `count` sections at a section-aligned address without mapping more than that: first just
     /// below `below` (where the kernel's top-down placement would put it anyway), then wherever the
     /// kernel likes if that happens to be aligned, then aligned down from there, and only as a last
     /// resort an oversized mapping trimmed to alignment.
@@ -303,22 +304,29 @@ struct Heap {
     @inline(__always)
     func section(at index: Int) -> Section { Section(base: header.pointee.directoryBases[index]) }
 
-    /// Raises a section's recorded free-run bounds to `length` (a free run that may lie in
-    /// resident pages appeared).
-    @inline(__always)
-    private func raiseFreeRunBounds(_ section: Section, to length: Int) {
+    /// Raises a section's recorded bounds to cover the free run `run`, just made longer.
+    private func raiseFreeRunBounds(_ section: Section, for run: Range<Int>) {
         let index = section.directoryIndex
-        let bound = UInt16(truncatingIfNeeded: length)
-        if header.pointee.directoryLargest[index] < bound { header.pointee.directoryLargest[index] = bound }
-        if header.pointee.directoryResidentLargest[index] < bound { header.pointee.directoryResidentLargest[index] = bound }
+        let length = UInt16(truncatingIfNeeded: run.upperBound &- run.lowerBound)
+        if header.pointee.directoryLargest[index] < length { header.pointee.directoryLargest[index] = length }
+        let resident = UInt16(truncatingIfNeeded: section.longestResidentFreeRun(in: run))
+        if header.pointee.directoryResidentLargest[index] < resident { header.pointee.directoryResidentLargest[index] = resident }
     }
 
-    /// Free units of released pages turned resident: the section's resident bound may now be as
-    /// long as its longest free run.
-    @inline(__always)
-    func freeUnitsBecameResident(_ section: Section) {
-        let index = section.directoryIndex
-        header.pointee.directoryResidentLargest[index] = header.pointee.directoryLargest[index]
+    /// Pages `pages` of a section were written for the first time since their release: free
+    /// units among them are now resident, so resident free runs through them may be longer.
+    func pagesBecameResident(_ section: Section, _ pages: UInt64) {
+        var remaining = pages
+        while remaining != 0 {
+            let page = remaining.trailingZeroBitCount
+            remaining &= remaining &- 1
+            let free = section.freeUnits(inPage: page)
+            if free == 0 { continue }
+            let unit = ((page &<< Geometry.unitsPerPageShift) & ~63) &+ free.trailingZeroBitCount
+            let index = section.directoryIndex
+            let resident = UInt16(truncatingIfNeeded: section.longestResidentFreeRun(in: section.freeRun(around: unit)))
+            if header.pointee.directoryResidentLargest[index] < resident { header.pointee.directoryResidentLargest[index] = resident }
+        }
     }
 
     // MARK: Runs
@@ -377,7 +385,7 @@ struct Heap {
         if released & written != 0 {
             admitWritten(pages: (released & written).nonzeroBitCount)
             section.releasedPages = section.releasedPages & ~written
-            freeUnitsBecameResident(section)
+            pagesBecameResident(section, released & written)
         }
         return released & Section.pageMask(first: firstPage, last: lastPage)
     }
@@ -393,7 +401,7 @@ struct Heap {
         section.freeUnitCount += units
         header.pointee.dirtyFreePages &+= section.countDirtyFreePages(first: Geometry.page(ofUnit: unit),
                                                                       last: Geometry.page(ofUnit: end &- 1))
-        raiseFreeRunBounds(section, to: section.freeRunLength(around: unit))
+        raiseFreeRunBounds(section, for: section.freeRun(around: unit))
         releaseHeldPagesIfOverLimit()
     }
 

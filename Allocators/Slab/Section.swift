@@ -1,4 +1,4 @@
-// Sections: 64 KiB-aligned blocks of 256 units whose unit 0 is their header. The map of the
+// Sections: 256 KiB-aligned blocks of 2048 units whose first units hold their header. The map of the
 // allocator's structures and its invariants is at the top of Slab.swift.
 
 /// A view of one section through its base address. The header is raw memory at known offsets
@@ -205,13 +205,11 @@ struct Section: Equatable {
     func freeWord(_ index: Int, residentOnly: Bool) -> UInt64 {
         let free = word(Self.freeUnitsOffset, index)
         guard residentOnly else { return free }
-        let pagesPerWord = 64 / Geometry.unitsPerPage
-        let released = (releasedPages &>> UInt64(index &* pagesPerWord)) & ((1 &<< UInt64(pagesPerWord)) &- 1)
-        var mask: UInt64 = 0
-        for page in 0..<pagesPerWord where released & (1 << UInt64(page)) != 0 {
-            mask |= Self.mask(from: page * Geometry.unitsPerPage, to: (page + 1) * Geometry.unitsPerPage)
-        }
-        return free & ~mask
+        // Two pages per word: spread each page's released bit over its 32 units.
+        let released = (releasedPages &>> UInt64(index &<< 1)) & 3
+        let lowPage: UInt64 = (0 &- (released & 1)) & 0x0000_0000_FFFF_FFFF
+        let highPage: UInt64 = (0 &- (released &>> 1)) & 0xFFFF_FFFF_0000_0000
+        return free & ~(lowPage | highPage)
     }
 
     /// The first unit ≥ `start` that is free (`value`) or not, optionally counting units of
@@ -247,9 +245,36 @@ struct Section: Equatable {
 
     /// The free run that contains `unit` (which must be free): its length.
     func freeRunLength(around unit: Int) -> Int {
-        let start = previous(Self.freeUnitsOffset, false, from: unit) &+ 1
-        let end = next(Self.freeUnitsOffset, false, from: unit)
-        return end &- start
+        let run = freeRun(around: unit)
+        return run.upperBound &- run.lowerBound
+    }
+
+    /// The free run that contains `unit` (which must be free).
+    @inline(__always)
+    func freeRun(around unit: Int) -> Range<Int> {
+        (previous(Self.freeUnitsOffset, false, from: unit) &+ 1)..<next(Self.freeUnitsOffset, false, from: unit)
+    }
+
+    /// The longest stretch of free units of resident pages within `range`.
+    func longestResidentFreeRun(in range: Range<Int>) -> Int {
+        var longest = 0
+        var position = range.lowerBound
+        while position < range.upperBound {
+            let start = nextFree(from: position, residentOnly: true, true)
+            if start >= range.upperBound { break }
+            let end = min(range.upperBound, nextFree(from: start, residentOnly: true, false))
+            longest = max(longest, end &- start)
+            position = end
+        }
+        return longest
+    }
+
+    /// The free units of page `page`, as a mask of the map word that holds them.
+    @inline(__always)
+    func freeUnits(inPage page: Int) -> UInt64 {
+        let firstUnit = page &<< Geometry.unitsPerPageShift
+        let mask = Self.mask(from: firstUnit & 63, to: (firstUnit & 63) &+ Geometry.unitsPerPage)
+        return word(Self.freeUnitsOffset, firstUnit &>> 6) & mask
     }
 
     // MARK: Pages

@@ -51,8 +51,8 @@ enum Geometry {
 ///     class 49…64    1088, 1152, …, 2048     (steps of 64)
 ///
 /// Rounding wastes at most 15 bytes up to 512 and at most 1/17 (5.9 %) above it. Objects larger
-/// than 2048 bytes are not classed: they take a run of 256-byte units of their own, which wastes
-/// less than 256 bytes (≤ 11 % at 2049 bytes, falling with size).
+/// than 2048 bytes are not classed: they take a run of 128-byte units of their own, which wastes
+/// less than 128 bytes (≤ 6 % at 2049 bytes, falling with size).
 ///
 /// Sizes that are not multiples of 16 are never needed above 8 bytes: a block of 17…31 bytes
 /// must be 16-byte aligned (C's guarantee for a block that can hold a 16-byte object), so a

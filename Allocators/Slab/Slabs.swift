@@ -179,28 +179,28 @@ extension Heap {
     /// Carves the slab's next object, first counting the pages it reaches that were not written
     /// yet; nil when the slab is full.
     func carve(_ slab: UnsafeMutablePointer<SlabHeader>, byteCount: Int) -> UnsafeMutableRawPointer? {
-        while true {
-            let object = slab.pointee.bump
-            let next = object + Int(slab.pointee.objectSize)
-            if next > slab.pointee.limit {
-                let capacityEnd = slab.capacityEnd
-                guard next <= capacityEnd else { return nil }
-                let section = Section(containing: object)
-                let firstPage = (slab.pointee.limit - section.base) >> Geometry.pageShift
-                let lastPage = (next - 1 - section.base) >> Geometry.pageShift
-                let reached = Section.pageMask(first: firstPage, last: lastPage)
-                let newlyWritten = (section.releasedPages & reached).nonzeroBitCount
-                if growthNeedsRelease(pages: newlyWritten) { releaseHeldPagesForPeak(pages: newlyWritten) }
-                recordWritten(pages: newlyWritten)
-                section.releasedPages &= ~reached
-                if newlyWritten > 0 { freeUnitsBecameResident(section) }
-                slab.pointee.limit = min(capacityEnd, SlabHeader.pageEnd(after: next))
+        let object = slab.pointee.bump
+        let next = object + Int(slab.pointee.objectSize)
+        if next > slab.pointee.limit {
+            let capacityEnd = slab.capacityEnd
+            guard next <= capacityEnd else { return nil }
+            // A release for the peak gives back only empty pages and cached huge mappings, never
+            // this slab's pages.
+            let section = Section(containing: object)
+            let firstPage = (slab.pointee.limit - section.base) >> Geometry.pageShift
+            let lastPage = (next - 1 - section.base) >> Geometry.pageShift
+            let newlyWritten = section.releasedPages & Section.pageMask(first: firstPage, last: lastPage)
+            if newlyWritten != 0 {
+                admitWritten(pages: newlyWritten.nonzeroBitCount)
+                section.releasedPages &= ~newlyWritten
+                pagesBecameResident(section, newlyWritten)
             }
-            slab.pointee.bump = next
-            slab.pointee.live &+= 1
-            header.pointee.liveRequestedBytes &+= byteCount
-            return object
+            slab.pointee.limit = min(capacityEnd, SlabHeader.pageEnd(after: next))
         }
+        slab.pointee.bump = next
+        slab.pointee.live &+= 1
+        header.pointee.liveRequestedBytes &+= byteCount
+        return object
     }
 
     /// The slow half of `deallocate` for a small object: the slab was full (it joins its class's
