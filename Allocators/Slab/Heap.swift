@@ -138,8 +138,8 @@ struct Heap {
 
     /// Maps and formats the first section and builds the heap header inside it.
     static func create() -> Heap? {
-        var mappings = 0
-        guard let base = mapAlignedSections(count: 1, below: 0, mappings: &mappings) else { return nil }
+        var calls = (mmap: 0, munmap: 0)
+        guard let base = mapAlignedSections(count: 1, below: 0, calls: &calls) else { return nil }
         let section = Section(base: base)
         section.format(directoryIndex: 0)
         let headerAddress = section.address(ofUnit: HeapLayout.firstUnit)
@@ -158,7 +158,8 @@ struct Heap {
             to: UInt16.self, capacity: SizeClass.count).initialize(repeating: 0, count: SizeClass.count)
         (headerAddress + HeapLayout.hugeCacheOffset).bindMemory(to: HugeCache.Entry.self, capacity: HugeCache.capacity)
         let heap = Heap(header: header)
-        header.pointee.mmapCalls = mappings
+        header.pointee.mmapCalls = calls.mmap
+        header.pointee.munmapCalls = calls.munmap
         header.pointee.lowestMappedAddress = UInt(bitPattern: base)
         header.pointee.sectionMappedBytes = Geometry.sectionSize
         header.pointee.residentPages = 1
@@ -209,26 +210,35 @@ struct Heap {
     /// below `below` (where the kernel's top-down placement would put it anyway), then wherever the
     /// kernel likes if that happens to be aligned, then aligned down from there, and only as a last
     /// resort an oversized mapping trimmed to alignment.
-    static func mapAlignedSections(count: Int, below: UInt, mappings: inout Int) -> UnsafeMutableRawPointer? {
+    static func mapAlignedSections(count: Int, below: UInt, calls: inout (mmap: Int, munmap: Int)) -> UnsafeMutableRawPointer? {
         let length = count << Geometry.sectionShift
         let alignment = UInt(Geometry.sectionSize)
         if below > UInt(length) {
-            mappings += 1
+            calls.mmap += 1
             if let address = Kernel.map(length, at: below - UInt(length), exactly: true) { return address }
         }
-        mappings += 1
+        calls.mmap += 1
         guard let anywhere = Kernel.map(length) else { return nil }
         let address = UInt(bitPattern: anywhere)
         if address & (alignment - 1) == 0 { return anywhere }
         munmap(anywhere, length)
-        mappings += 2
+        calls.munmap += 1
+        calls.mmap += 1
         if let alignedDown = Kernel.map(length, at: address & ~(alignment - 1), exactly: true) { return alignedDown }
         let padded = length + Geometry.sectionSize - Geometry.pageSize
+        calls.mmap += 1
         guard let wide = Kernel.map(padded) else { return nil }
         let start = (UInt(bitPattern: wide) + alignment - 1) & ~(alignment - 1)
         let head = Int(start - UInt(bitPattern: wide))
-        if head > 0 { munmap(wide, head) }
-        if padded - head - length > 0 { munmap(UnsafeMutableRawPointer(bitPattern: start + UInt(length)), padded - head - length) }
+        let tail = padded - head - length
+        if head > 0 {
+            munmap(wide, head)
+            calls.munmap += 1
+        }
+        if tail > 0 {
+            munmap(UnsafeMutableRawPointer(bitPattern: start + UInt(length)), tail)
+            calls.munmap += 1
+        }
         return UnsafeMutableRawPointer(bitPattern: start)
     }
 
@@ -240,9 +250,10 @@ struct Heap {
         admitWritten(pages: 1)
         if header.pointee.freshSectionCount == 0 {
             let count = min(8, max(1, header.pointee.directoryCount / 4))
-            var mappings = 0
-            let mapped = Heap.mapAlignedSections(count: count, below: header.pointee.lowestMappedAddress, mappings: &mappings)
-            header.pointee.mmapCalls += mappings
+            var calls = (mmap: 0, munmap: 0)
+            let mapped = Heap.mapAlignedSections(count: count, below: header.pointee.lowestMappedAddress, calls: &calls)
+            header.pointee.mmapCalls += calls.mmap
+            header.pointee.munmapCalls += calls.munmap
             guard let base = mapped else {
                 header.pointee.residentPages -= 1
                 return nil

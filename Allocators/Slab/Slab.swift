@@ -68,7 +68,7 @@
 //   Classes: 8, 16…512 by 16, then 16 per doubling to 2048 (waste ≤ 15 B or ≤ 1/17); larger
 //   objects are runs of 128-byte units (waste < 128 B) up to 255 KiB, then huge mappings.
 //   Slab sizing: a class's first slab holds one object (at least 256 bytes); each further slab
-//   doubles, at most twice; a full slab whose units behind it are free grows in place to up to
+//   doubles, at most three times; a full slab whose units behind it are free grows in place to up to
 //   twice its length (≤ 16 KiB). So busy classes get large slabs and idle ones share pages.
 //   Slab choice: allocation takes from the head of the class's list; a slab that stops being full
 //   goes to the head (it is the fullest slab with room), so emptier slabs drain.

@@ -47,8 +47,8 @@ extension Heap {
     static let maximumSlabUnits = (16 * 1024) >> Geometry.unitShift
     /// The smallest slab: room for the header and at least 13 objects of 16 bytes.
     static let minimumSlabUnits = 256 >> Geometry.unitShift
-    /// A new slab is at most 4 times the smallest for its class: slabs grow further in place.
-    static let creationDoublings = 2
+    /// A new slab is at most 8 times the smallest for its class: slabs grow further in place.
+    static let creationDoublings = 3
 
     /// A class's next slab: big enough for one object (and no smaller than `minimumSlabUnits`),
     /// doubling with each slab the class already has, up to `creationDoublings` times (a class
