@@ -135,32 +135,15 @@ public struct Slab: Allocator {
 
     @inline(__always)
     public mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        if Slab.isSmall(byteCount: byteCount, alignment: alignment), let heap {
-            let sizeClass = SizeClass.index(ofByteCount: byteCount)
-            if let slab = heap.classLists[sizeClass] {
-                if let object = slab.pointee.freeList {
-                    let next = object.load(as: UnsafeMutableRawPointer?.self)
-                    assert(next == nil || Section(containing: next!) == Section(containing: object), "free list leaves its slab")
-                    slab.pointee.freeList = next
-                    slab.pointee.live &+= 1
-                    heap.header.pointee.liveRequestedBytes &+= byteCount
-                    afterOperation()
-                    return object
-                }
-                let object = slab.pointee.bump
-                let next = object + Int(slab.pointee.objectSize)
-                if next <= slab.pointee.limit {
-                    slab.pointee.bump = next
-                    slab.pointee.live &+= 1
-                    heap.header.pointee.liveRequestedBytes &+= byteCount
-                    afterOperation()
-                    return object
-                }
+        defer { afterOperation() }
+        if Slab.isSmall(byteCount: byteCount, alignment: alignment), let heap,
+           let slab = heap.classLists[SizeClass.index(ofByteCount: byteCount)] {
+            if slab.pointee.freeList != nil { return heap.allocate(from: slab, byteCount: byteCount) }
+            if slab.pointee.bump + Int(slab.pointee.objectSize) <= slab.pointee.limit {
+                return heap.carveWithinLimit(slab, byteCount: byteCount)
             }
         }
-        let block = allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: false)
-        afterOperation()
-        return block
+        return allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: false)
     }
 
     public mutating func allocateZeroed(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
@@ -169,9 +152,8 @@ public struct Slab: Allocator {
             block.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
             return block
         }
-        let block = allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: true)
-        afterOperation()
-        return block
+        defer { afterOperation() }
+        return allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: true)
     }
 
     @inline(__always)

@@ -167,10 +167,23 @@ extension Heap {
         return carve(slab, byteCount: byteCount)
     }
 
+    /// Pops the slab's free list, which is not empty.
     @inline(__always)
     func allocate(from slab: UnsafeMutablePointer<SlabHeader>, byteCount: Int) -> UnsafeMutableRawPointer {
         let object = slab.pointee.freeList.unsafelyUnwrapped
-        slab.pointee.freeList = object.load(as: UnsafeMutableRawPointer?.self)
+        let next = object.load(as: UnsafeMutableRawPointer?.self)
+        assert(next == nil || Section(containing: next.unsafelyUnwrapped) == Section(containing: object), "a free list leaves its slab")
+        slab.pointee.freeList = next
+        slab.pointee.live &+= 1
+        header.pointee.liveRequestedBytes &+= byteCount
+        return object
+    }
+
+    /// Carves the slab's next object, which ends within `limit`.
+    @inline(__always)
+    func carveWithinLimit(_ slab: UnsafeMutablePointer<SlabHeader>, byteCount: Int) -> UnsafeMutableRawPointer {
+        let object = slab.pointee.bump
+        slab.pointee.bump = object + Int(slab.pointee.objectSize)
         slab.pointee.live &+= 1
         header.pointee.liveRequestedBytes &+= byteCount
         return object
@@ -197,10 +210,7 @@ extension Heap {
             }
             slab.pointee.limit = min(capacityEnd, SlabHeader.pageEnd(after: next))
         }
-        slab.pointee.bump = next
-        slab.pointee.live &+= 1
-        header.pointee.liveRequestedBytes &+= byteCount
-        return object
+        return carveWithinLimit(slab, byteCount: byteCount)
     }
 
     /// The slow half of `deallocate` for a small object: the slab was full (it joins its class's
