@@ -14,6 +14,7 @@ import PackageDescription
 let allocatorRegistry: [AllocatorModule] = [
     .module("SystemMalloc"),
     .module("BssArena"),
+    .module("Slab"),
     .module("Jemalloc", ownProcess: true, systemLibrary: .init(name: "CJemalloc", pkgConfig: "jemalloc", apt: "libjemalloc-dev")),
 ]
 

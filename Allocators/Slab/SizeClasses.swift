@@ -1,0 +1,89 @@
+// Size classes and the fixed geometry of the slab allocator. The map of its structures and its
+// invariants is at the top of Slab.swift.
+
+/// Sizes below the page: units (the grain of runs) and sections (the aligned blocks that carry
+/// their own header). Everything is a power of two so that every lookup is a shift or a mask.
+enum Geometry {
+    static let pageSize = 4096
+    static let pageShift = 12
+
+    /// Runs (slabs and medium objects) are whole units: 128 bytes, so a medium object wastes less
+    /// than 128 bytes and a class's first slab fits its one object closely.
+    static let unitShift = 7
+    static let unitSize = 1 << unitShift
+
+    /// A section is 256 KiB, aligned to 256 KiB; its first units hold its header. Objects up to
+    /// almost 256 KiB (buffers of 64 KiB and 128 KiB are common) are runs in a section and reuse
+    /// its free units; only larger ones get mappings of their own.
+    static let sectionShift = 18
+    static let sectionSize = 1 << sectionShift
+    static let sectionMask = UInt(sectionSize - 1)
+    static let unitsPerSection = sectionSize >> unitShift  // 2048
+    /// 64-bit words in each of a section's unit maps.
+    static let mapWords = unitsPerSection / 64
+    static let unitsPerPageShift = pageShift - unitShift
+    static let unitsPerPage = 1 << unitsPerPageShift  // 32
+    static let pagesPerSection = sectionSize >> pageShift  // 64: one bit each in a UInt64
+    /// Units taken by the section header (three unit maps and a few counters).
+    static let sectionHeaderUnits = unitsCovering(3 * mapWords * 8 + 24)
+    /// The longest run a section can hold: every unit but the header's.
+    static let maximumRunUnits = unitsPerSection - sectionHeaderUnits
+
+    @inline(__always)
+    static func page(ofUnit unit: Int) -> Int { unit &>> unitsPerPageShift }
+
+    @inline(__always)
+    static func unitsCovering(_ byteCount: Int) -> Int {
+        max(1, (byteCount &+ (unitSize &- 1)) &>> unitShift)
+    }
+
+    @inline(__always)
+    static func roundUpToPage(_ byteCount: Int) -> Int {
+        (byteCount &+ (pageSize &- 1)) & ~(pageSize &- 1)
+    }
+}
+
+/// The size classes of small objects, computed by bit arithmetic (no table):
+///
+///     class 0        8 bytes                 (1…8: C promises them only 8-byte alignment)
+///     class 1…32     16, 32, …, 512          (16-byte steps: every multiple of 16 up to 512)
+///     class 33…48    544, 576, …, 1024       (16 classes per doubling: steps of 32)
+///     class 49…64    1088, 1152, …, 2048     (steps of 64)
+///
+/// Rounding wastes at most 15 bytes up to 512 and at most 1/17 (5.9 %) above it. Objects larger
+/// than 2048 bytes are not classed: they take a run of 128-byte units of their own, which wastes
+/// less than 128 bytes (≤ 6 % at 2049 bytes, falling with size).
+///
+/// Sizes that are not multiples of 16 are never needed above 8 bytes: a block of 17…31 bytes
+/// must be 16-byte aligned (C's guarantee for a block that can hold a 16-byte object), so a
+/// 24-byte class could not sit at a 24-byte stride.
+enum SizeClass {
+    static let count = 65
+    /// The largest small object; its class is `count - 1`.
+    static let largestByteCount = 2048
+    static let sixteenByteStepLimit = 512
+    static let classesPerDoubling = 16
+    static let firstDoublingClass = 33
+
+    /// The smallest class whose size is at least `byteCount` (0 ≤ byteCount ≤ largestByteCount).
+    @inline(__always)
+    static func index(ofByteCount byteCount: Int) -> Int {
+        if byteCount <= sixteenByteStepLimit {
+            return byteCount <= 8 ? 0 : (byteCount &+ 15) &>> 4
+        }
+        // 2^log < byteCount ≤ 2^(log+1); the class's step is 2^(log-4).
+        let last = byteCount &- 1
+        let log = (Int.bitWidth &- 1) &- last.leadingZeroBitCount
+        let stepShift = log &- 4
+        return firstDoublingClass &+ ((log &- 9) &<< 4) &+ ((last &>> stepShift) &- classesPerDoubling)
+    }
+
+    /// The object size of class `index`.
+    @inline(__always)
+    static func byteCount(ofClass index: Int) -> Int {
+        if index <= 32 { return index == 0 ? 8 : index &<< 4 }
+        let doubling = (index &- firstDoublingClass) &>> 4
+        let step = (index &- firstDoublingClass) & (classesPerDoubling &- 1)
+        return (classesPerDoubling &+ 1 &+ step) &<< (5 &+ doubling)
+    }
+}

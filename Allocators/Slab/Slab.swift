@@ -1,0 +1,318 @@
+// Slab: a size-class slab allocator whose purpose is to touch and map as few pages as the live
+// bytes need, while staying fast. Single-threaded: it has no locks and no thread caches.
+//
+// MAP OF STRUCTURES
+//
+//   section: 256 KiB, aligned to 256 KiB, mapped with mmap (1 to 8 at a time, formatted only when
+//   a run needs one). Its 2048 units of 128 bytes hold runs: slabs and medium objects.
+//
+//     ┌───────────┬──────────────────────────────────────────────────────────────────┐
+//     │ units 0…6 │ units 7…2047: [slab][slab][medium object][ free ][slab] …          │
+//     │ header    │ (first section only: units 7…15 are the heap header)              │
+//     └───────────┴──────────────────────────────────────────────────────────────────┘
+//     header: freeUnits, runStarts, slabStarts (2048-bit maps), releasedPages (64 bits, one per
+//     page), freeUnitCount, directoryIndex.
+//
+//   slab: a run of 2…128 units (256 B…16 KiB) carving objects of one size class.
+//
+//     ┌────────────┬────────┬────────┬─────┬────────────────────────────┬──────┐
+//     │ SlabHeader │ object │ object │  …  │ uncarved: never written    │ tail │
+//     │  48 bytes  │        │        │     │                            │      │
+//     └────────────┴────────┴────────┴─────┴────────────────────────────┴──────┘
+//      firstObject ^                  bump ^          limit ^   capacityEnd ^  run end ^
+//     freeList: freed objects, linked through their first word.
+//     limit = min(capacityEnd, end of the page holding bump − 1): carving past it is the slow
+//     path, which counts the page it reaches as written.
+//
+//   heap header: live requested bytes, resident and peak-resident page counts, empty resident
+//   pages, the section directory (per section, oldest first: base, a bound on its longest free
+//   run and one on its longest free run in resident pages; inline for 8 sections, then a
+//   mapping of its own), per class the head of a doubly linked list of slabs with room and the
+//   number of slabs, the huge cache (up to 4 freed huge mappings), and counters.
+//
+//   huge object (more than 2041 units, or alignment of 256 KiB or more): a mapping of its own.
+//   No metadata: deallocation is sized, so its length is known.
+//
+// Where a small program's memory goes: the first section's first page holds the section header,
+// the heap header and the first slab of each class (a class's first slab holds one object, or
+// at least 256 bytes), so five allocations of five sizes touch one page.
+//
+// LOOKUPS, all O(1)
+//   size → class:    bit arithmetic (SizeClass.index); no table.
+//   object → slab:   section = address & ~0x3FFFF; unit = (address >> 7) & 0x7FF;
+//                    slab = section + 128 · (highest slabStarts bit ≤ unit).
+//   medium object:   its address is its run's first unit; its byte count gives the run's length.
+//
+// INVARIANTS, as equations. Tier 1: `assert` on the paths that touch them (debug builds). Tier 2:
+// `validate()` checks all of them over the whole heap; tests call it, and a build with
+// `-Xswiftc -DSLAB_VALIDATE_EVERY_OPERATION` runs it after every operation.
+//   slab:     live + |freeList| = carved = (bump − firstObject) / objectSize
+//             carved + uncarved = capacity = (capacityEnd − firstObject) / objectSize
+//             capacityEnd ≤ run end;  objectSize = SizeClass.byteCount(ofClass: sizeClass)
+//             limit = min(capacityEnd, pageEnd(bump − 1));  carved pages ∩ released = ∅
+//             each freeList entry e: firstObject ≤ e < bump ∧ (e − firstObject) mod objectSize = 0
+//   class c:  isListed ⇔ slab is in list c;  has room ⇒ isListed;  listed ∧ full ⇒ head of list c
+//             live = 0 ⇒ head of list c   (so at most one empty slab per class)
+//             classSlabCounts[c] = |slabs of class c|;  Σ_c classSlabCounts[c] = slabCount
+//   section:  freeUnits ∩ runStarts = ∅;  slabStarts ⊆ runStarts;  header units ∉ freeUnits
+//             freeUnitCount = |freeUnits|;  directoryBases[directoryIndex] = base
+//             directoryLargest[i] ≥ longest free stretch;  directoryResidentLargest[i] ≥ longest
+//             free stretch within resident pages
+//             released(p) ⇔ page p was not written since it was mapped or released, so
+//             released(p) ⇒ page p holds no medium object, no slab header, no carved object
+//   heap:     dirtyFreePages = Σ_sections |{p : page p all free ∧ ¬released(p)}|
+//             residentPages = Σ_sections |{p : ¬released(p)}| + (huge + cached-resident huge
+//             + directory mapping bytes) / 4096 ≤ peakResidentPages
+//
+// POLICIES
+//   Classes: 8, 16…512 by 16, then 16 per doubling to 2048 (waste ≤ 15 B or ≤ 1/17); larger
+//   objects are runs of 128-byte units (waste < 128 B) up to 255 KiB, then huge mappings.
+//   Slab sizing: a class's first slab holds one object (at least 256 bytes); each further slab
+//   doubles, at most three times; a full slab whose units behind it are free grows in place to up to
+//   twice its length (≤ 16 KiB). So busy classes get large slabs and idle ones share pages.
+//   Slab choice: allocation takes from the head of the class's list; a slab that stops being full
+//   goes to the head (it is the fullest slab with room), so emptier slabs drain.
+//   Run placement: resident memory first (the oldest section with a long enough free run in
+//   pages already written), then the oldest section with a long enough free run, lowest unit
+//   first; then a new section.
+//   Page return: a slab that empties is released (its units return to its section) unless it
+//   heads its class's list and the class has another slab. Empty resident pages and freed huge
+//   mappings (the huge cache) are "held" for reuse, and go back to the kernel (MADV_DONTNEED,
+//   munmap for whole sections and huge mappings) (a) all at once when the empty pages exceed
+//   max(16, live pages / 2), and (b) in batches of 32 pages whenever writing a new page would
+//   raise the footprint above its previous peak while more than 1/64 of the live pages are
+//   held: held memory adds at most that sliver to any new peak.
+//
+// FAST PATHS (small objects: ≤ 2048 bytes, alignment ≤ 16)
+//   allocate:   class by bit math; the class's head slab; pop its free list, or carve the next
+//               object when it ends within `limit`: about 4 loads, 3 stores and 3 well-predicted
+//               branches.
+//   deallocate: a mask, one map word and a leading-zero count find the slab; push on its free
+//               list and decrement live: about 4 loads and 3 stores, and one branch to the slow
+//               path when the slab was full or has become empty.
+
+import AllocBenchCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A size-class slab allocator that keeps the pages it touches and maps close to the live bytes:
+/// sub-page first slabs shared by many classes, lazily carved slabs, runs of 128-byte units for
+/// medium objects, and empty pages handed back to the kernel with hysteresis. See the map at the
+/// top of Slab.swift.
+///
+/// Single-threaded. All state sits behind one pointer, so copies of a `Slab` share one heap; the
+/// heap is never torn down (there is no deinit for a struct).
+public struct Slab: Allocator {
+    public static let name = "slab"
+    public static let summary = "Size-class slab allocator for the fewest pages touched: sub-page first slabs, lazy carving, 128-byte runs, held pages never raise the peak."
+
+    var heap: Heap?
+
+    public init() {
+        heap = Heap.create()
+    }
+
+    // MARK: Kinds of blocks
+
+    @inline(__always)
+    static func isSmall(byteCount: Int, alignment: Int) -> Bool {
+        byteCount <= SizeClass.largestByteCount && alignment <= 16
+    }
+
+    /// A medium block's run: its length and alignment in units, or nil for a huge block.
+    @inline(__always)
+    static func mediumRun(byteCount: Int, alignment: Int) -> (units: Int, alignmentUnits: Int)? {
+        let units = Geometry.unitsCovering(byteCount)
+        let alignmentUnits = max(1, alignment >> Geometry.unitShift)
+        // The header's units come first, so an alignment of n units leaves starts at n, 2n, … past it.
+        let longest = alignmentUnits <= Geometry.sectionHeaderUnits ? Geometry.maximumRunUnits
+            : Geometry.unitsPerSection - alignmentUnits
+        return units <= longest ? (units, alignmentUnits) : nil
+    }
+
+    // MARK: Allocator
+
+    @inline(__always)
+    public mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        defer { afterOperation() }
+        if Slab.isSmall(byteCount: byteCount, alignment: alignment), let heap,
+           let slab = heap.classLists[SizeClass.index(ofByteCount: byteCount)] {
+            if slab.pointee.freeList != nil { return heap.allocate(from: slab, byteCount: byteCount) }
+            if slab.pointee.bump + Int(slab.pointee.objectSize) <= slab.pointee.limit {
+                return heap.carveWithinLimit(slab, byteCount: byteCount)
+            }
+        }
+        return allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: false)
+    }
+
+    public mutating func allocateZeroed(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        if Slab.isSmall(byteCount: byteCount, alignment: alignment) {
+            guard let block = allocate(byteCount: byteCount, alignment: alignment) else { return nil }
+            block.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+            return block
+        }
+        defer { afterOperation() }
+        return allocateSlow(byteCount: byteCount, alignment: alignment, zeroed: true)
+    }
+
+    @inline(__always)
+    public mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
+        guard let heap else { return }
+        if Slab.isSmall(byteCount: byteCount, alignment: alignment) {
+            let slab = Section.slab(containing: block)
+            assert(slab.pointee.magic == SlabHeader.magicValue
+                   && Int(slab.pointee.sizeClass) == SizeClass.index(ofByteCount: byteCount),
+                   "deallocate: \(block) is not a live \(byteCount)-byte object")
+            assert(block >= UnsafeMutableRawPointer(slab) + SlabHeader.byteCount && block < slab.pointee.bump
+                   && (block - (UnsafeMutableRawPointer(slab) + SlabHeader.byteCount)) % Int(slab.pointee.objectSize) == 0
+                   && slab.pointee.live > 0, "deallocate: \(block) is not an object of its slab")
+            block.storeBytes(of: slab.pointee.freeList, as: UnsafeMutableRawPointer?.self)
+            slab.pointee.freeList = block
+            slab.pointee.live &-= 1
+            heap.header.pointee.liveRequestedBytes &-= byteCount
+            if slab.pointee.live == 0 || !slab.pointee.isListed { heap.slabNeedsAttention(slab) }
+        } else if let run = Slab.mediumRun(byteCount: byteCount, alignment: alignment) {
+            let section = Section(containing: block)
+            let unit = Section.unit(of: block)
+            assert(section.bit(Section.runStartsOffset, unit) && !section.bit(Section.slabStartsOffset, unit),
+                   "deallocate: \(block) is not a medium object")
+            heap.header.pointee.liveRequestedBytes -= byteCount
+            heap.free(section, unit: unit, units: run.units, endsRun: true)
+        } else {
+            heap.header.pointee.liveRequestedBytes -= byteCount
+            heap.deallocateHuge(block, byteCount: byteCount)
+        }
+        afterOperation()
+    }
+
+    public mutating func reallocate(
+        _ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int, alignment: Int
+    ) -> UnsafeMutableRawPointer? {
+        if let heap, resizeInPlace(heap, block, from: oldByteCount, to: newByteCount, alignment: alignment) {
+            heap.header.pointee.liveRequestedBytes += newByteCount - oldByteCount
+            afterOperation()
+            return block
+        }
+        guard let moved = allocate(byteCount: newByteCount, alignment: alignment) else { return nil }
+        moved.copyMemory(from: block, byteCount: min(oldByteCount, newByteCount))
+        deallocate(block, byteCount: oldByteCount, alignment: alignment)
+        return moved
+    }
+
+    /// Keeps a block where it is when its new size has the same class, fits its run after
+    /// trimming or taking the free units behind it, or fits its mapping after unmapping its tail
+    /// or mapping the pages behind it.
+    private func resizeInPlace(_ heap: Heap, _ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int,
+                               alignment: Int) -> Bool {
+        let oldSmall = Slab.isSmall(byteCount: oldByteCount, alignment: alignment)
+        let newSmall = Slab.isSmall(byteCount: newByteCount, alignment: alignment)
+        if oldSmall || newSmall {
+            return oldSmall && newSmall
+                && SizeClass.index(ofByteCount: oldByteCount) == SizeClass.index(ofByteCount: newByteCount)
+        }
+        let oldRun = Slab.mediumRun(byteCount: oldByteCount, alignment: alignment)
+        let newRun = Slab.mediumRun(byteCount: newByteCount, alignment: alignment)
+        if let oldRun, let newRun {
+            let section = Section(containing: block)
+            let unit = Section.unit(of: block)
+            if newRun.units < oldRun.units {
+                let tail = oldRun.units - newRun.units
+                heap.free(section, unit: unit + newRun.units, units: tail, endsRun: false)
+                return true
+            }
+            let oldEnd = unit + oldRun.units
+            let newEnd = unit + newRun.units
+            guard newEnd <= Geometry.unitsPerSection,
+                  section.allBitsSet(Section.freeUnitsOffset, from: oldEnd, to: newEnd) else { return false }
+            if newEnd > oldEnd { heap.take(section, unit: oldEnd, units: newEnd - oldEnd, startsRun: false, use: .object) }
+            return true
+        }
+        if oldRun == nil && newRun == nil {
+            return heap.resizeHugeInPlace(block, from: oldByteCount, to: newByteCount)
+        }
+        return false
+    }
+
+    /// Everything but a small object from a slab with room: a refill, a medium run or a huge mapping.
+    private mutating func allocateSlow(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+        if heap == nil { heap = Heap.create() }
+        guard let heap else { return nil }
+        if Slab.isSmall(byteCount: byteCount, alignment: alignment) {
+            return heap.allocateSmallSlow(byteCount: byteCount, sizeClass: SizeClass.index(ofByteCount: byteCount))
+        }
+        let block: UnsafeMutableRawPointer
+        if let run = Slab.mediumRun(byteCount: byteCount, alignment: alignment) {
+            guard let taken = heap.allocateRun(units: run.units, alignmentUnits: run.alignmentUnits, use: .object) else { return nil }
+            block = taken.section.address(ofUnit: taken.unit)
+            if zeroed { Slab.zero(block, byteCount: byteCount, exceptPages: taken.knownZeroPages) }
+        } else {
+            // A fresh mapping reads as zero; cached ones are not handed out for zeroed blocks.
+            guard let mapped = heap.allocateHuge(byteCount: byteCount, alignment: alignment, zeroed: zeroed) else { return nil }
+            block = mapped
+        }
+        heap.header.pointee.liveRequestedBytes += byteCount
+        return block
+    }
+
+    /// Zeroes a medium block except where its section's pages were released (already zero).
+    private static func zero(_ block: UnsafeMutableRawPointer, byteCount: Int, exceptPages knownZero: UInt64) {
+        let section = Section(containing: block)
+        var start = block
+        let end = block + byteCount
+        while start < end {
+            let pageEnd = min(end, UnsafeMutableRawPointer(bitPattern: (UInt(bitPattern: start) | UInt(Geometry.pageSize - 1)) + 1)!)
+            let page = (start - section.base) >> Geometry.pageShift
+            if knownZero & (1 << page) == 0 { start.initializeMemory(as: UInt8.self, repeating: 0, count: pageEnd - start) }
+            start = pageEnd
+        }
+    }
+
+    @inline(__always)
+    private func afterOperation() {
+        #if SLAB_VALIDATE_EVERY_OPERATION
+        if let heap {
+            let violations = heap.validate()
+            precondition(violations.isEmpty, "slab heap invariants: " + violations.joined(separator: "; "))
+        }
+        #endif
+    }
+
+    // MARK: Self-report
+
+    /// What the heap holds, from its counters and a walk over every section and slab.
+    public func statistics() -> [AllocatorStatistic] {
+        guard let heap else { return [] }
+        let census = heap.census()
+        let header = heap.header.pointee
+        let pageSize = Geometry.pageSize
+        return [
+            AllocatorStatistic("live_objects_count", census.liveSlabObjects + census.mediumObjects + header.hugeObjectCount),
+            AllocatorStatistic("live_requested_bytes", header.liveRequestedBytes),
+            AllocatorStatistic("rounding_waste_bytes",
+                               census.liveSlabObjectBytes + census.mediumUnits << Geometry.unitShift
+                               + header.hugeMappedBytes - header.liveRequestedBytes),
+            AllocatorStatistic("slabs_count", header.slabCount),
+            AllocatorStatistic("slab_classes_in_use_count", census.classesInUse),
+            AllocatorStatistic("slabs_in_busiest_class_count", census.slabsInBusiestClass),
+            AllocatorStatistic("slab_free_carved_bytes", census.freeCarvedBytes),
+            AllocatorStatistic("medium_objects_count", census.mediumObjects),
+            AllocatorStatistic("huge_objects_count", header.hugeObjectCount),
+            AllocatorStatistic("huge_cached_bytes", header.hugeCachedBytes),
+            AllocatorStatistic("huge_cached_resident_bytes", header.hugeCachedResidentBytes),
+            AllocatorStatistic("sections_count", header.directoryCount),
+            AllocatorStatistic("metadata_bytes", census.metadataBytes),
+            AllocatorStatistic("empty_resident_pages", header.dirtyFreePages + census.emptySlabCarvedPages),
+            AllocatorStatistic("resident_bytes", header.residentPages * pageSize),
+            AllocatorStatistic("peak_resident_bytes", header.peakResidentPages * pageSize),
+            AllocatorStatistic("mapped_bytes", header.sectionMappedBytes + header.hugeMappedBytes + header.hugeCachedBytes
+                               + header.directoryMappedBytes),
+            AllocatorStatistic("mmap_calls_count", header.mmapCalls),
+            AllocatorStatistic("munmap_calls_count", header.munmapCalls),
+            AllocatorStatistic("madvise_calls_count", header.madviseCalls),
+            AllocatorStatistic("released_pages_total_count", header.pagesReleased),
+            AllocatorStatistic("releases_over_limit_count", header.limitReleases),
+            AllocatorStatistic("releases_at_peak_count", header.peakReleases),
+        ]
+    }
+}

@@ -1,0 +1,280 @@
+import AllocBenchCore
+import AllocBenchReplay
+import Glibc
+@testable import SlabAllocator
+import XCTest
+
+final class SlabTests: XCTestCase {
+    // MARK: Size classes
+
+    /// Every size maps to the smallest class that holds it, and every class's size maps back to
+    /// that class; rounding stays within the documented bounds.
+    func testEverySizeMapsToTheSmallestClassThatFitsAndBack() {
+        var previousSize = 0
+        for sizeClass in 0..<SizeClass.count {
+            let size = SizeClass.byteCount(ofClass: sizeClass)
+            XCTAssertGreaterThan(size, previousSize, "class sizes must increase (class \(sizeClass))")
+            XCTAssertEqual(SizeClass.index(ofByteCount: size), sizeClass, "class \(sizeClass) (\(size) bytes) does not map back")
+            XCTAssertEqual(size % (sizeClass == 0 ? 8 : 16), 0, "class \(sizeClass) breaks 16-byte alignment")
+            previousSize = size
+        }
+        XCTAssertEqual(SizeClass.byteCount(ofClass: SizeClass.count - 1), SizeClass.largestByteCount)
+
+        for byteCount in 0...SizeClass.largestByteCount {
+            let sizeClass = SizeClass.index(ofByteCount: byteCount)
+            XCTAssert((0..<SizeClass.count).contains(sizeClass), "\(byteCount) bytes → class \(sizeClass)")
+            let size = SizeClass.byteCount(ofClass: sizeClass)
+            XCTAssertGreaterThanOrEqual(size, byteCount, "\(byteCount) bytes → class \(sizeClass) of \(size) bytes")
+            if sizeClass > 0 {
+                XCTAssertLessThan(SizeClass.byteCount(ofClass: sizeClass - 1), byteCount,
+                                  "\(byteCount) bytes would fit class \(sizeClass - 1)")
+            }
+            if byteCount > SizeClass.sixteenByteStepLimit {
+                XCTAssertLessThan((size - byteCount) * 16, byteCount, "\(byteCount) bytes waste \(size - byteCount)")
+            } else {
+                XCTAssertLessThanOrEqual(size - byteCount, 15, "\(byteCount) bytes waste \(size - byteCount)")
+            }
+        }
+    }
+
+    // MARK: The seed program
+
+    /// D. J. Bernstein's program: malloc(360), malloc(80), malloc(180), malloc(16), malloc(440).
+    /// All five blocks, and the heap's own header, sit in one 4 KiB page, and it is the only page of
+    /// the heap's mapping that is resident afterwards.
+    func testTheSeedsFiveAllocationsShareOnePageWithTheHeapHeader() throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        let page = UInt(bitPattern: heap.raw) >> 12
+        for byteCount in [360, 80, 180, 16, 440] {
+            let block = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
+            block.initializeMemory(as: UInt8.self, repeating: 0xA5, count: byteCount)
+            XCTAssertEqual(UInt(bitPattern: block) >> 12, page, "malloc(\(byteCount)) left the heap header's page")
+            XCTAssertEqual((UInt(bitPattern: block) + UInt(byteCount) - 1) >> 12, page, "malloc(\(byteCount)) crosses a page")
+        }
+        XCTAssertEqual(try residentPages(heap.firstSection.base, byteCount: Geometry.sectionSize), 1)
+        XCTAssertEqual(statistic(slab, "resident_bytes"), 4096)
+        XCTAssertEqual(heap.validate(), [])
+    }
+
+    // MARK: Against a model
+
+    /// Thousands of random mallocs, callocs, reallocs and frees of small, medium and huge blocks
+    /// with several alignments, checked against a model of what is live: every block aligned,
+    /// no two live blocks overlapping, contents kept across reallocation, zeroed blocks zero,
+    /// reallocation within a class in place, and the whole heap's invariants every 250 operations.
+    func testRandomOperationsAgainstAModel() throws {
+        for seed: UInt64 in [1, 2, 3] {
+            try runModel(seed: seed, operations: 6000)
+        }
+    }
+
+    struct LiveBlock {
+        var block: UnsafeMutableRawPointer
+        var byteCount: Int
+        var alignment: Int
+        var tag: UInt8
+    }
+
+    private func runModel(seed: UInt64, operations: Int) throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        var random = SplitMix64(seed: seed)
+        var live: [LiveBlock] = []
+
+        func randomSize() -> Int {
+            switch random.next() % 100 {
+            case 0..<60: Int(random.next() % 256)
+            case 60..<85: Int(random.next() % 2048) + 1
+            case 85..<97: Int(random.next() % 60_000) + 1
+            default: Int(random.next() % 600_000) + 1
+            }
+        }
+        func randomAlignment() -> Int {
+            random.next() % 10 == 0 ? 1 << Int(5 + random.next() % 9) : 16
+        }
+
+        for operation in 0..<operations {
+            let choice = random.next() % 100
+            if choice < 35 && !live.isEmpty {
+                let index = Int(random.next() % UInt64(live.count))
+                let victim = live[index]
+                live.swapAt(index, live.count - 1)
+                live.removeLast()
+                XCTAssert(holdsPattern(victim), "seed \(seed) op \(operation): a \(victim.byteCount)-byte block lost its contents")
+                slab.deallocate(victim.block, byteCount: victim.byteCount, alignment: victim.alignment)
+            } else if choice < 55 && !live.isEmpty {
+                let index = Int(random.next() % UInt64(live.count))
+                var entry = live[index]
+                let newByteCount = random.next() % 2 == 0 ? randomSize()
+                    : max(0, entry.byteCount + Int(random.next() % 64) - 32)
+                XCTAssert(holdsPattern(entry), "seed \(seed) op \(operation): a block lost its contents before realloc")
+                let moved = try XCTUnwrap(slab.reallocate(entry.block, from: entry.byteCount, to: newByteCount,
+                                                          alignment: entry.alignment))
+                if Slab.isSmall(byteCount: entry.byteCount, alignment: entry.alignment)
+                    && Slab.isSmall(byteCount: newByteCount, alignment: entry.alignment)
+                    && SizeClass.index(ofByteCount: entry.byteCount) == SizeClass.index(ofByteCount: newByteCount) {
+                    XCTAssertEqual(moved, entry.block, "realloc \(entry.byteCount) → \(newByteCount) within a class moved")
+                }
+                let kept = LiveBlock(block: moved, byteCount: min(entry.byteCount, newByteCount), alignment: entry.alignment, tag: entry.tag)
+                XCTAssert(holdsPattern(kept), "seed \(seed) op \(operation): realloc \(entry.byteCount) → \(newByteCount) lost contents")
+                entry.block = moved
+                entry.byteCount = newByteCount
+                fill(entry)
+                live[index] = entry
+                checkAlignment(entry, "realloc")
+            } else {
+                let byteCount = randomSize()
+                let alignment = randomAlignment()
+                let zeroed = random.next() % 4 == 0
+                let block = try XCTUnwrap(zeroed ? slab.allocateZeroed(byteCount: byteCount, alignment: alignment)
+                                                 : slab.allocate(byteCount: byteCount, alignment: alignment))
+                if zeroed {
+                    XCTAssertFalse(UnsafeRawBufferPointer(start: block, count: byteCount).contains { $0 != 0 },
+                                   "seed \(seed) op \(operation): calloc(\(byteCount)) is not zero")
+                }
+                let entry = LiveBlock(block: block, byteCount: byteCount, alignment: alignment, tag: UInt8(truncatingIfNeeded: operation))
+                checkAlignment(entry, "allocate")
+                fill(entry)
+                live.append(entry)
+            }
+            if operation % 250 == 0 {
+                XCTAssertEqual(heap.validate(), [], "seed \(seed) op \(operation)")
+                checkNoOverlap(live)
+            }
+        }
+        checkNoOverlap(live)
+        for entry in live {
+            XCTAssert(holdsPattern(entry), "seed \(seed): a \(entry.byteCount)-byte block lost its contents")
+            slab.deallocate(entry.block, byteCount: entry.byteCount, alignment: entry.alignment)
+        }
+        XCTAssertEqual(heap.validate(), [], "seed \(seed) after freeing everything")
+        XCTAssertEqual(statistic(slab, "live_objects_count"), 0)
+        XCTAssertEqual(statistic(slab, "live_requested_bytes"), 0)
+        XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
+    }
+
+    private func fill(_ entry: LiveBlock) {
+        let bytes = entry.block.assumingMemoryBound(to: UInt8.self)
+        for index in 0..<entry.byteCount { bytes[index] = UInt8(truncatingIfNeeded: index &* 7) &+ entry.tag }
+    }
+
+    private func holdsPattern(_ entry: LiveBlock) -> Bool {
+        let bytes = entry.block.assumingMemoryBound(to: UInt8.self)
+        for index in 0..<entry.byteCount where bytes[index] != UInt8(truncatingIfNeeded: index &* 7) &+ entry.tag {
+            return false
+        }
+        return true
+    }
+
+    private func checkAlignment(_ entry: LiveBlock, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        let required = guaranteedAlignment(requested: entry.alignment, byteCount: entry.byteCount)
+        XCTAssertEqual(Int(bitPattern: entry.block) % required, 0,
+                       "\(what) of \(entry.byteCount) bytes with alignment \(entry.alignment) returned \(entry.block)",
+                       file: file, line: line)
+    }
+
+    private func checkNoOverlap(_ live: [LiveBlock], file: StaticString = #filePath, line: UInt = #line) {
+        let ordered = live.sorted { $0.block < $1.block }
+        for (lower, upper) in zip(ordered, ordered.dropFirst()) where lower.block + max(lower.byteCount, 1) > upper.block {
+            XCTFail("[\(lower.block), +\(lower.byteCount)) overlaps \(upper.block)", file: file, line: line)
+            return
+        }
+    }
+
+    // MARK: Pages going back
+
+    /// Filling the heap with small and medium objects and freeing them all unmaps the sections
+    /// that emptied and leaves at most the hysteresis's worth of empty pages resident, as the
+    /// kernel sees it.
+    func testFreedMemoryGoesBackToTheKernel() throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        var blocks: [(UnsafeMutableRawPointer, Int)] = []
+        for index in 0..<40_000 {
+            let byteCount = index % 10 == 0 ? 3000 + index % 5000 : 16 + index % 400
+            let block = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
+            block.initializeMemory(as: UInt8.self, repeating: 1, count: byteCount)
+            blocks.append((block, byteCount))
+        }
+        let sectionsWhenFull = heap.header.pointee.directoryCount
+        XCTAssertGreaterThan(try residentHeapPages(heap), 2000)
+        for (block, byteCount) in blocks.reversed() { slab.deallocate(block, byteCount: byteCount, alignment: 16) }
+        XCTAssertEqual(heap.validate(), [])
+        let sectionsWhenEmpty = heap.header.pointee.directoryCount
+        XCTAssertLessThan(sectionsWhenEmpty, sectionsWhenFull / 2)
+        let residentWhenEmpty = try residentHeapPages(heap)
+        // Each section keeps its header page; beyond that only the hysteresis and the empty slabs
+        // that head their classes (whose pages are reset on the next release) stay resident.
+        XCTAssertLessThanOrEqual(residentWhenEmpty, sectionsWhenEmpty + Heap.minimumHeldPages + SizeClass.count * 4)
+        XCTAssertEqual(statistic(slab, "resident_bytes") / 4096, residentWhenEmpty)
+        XCTAssertGreaterThan(statistic(slab, "madvise_calls_count"), 0)
+    }
+
+    /// A slab touches its pages only as it hands out objects: a class's 100th object does not
+    /// make the pages of the 1000th resident.
+    func testSlabsAreCarvedLazily() throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        for _ in 0..<2000 { _ = try XCTUnwrap(slab.allocate(byteCount: 64, alignment: 16)) }
+        let resident = try residentHeapPages(heap)
+        // 2000 · 64 bytes = 31.25 pages, plus slab headers and the heap's first page.
+        XCTAssertLessThanOrEqual(resident, 34)
+        XCTAssertEqual(heap.validate(), [])
+    }
+
+    /// Medium blocks grow into free units behind them and shrink in place; huge blocks shrink in
+    /// place and keep their contents when they move.
+    func testMediumAndHugeReallocation() throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        let medium = try XCTUnwrap(slab.allocate(byteCount: 5000, alignment: 16))
+        medium.initializeMemory(as: UInt8.self, repeating: 7, count: 5000)
+        XCTAssertEqual(slab.reallocate(medium, from: 5000, to: 9000, alignment: 16), medium, "free units behind it")
+        XCTAssertEqual(slab.reallocate(medium, from: 9000, to: 3000, alignment: 16), medium, "shrinks in place")
+        let huge = try XCTUnwrap(slab.allocate(byteCount: 600_000, alignment: 16))
+        huge.initializeMemory(as: UInt8.self, repeating: 9, count: 600_000)
+        XCTAssertEqual(slab.reallocate(huge, from: 600_000, to: 400_000, alignment: 16), huge)
+        let grown = try XCTUnwrap(slab.reallocate(huge, from: 400_000, to: 1_000_000, alignment: 16))
+        XCTAssertFalse(UnsafeRawBufferPointer(start: grown, count: 400_000).contains { $0 != 9 })
+        XCTAssertFalse(UnsafeRawBufferPointer(start: medium, count: 3000).contains { $0 != 7 })
+        slab.deallocate(grown, byteCount: 1_000_000, alignment: 16)
+        slab.deallocate(medium, byteCount: 3000, alignment: 16)
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
+        XCTAssertEqual(statistic(slab, "medium_objects_count"), 0)
+    }
+
+    // MARK: Helpers
+
+    /// Resident pages of every section and of the directory's own mapping.
+    private func residentHeapPages(_ heap: Heap) throws -> Int {
+        var pages = 0
+        for index in 0..<heap.header.pointee.directoryCount {
+            pages += try residentPages(heap.section(at: index).base, byteCount: Geometry.sectionSize)
+        }
+        if heap.header.pointee.directoryMappedBytes > 0 {
+            pages += try residentPages(UnsafeMutableRawPointer(heap.header.pointee.directoryBases),
+                                       byteCount: heap.header.pointee.directoryMappedBytes)
+        }
+        return pages
+    }
+
+    private func statistic(_ slab: Slab, _ name: String, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        guard let entry = slab.statistics().first(where: { $0.name == name }) else {
+            XCTFail("no statistic \(name)", file: file, line: line)
+            return -1
+        }
+        return Int(entry.value)
+    }
+
+    /// Resident pages of a mapping, as mincore reports them.
+    private func residentPages(_ base: UnsafeMutableRawPointer, byteCount: Int) throws -> Int {
+        let pages = (byteCount + 4095) / 4096
+        var vector = [UInt8](repeating: 0, count: pages)
+        guard mincore(base, byteCount, &vector) == 0 else {
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EINVAL)
+        }
+        return vector.filter { $0 & 1 != 0 }.count
+    }
+}
