@@ -116,6 +116,9 @@ var targets: [Target] = [
         dependencies: ["AllocBenchReplay"]
             + allocatorRegistry.filter { !$0.ownProcess }.map { .target(name: $0.moduleName) },
         swiftSettings: replayChildSwift,
+        // lld puts the child's record (a large-data section) after .bss and ends `_end` there, so
+        // the bss tail is the rest of the record's page; gold would end `_end` before it.
+        linkerSettings: [.unsafeFlags(["-use-ld=lld"])],
         plugins: ["AllocatorRegistryPlugin"]
     ),
     .plugin(name: "AllocatorRegistryPlugin", capability: .buildTool(), path: "Plugins/AllocatorRegistryPlugin"),

@@ -124,6 +124,13 @@ public enum ReplayChild {
         slotAddress.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
         let slots = slotAddress.bindMemory(to: Slot.self, capacity: max(Int(header.slot_count), 1))
 
+        var record = ab_child_record(
+            stream_address: UInt64(UInt(bitPattern: streamAddress)), op_count: UInt64(ops.count),
+            slot_table_address: UInt64(UInt(bitPattern: slotAddress)), slot_count: header.slot_count,
+            control_address: UInt64(UInt(bitPattern: controlAddress)),
+            touch_mode: UInt32(TouchMode.allCases.firstIndex(of: options.touch) ?? 0),
+            traced: options.traced ? 1 : 0, reserved: (0, 0))
+        ab_record_child_setup(&record)
         withUnsafeMutableBytes(of: &control.pointee.malloc_provider) { raw in
             ab_malloc_provider(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
         }

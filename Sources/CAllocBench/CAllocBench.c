@@ -201,6 +201,13 @@ void ab_malloc_provider(char *buffer, size_t capacity) {
     buffer[capacity - 1] = 0;
 }
 
+// External and `used`, so that neither the compiler nor --gc-sections drops a record nothing reads.
+__attribute__((section(".lbss"), aligned(4096), used, retain)) ab_child_record ab_replay_child_record;
+
+void ab_record_child_setup(const ab_child_record *record) {
+    ab_replay_child_record = *record;
+}
+
 extern char _end[];
 
 uintptr_t ab_end_of_bss(void) {

@@ -15,6 +15,24 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.stderr, "", "no progress noise when stderr is not a terminal")
     }
 
+    /// The seed's question, answered: the bss arena fits the five blocks into the free tail of
+    /// the replay child's bss page, and the slab into one page.
+    func testTheSeedFitsTheBssTailAndOneSlabPage() throws {
+        let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", "--allocators", "bss-arena,slab",
+                                                    "--repeat", "0", "--format", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try XCTUnwrap(RunReport.decode(Data(result.stdout.utf8)).runs.first?.results)
+        let arena = try XCTUnwrap(rows.first { $0.allocator == "bss-arena" })
+        XCTAssertEqual(arena.touchedPages, FinalAndPeak(final: 0, peak: 0))
+        XCTAssertEqual(arena.mappedPages, FinalAndPeak(final: 0, peak: 0))
+        XCTAssertEqual(arena.selfReported["bss_tail_bytes"], 4032, "the child's record ends the bss 64 bytes into its page")
+        XCTAssertEqual(arena.selfReported["bss_tail_in_use_bytes"], 1136, "five blocks of 360, 80, 180, 16, 440 bytes with headers")
+        let slab = try XCTUnwrap(rows.first { $0.allocator == "slab" })
+        XCTAssertEqual(slab.touchedPages?.peak, 1)
+        let list = try runCommand(TestPaths.cli, ["list"])
+        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes"), list.stdout)
+    }
+
     func testJSONIsVersionedAndDecodes() throws {
         let directory = try TestPaths.temporaryDirectory()
         let output = directory + "/r.json"

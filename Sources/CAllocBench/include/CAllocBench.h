@@ -190,6 +190,28 @@ void ab_malloc_provider(char *buffer, size_t capacity);
 /// The linker's end of the executable's bss (`_end`).
 uintptr_t ab_end_of_bss(void);
 
+/// What a replay child set up, kept where a debugger or a core dump finds it. It is also the last
+/// object of the executable's writable data: it sits alone at the start of a page (a large-data
+/// section, which lld places after .bss), so `_end` falls 64 bytes into that page and the page
+/// the child writes this record into — resident before the baseline, like the few variables of
+/// the seed program — has 4032 free bytes after it for an allocator that packs into the bss tail.
+/// A replay child is linked with lld for this (see Package.swift).
+typedef struct ab_child_record {
+    uint64_t stream_address;
+    uint64_t op_count;
+    uint64_t slot_table_address;
+    uint64_t slot_count;
+    uint64_t control_address;
+    uint32_t touch_mode;
+    uint32_t traced;
+    uint64_t reserved[2];
+} ab_child_record;
+
+_Static_assert(sizeof(ab_child_record) == 64, "the record is one cache line");
+
+/// Stores the child's record (the write that makes its page resident).
+void ab_record_child_setup(const ab_child_record *record);
+
 /// gnu_get_libc_version().
 const char *ab_glibc_version(void);
 
