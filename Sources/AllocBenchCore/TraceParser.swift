@@ -145,7 +145,7 @@ public struct TraceParser: ~Copyable {
     }
 
     private mutating func parseLine(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) throws(TraceError) {
-        var cursor = LineCursor(position: start, end: end)
+        var cursor = ByteCursor(position: start, end: end)
         cursor.skipBlanks()
         if cursor.atEnd || cursor.peek == UInt8(ascii: "#") { return }
 
@@ -157,7 +157,7 @@ public struct TraceParser: ~Copyable {
         }
         cursor.skipBlanks()
         let action = cursor.word()
-        guard let kind = Action(action) else {
+        guard let kind = TraceAction(action) else {
             if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
             throw fail("unknown action '\(printable(action, limit: 40))'")
         }
@@ -353,17 +353,18 @@ private func printable(_ bytes: UnsafeBufferPointer<UInt8>, limit: Int) -> Strin
 
 // MARK: - Actions
 
-private enum Action {
+/// The actions of a record_allocs line.
+public enum TraceAction: Sendable {
     case malloc, calloc, memalign, realloc, free, threadDone
 
-    init?(_ word: UnsafeBufferPointer<UInt8>) {
+    public init?(_ word: UnsafeBufferPointer<UInt8>) {
         switch word.count {
-        case 4 where Action.matches(word, "free"): self = .free
-        case 6 where Action.matches(word, "malloc"): self = .malloc
-        case 6 where Action.matches(word, "calloc"): self = .calloc
-        case 7 where Action.matches(word, "realloc"): self = .realloc
-        case 8 where Action.matches(word, "memalign"): self = .memalign
-        case 11 where Action.matches(word, "thread_done"): self = .threadDone
+        case 4 where TraceAction.matches(word, "free"): self = .free
+        case 6 where TraceAction.matches(word, "malloc"): self = .malloc
+        case 6 where TraceAction.matches(word, "calloc"): self = .calloc
+        case 7 where TraceAction.matches(word, "realloc"): self = .realloc
+        case 8 where TraceAction.matches(word, "memalign"): self = .memalign
+        case 11 where TraceAction.matches(word, "thread_done"): self = .threadDone
         default: return nil
         }
     }
@@ -374,7 +375,7 @@ private enum Action {
         }
     }
 
-    var name: String {
+    public var name: String {
         switch self {
         case .malloc: "malloc"
         case .calloc: "calloc"
@@ -421,25 +422,33 @@ private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _
 
 // MARK: - Byte cursor
 
-private struct LineCursor {
-    var position: UnsafePointer<UInt8>
-    let end: UnsafePointer<UInt8>
+/// Reads the fields of one line of text in place: the trace parser's, and every other reader of
+/// record_allocs text (the recorder's fork bookkeeping).
+public struct ByteCursor {
+    public var position: UnsafePointer<UInt8>
+    public let end: UnsafePointer<UInt8>
 
-    var atEnd: Bool { position >= end }
+    public init(position: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>) {
+        self.position = position
+        self.end = end
+    }
+
+    public var atEnd: Bool { position >= end }
     var peek: UInt8 { position.pointee }
-    var atBlank: Bool { position < end && (position.pointee == UInt8(ascii: " ") || position.pointee == UInt8(ascii: "\t")) }
+    public var atBlank: Bool { position < end && (position.pointee == UInt8(ascii: " ") || position.pointee == UInt8(ascii: "\t")) }
 
-    mutating func skipBlanks() {
+    public mutating func skipBlanks() {
         while atBlank { position += 1 }
     }
 
-    mutating func consume(_ byte: UInt8) -> Bool {
+    public mutating func consume(_ byte: UInt8) -> Bool {
         guard position < end, position.pointee == byte else { return false }
         position += 1
         return true
     }
 
-    mutating func word() -> UnsafeBufferPointer<UInt8> {
+    /// Letters and underscores: an action name.
+    public mutating func word() -> UnsafeBufferPointer<UInt8> {
         let start = position
         while position < end {
             let byte = position.pointee
@@ -452,7 +461,7 @@ private struct LineCursor {
     }
 
     /// Decimal digits; nil when there are none or the value does not fit 64 bits.
-    mutating func decimal() -> UInt64? {
+    public mutating func decimal() -> UInt64? {
         let start = position
         var value: UInt64 = 0
         while position < end {
@@ -472,7 +481,7 @@ private struct LineCursor {
     }
 
     /// `0x` followed by 1 to 16 hex digits.
-    mutating func hexPointer() -> UInt64? {
+    public mutating func hexPointer() -> UInt64? {
         guard end - position >= 3, position[0] == UInt8(ascii: "0"),
               position[1] == UInt8(ascii: "x") || position[1] == UInt8(ascii: "X") else { return nil }
         position += 2

@@ -1,3 +1,6 @@
+import AllocBenchCore
+import Glibc
+
 /// The blocks live at some point of a recorded trace, so that the trace of a forked child can start
 /// with the heap it inherited: the child frees and reallocs its parent's blocks, and its trace would
 /// otherwise only replay with --lenient.
@@ -24,29 +27,32 @@ struct InheritedHeap {
     /// Applies the operations of `text`, a recorded trace.
     mutating func apply(_ text: UnsafeRawBufferPointer) {
         guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        var cursor = FieldCursor(position: base, end: base + text.count)
-        while !cursor.atEnd {
-            let lineEnd = cursor.endOfLine()
-            var line = FieldCursor(position: cursor.position, end: lineEnd)
-            cursor.position = lineEnd < cursor.end ? lineEnd + 1 : lineEnd
+        let end = base + text.count
+        var lineStart = base
+        while lineStart < end {
+            let newline = memchr(lineStart, Int32(UInt8(ascii: "\n")), end - lineStart)
+            let lineEnd = newline.map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) } ?? end
+            var line = ByteCursor(position: lineStart, end: lineEnd)
+            lineStart = lineEnd < end ? lineEnd + 1 : lineEnd
             guard line.decimal() != nil, line.consume(UInt8(ascii: ":")) else { continue }
+            line.skipBlanks()
             apply(action: line.word(), fields: &line)
         }
     }
 
-    private mutating func apply(action: UnsafeBufferPointer<UInt8>, fields: inout FieldCursor) {
-        switch Action(action) {
+    private mutating func apply(action: UnsafeBufferPointer<UInt8>, fields: inout ByteCursor) {
+        switch TraceAction(action) {
         case .malloc:
-            guard let pointer = fields.hex(), let size = fields.decimal() else { return }
+            guard let pointer = fields.nextPointer(), let size = fields.nextDecimal() else { return }
             insert(pointer, Block(sequence: 0, kind: .malloc, parameter: 0, size: size))
         case .calloc:
-            guard let pointer = fields.hex(), let count = fields.decimal(), let size = fields.decimal() else { return }
+            guard let pointer = fields.nextPointer(), let count = fields.nextDecimal(), let size = fields.nextDecimal() else { return }
             insert(pointer, Block(sequence: 0, kind: .calloc, parameter: count, size: size))
         case .memalign:
-            guard let pointer = fields.hex(), let alignment = fields.decimal(), let size = fields.decimal() else { return }
+            guard let pointer = fields.nextPointer(), let alignment = fields.nextDecimal(), let size = fields.nextDecimal() else { return }
             insert(pointer, Block(sequence: 0, kind: .memalign, parameter: alignment, size: size))
         case .realloc:
-            guard let new = fields.hex(), let old = fields.hex(), let size = fields.decimal() else { return }
+            guard let new = fields.nextPointer(), let old = fields.nextPointer(), let size = fields.nextDecimal() else { return }
             if old == 0 {
                 insert(new, Block(sequence: 0, kind: .malloc, parameter: 0, size: size))
             } else if new != 0 || size == 0 {
@@ -58,9 +64,9 @@ struct InheritedHeap {
                 blocks[new] = block
             }
         case .free:
-            guard let pointer = fields.hex() else { return }
+            guard let pointer = fields.nextPointer() else { return }
             blocks.removeValue(forKey: pointer)
-        case nil:
+        case .threadDone, nil:
             return
         }
     }
@@ -88,80 +94,16 @@ struct InheritedHeap {
     }
 }
 
-private enum Action {
-    case malloc, calloc, memalign, realloc, free
-
-    init?(_ word: UnsafeBufferPointer<UInt8>) {
-        let candidates: [(StaticString, Action)] = [("malloc", .malloc), ("free", .free), ("realloc", .realloc),
-                                                    ("calloc", .calloc), ("memalign", .memalign)]
-        for (name, action) in candidates where name.utf8CodeUnitCount == word.count {
-            if (0..<word.count).allSatisfy({ name.utf8Start[$0] == word[$0] }) {
-                self = action
-                return
-            }
-        }
-        return nil
-    }
-}
-
-/// Fields of one recorded line.
-private struct FieldCursor {
-    var position: UnsafePointer<UInt8>
-    let end: UnsafePointer<UInt8>
-
-    var atEnd: Bool { position >= end }
-
-    func endOfLine() -> UnsafePointer<UInt8> {
-        var scan = position
-        while scan < end && scan.pointee != UInt8(ascii: "\n") { scan += 1 }
-        return scan
-    }
-
-    mutating func skipBlanks() {
-        while position < end && position.pointee == UInt8(ascii: " ") { position += 1 }
-    }
-
-    mutating func consume(_ byte: UInt8) -> Bool {
-        guard position < end, position.pointee == byte else { return false }
-        position += 1
-        return true
-    }
-
-    mutating func word() -> UnsafeBufferPointer<UInt8> {
+extension ByteCursor {
+    /// The next blank-separated field as a 0x pointer.
+    fileprivate mutating func nextPointer() -> UInt64? {
         skipBlanks()
-        let start = position
-        while position < end && position.pointee != UInt8(ascii: " ") { position += 1 }
-        return UnsafeBufferPointer(start: start, count: position - start)
+        return hexPointer()
     }
 
-    mutating func decimal() -> UInt64? {
+    /// The next blank-separated field as a decimal number.
+    fileprivate mutating func nextDecimal() -> UInt64? {
         skipBlanks()
-        let start = position
-        var value: UInt64 = 0
-        while position < end, position.pointee >= UInt8(ascii: "0"), position.pointee <= UInt8(ascii: "9") {
-            value = value &* 10 &+ UInt64(position.pointee - UInt8(ascii: "0"))
-            position += 1
-        }
-        return position > start ? value : nil
-    }
-
-    mutating func hex() -> UInt64? {
-        skipBlanks()
-        guard end - position >= 3, position[0] == UInt8(ascii: "0"), position[1] == UInt8(ascii: "x") else { return nil }
-        position += 2
-        let start = position
-        var value: UInt64 = 0
-        while position < end {
-            let byte = position.pointee
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            default: return position > start ? value : nil
-            }
-            value = value << 4 | UInt64(digit)
-            position += 1
-        }
-        return position > start ? value : nil
+        return decimal()
     }
 }
