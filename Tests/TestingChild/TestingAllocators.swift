@@ -118,14 +118,16 @@ struct MisalignedAllocator: Allocator {
 }
 
 /// A module allocator that (wrongly) takes its memory from malloc: the row must carry a non-zero
-/// runtime_malloc_delta_bytes.
+/// runtime_malloc_delta_bytes. Each block is padded past glibc's tcache sizes (1032 bytes), whose
+/// cached chunks already count as in use, so that every call shows in the delta.
 struct MallocCallingAllocator: Allocator {
     static let name = "malloc-calling"
     static let summary = "Test fixture: a module allocator that secretly calls malloc."
+    static let padding = 64 * 1024
 
     mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         var block: UnsafeMutableRawPointer?
-        return posix_memalign(&block, max(alignment, 16), max(byteCount, 1)) == 0 ? block : nil
+        return posix_memalign(&block, max(alignment, 16), byteCount + Self.padding) == 0 ? block : nil
     }
 
     mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
