@@ -178,7 +178,7 @@ extension Arena {
         forEachBlock(inTail: false) { block in
             guard failure == nil, !block.isInUse, block.size >= Layout.releaseThresholdBytes else { return }
             let unreleased = block.unreleasedBytes
-            if unreleased >= Layout.releaseBatchBytes {
+            if unreleased >= arena.releaseBatchBytes {
                 failure = "free block \(block.address) holds an unreleased bound of \(unreleased) bytes, a batch or more"
                 return
             }

@@ -239,6 +239,25 @@ final class BssArenaTests: XCTestCase {
         XCTAssertNil(Arena.validationFailure())
     }
 
+    /// Freeing and reallocating one big buffer gives its pages back once, not every time: the
+    /// release batch rises past the buffer's size after the first release.
+    func testABigBufferFreedAndReallocatedIsNotReleasedEveryTime() {
+        let arena = BssArena()
+        let byteCount = 600 << 10  // big (≥ 512 KiB) but inside one ordinary 1 MiB region
+        var releases: [Int64] = []
+        for round in 0..<20 {
+            guard let block = arena.allocate(byteCount: byteCount, alignment: 16) else { return XCTFail("nil at round \(round)") }
+            Self.fill(block, byteCount, tag: UInt8(round))
+            // A small neighbour keeps the region from being wholly free (which would unmap it).
+            let pin = arena.allocate(byteCount: 64, alignment: 16)
+            arena.deallocate(block, byteCount: byteCount, alignment: 16)
+            releases.append(Self.statistic("released_bytes", arena) ?? -1)
+            if let pin { arena.deallocate(pin, byteCount: 64, alignment: 16) }
+        }
+        XCTAssertGreaterThan(releases.last ?? 0, 0, "the first free gives the pages back")
+        XCTAssertEqual(Set(releases.dropFirst()).count, 1, "and later frees of the same buffer do not: \(releases)")
+    }
+
     func testBuildNoteStatesTheTailOfThisExecutable() {
         let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
         let end = UInt(ab_end_of_bss())
