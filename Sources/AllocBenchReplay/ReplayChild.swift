@@ -14,7 +14,8 @@ import Glibc
 ///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N] [--samples N]
 ///
 /// `run` expects the op stream on descriptor 3, the control block on 4 and, when traced, the
-/// go pipe on 5: the harness maps them there.
+/// go pipe on 5 (the harness maps them there), and ALLOCBENCH_PARENT set to the harness's pid, so
+/// that the child dies with it.
 public enum ReplayChild {
     public static let streamDescriptor: Int32 = 3
     public static let controlDescriptor: Int32 = 4
