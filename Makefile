@@ -15,7 +15,7 @@ MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gn
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
-.PHONY: all deps build bench test gate baselines clean
+.PHONY: all deps build bench test gate baselines targets clean
 
 all: build
 
@@ -57,6 +57,10 @@ gate: build
 # Re-record the baselines after an intended change, then review and commit the diff.
 baselines: build
 	$(BUILD_DIR)/allocbench baseline update --trace $(TRACES) --output Benchmarks/baselines
+
+# The issues' page and speed targets on the real traces in $(SHARED)/traces: a report, not a gate.
+targets: build
+	SHARED=$(SHARED) python3 Benchmarks/targets.py
 
 clean:
 	rm -rf .build

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""The issues' speed and page targets, measured in one go (`make targets`).
+
+Targets belong to benchmarks, never to timed unit tests: this replays the real traces in
+../shared/traces with every allocator through the release build, and prints each target with the
+figure that decides it. It reports; it does not gate (exit 0 unless the measurement itself fails).
+"""
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, ".build", "release")
+SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
+
+
+def run(arguments):
+    result = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"targets: {' '.join(arguments)} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def main():
+    traces = sorted(glob.glob(os.path.join(SHARED, "traces", "real", "*.txt")))
+    systemui = os.path.join(SHARED, "traces", "android", "systemui.zip")
+    if not traces or not os.path.exists(systemui):
+        sys.exit(f"targets: the real traces are not in {SHARED}/traces (set SHARED=...)")
+    seed = os.path.join(ROOT, "Benchmarks", "traces", "djb.txt")
+    report = json.loads(run([os.path.join(BIN, "allocbench"), "--trace", *traces, systemui, seed,
+                             "--repeat", "3", "--format", "json"]))
+    rows = {(run_["trace"]["name"], row["allocator"]): row
+            for run_ in report["runs"] for row in run_["results"] if row["status"] == "ok"}
+    names = [run_["trace"]["name"] for run_ in report["runs"] if run_["trace"]["name"] != "djb"]
+
+    def overhead(allocator):
+        return [rows[(name, allocator)]["overhead"] for name in names if (name, allocator) in rows]
+
+    def ns(name, allocator):
+        return rows[(name, allocator)]["ns_per_op"]["median"]
+
+    verdicts = []
+
+    def target(issue, what, holds, figure):
+        verdicts.append((issue, what, "holds" if holds else "MISSED", figure))
+
+    parse = run([os.path.join(BIN, "parse-benchmark"), systemui, "--iterations", "9"]).strip()
+    median = float(parse.split("MB/s best, ")[1].split(" MB/s median")[0])
+    target("#2", "parse ≥ 150 MB/s on systemui (median)", median >= 150, parse.split(": ", 1)[1])
+
+    arena = rows[("djb", "bss-arena")]
+    target("#3", "bss-arena: djb.txt in 0 new touched and 0 new mapped pages",
+           arena["touched_pages"]["peak"] == 0 and arena["mapped_pages"]["peak"] == 0,
+           f"touched {arena['touched_pages']['peak']}, mapped {arena['mapped_pages']['peak']}")
+    ratio = ns("systemui", "bss-arena") / ns("systemui", "glibc")
+    target("#3", "bss-arena: systemui within 3× glibc's time", ratio <= 3, f"{ratio:.2f}×")
+
+    slab = rows[("djb", "slab")]
+    target("#4", "slab: djb.txt in 1 touched page", slab["touched_pages"]["peak"] <= 1,
+           f"{slab['touched_pages']['peak']} pages")
+    mean = geomean(overhead("slab"))
+    target("#4", "slab: geomean touched-peak/ideal ≤ 1.08 (real/*.txt + systemui)", mean <= 1.08,
+           f"{mean:.3f} (glibc {geomean(overhead('glibc')):.3f}, jemalloc {geomean(overhead('jemalloc')):.3f})")
+    worse = [f"{name} {rows[(name, 'slab')]['overhead']:.2f} vs {rows[(name, 'glibc')]['overhead']:.2f}"
+             for name in names if rows[(name, "slab")]["overhead"] > rows[(name, "glibc")]["overhead"] * 1.05]
+    target("#4", "slab: no trace worse than glibc's ratio by more than 5 %", not worse,
+           "; ".join(worse) or "none")
+    slower = [f"{name} {ns(name, 'slab'):.1f} vs {ns(name, 'jemalloc'):.1f}"
+              for name in names if ns(name, "slab") > ns(name, "jemalloc")]
+    target("#4", "slab: ns/op ≤ jemalloc's on the same traces", not slower, "; ".join(slower) or "none")
+
+    width = max(len(what) for _, what, _, _ in verdicts)
+    for issue, what, verdict, figure in verdicts:
+        print(f"{issue}  {what.ljust(width)}  {verdict:<6}  {figure}")
+
+
+if __name__ == "__main__":
+    main()
