@@ -20,13 +20,14 @@ struct AllocBenchCommand: ParsableCommand {
         discussion: """
             Exit codes:
               0   every replay succeeded
-              1   an allocator failed, crashed or timed out (its row says which)
-              2-5 check and compare only: regression, environment changed, improvement, baseline missing
+              1   an allocator failed, crashed or timed out (its row says so)
+              2-5 check and compare: regression, environment changed,
+                  improvement beyond tolerance, baseline missing
               64  usage error
               65  bad trace (the message names file and line)
-              66  missing input (trace file, replay child, unavailable allocator, bad --preload)
+              66  missing input: trace, replay child, allocator, --preload
               71  operating-system error
-              73  an output cannot be written (--output, new-allocator)
+              73  an output cannot be written
             """,
         version: allocbenchVersion,
         subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self,
