@@ -147,10 +147,7 @@ public enum Recorder {
     private static func environment(for request: RecordRequest, library: String, spool: String) -> [String] {
         var environment: [String] = []
         var preload = library
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            entry += 1
+        for text in SystemFacts.environment {
             let name = text.prefix { $0 != "=" }
             if name == "LD_PRELOAD" {
                 let existing = text.dropFirst("LD_PRELOAD=".count)
@@ -169,14 +166,12 @@ public enum Recorder {
     }
 
     private static func spawn(_ command: [String], environment: [String]) throws(RecordError) -> pid_t {
-        var arguments = command.map { strdup($0) } + [nil]
-        var entries = environment.map { strdup($0) } + [nil]
-        defer {
-            arguments.forEach { free($0) }
-            entries.forEach { free($0) }
-        }
         var pid: pid_t = 0
-        let error = posix_spawnp(&pid, command[0], nil, nil, &arguments, &entries)
+        let error = SystemFacts.withCStringArray(command) { arguments in
+            SystemFacts.withCStringArray(environment) { entries in
+                posix_spawnp(&pid, command[0], nil, nil, &arguments, &entries)
+            }
+        }
         switch error {
         case 0: return pid
         case ENOENT: throw RecordError.commandNotFound(command[0])

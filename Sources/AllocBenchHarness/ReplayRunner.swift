@@ -301,28 +301,20 @@ public struct ReplayRunner: Sendable {
     /// - SWIFT_BACKTRACE=enable=no: a crash is reported in its row, not as a backtrace on stderr;
     /// - ALLOCBENCH_PARENT: so that the child can die with this process.
     public static func childEnvironment(adding extra: [String]) -> [String] {
-        var environment: [String] = []
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if !allocatorTuningPrefixes.contains(where: { text.hasPrefix($0) }) { environment.append(text) }
-            entry += 1
-        }
-        return environment + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
+        SystemFacts.environment.filter { text in !allocatorTuningPrefixes.contains { text.hasPrefix($0) } }
+            + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
     }
 
     private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32],
                        randomizeAddresses: Bool) throws(SystemError) -> pid_t {
-        var cArguments = arguments.map { strdup($0) } + [nil]
-        var cEnvironment = environment.map { strdup($0) } + [nil]
-        defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
-        }
         var pid: pid_t = 0
-        let error = keep.withUnsafeBufferPointer { descriptors in
-            ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count),
-                     randomizeAddresses ? 0 : 1)
+        let error = SystemFacts.withCStringArray(arguments) { cArguments in
+            SystemFacts.withCStringArray(environment) { cEnvironment in
+                keep.withUnsafeBufferPointer { descriptors in
+                    ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count),
+                             randomizeAddresses ? 0 : 1)
+                }
+            }
         }
         guard error == 0 else { throw SystemError("posix_spawn \(path)", errno: error) }
         return pid

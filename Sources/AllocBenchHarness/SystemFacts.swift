@@ -18,6 +18,24 @@ enum SystemFacts {
         return (text(&names.release), text(&names.machine))
     }
 
+    /// This process's environment, `NAME=value` entries in order.
+    static var environment: [String] {
+        var entries: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            entries.append(String(cString: pointer))
+            entry += 1
+        }
+        return entries
+    }
+
+    /// Calls `body` with `strings` as a NULL-terminated C array (argv, envp), freed afterwards.
+    static func withCStringArray<Result>(_ strings: [String], _ body: (inout [UnsafeMutablePointer<CChar>?]) -> Result) -> Result {
+        var array = strings.map { strdup($0) } + [nil]
+        defer { array.forEach { free($0) } }
+        return body(&array)
+    }
+
     /// readlink(2) of /proc/PROCESS/exe: the executable a process runs ("self" for this one).
     static func executablePath(of process: String) -> String? {
         var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
