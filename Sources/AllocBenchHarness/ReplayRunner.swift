@@ -287,21 +287,21 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Spawning
 
-    /// Variables that change how an allocator behaves, and so its numbers. Children never inherit
-    /// them: a run must not depend on what happened to be exported in the user's shell.
-    static let allocatorTuningPrefixes = [
-        "LD_PRELOAD=", "LD_BIND_NOW=", "MALLOC_", "GLIBC_TUNABLES=", "MIMALLOC_", "TCMALLOC_", "JE_MALLOC_CONF=",
-        "SWIFT_BACKTRACE=", "ALLOCBENCH_PARENT=",
-    ]
+    /// Variables a child inherits from the harness: the ones that decide which libraries load.
+    /// Nothing else passes, so a run cannot depend on what happened to be exported in the user's
+    /// shell (MALLOC_CONF, GLIBC_TUNABLES, MIMALLOC_*, SWIFT_* ...), nor on the size of that
+    /// environment.
+    static let inheritedVariables = ["LD_LIBRARY_PATH="]
 
-    /// The parent's environment without allocator tuning, plus:
+    /// The child's whole environment: the inherited variables, plus
     /// - LD_BIND_NOW=1: with lazy binding, the first call of a library function from inside the
     ///   replay writes its GOT entry, and copying that page on write would be charged to the
     ///   allocator as a touched page;
     /// - SWIFT_BACKTRACE=enable=no: a crash is reported in its row, not as a backtrace on stderr;
-    /// - ALLOCBENCH_PARENT: so that the child can die with this process.
+    /// - ALLOCBENCH_PARENT: so that the child can die with this process;
+    /// - `extra`: what the allocator's catalog entry needs (LD_PRELOAD=...).
     public static func childEnvironment(adding extra: [String]) -> [String] {
-        SystemFacts.environment.filter { text in !allocatorTuningPrefixes.contains { text.hasPrefix($0) } }
+        SystemFacts.environment.filter { text in inheritedVariables.contains { text.hasPrefix($0) } }
             + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
     }
 

@@ -33,34 +33,35 @@ public enum ReplayChild {
     }
 
     public static func main(_ registry: [RegisteredAllocator]) -> Never {
-        let arguments = CommandLine.arguments
+        // argv is read as C strings, never as `CommandLine.arguments`: that array copies every
+        // argument, argv[0] (the child's path) included, into the heap before the baseline, so
+        // glibc's heap layout — and, through it, the pages a trace costs — would depend on where
+        // the package was cloned.
+        let arguments = ChildArguments()
         guard arguments.count >= 2 else { usage() }
-        switch arguments[1] {
-        case "describe":
+        if arguments.count == 2 && arguments.matches(1, "describe") {
             for entry in registry {
                 let note = entry.buildNote() ?? ""
                 print("\(entry.name)\t\(entry.isProcessMalloc ? "process-malloc" : "module")\t\(entry.summary)\t\(note)")
             }
             exit(ExitCode.ok.rawValue)
-        case "malloc-provider":
+        } else if arguments.count == 2 && arguments.matches(1, "malloc-provider") {
             // Which file `malloc` resolves into here: how the harness verifies an LD_PRELOAD.
             var provider = [CChar](repeating: 0, count: 4096)
             ab_malloc_provider(&provider, provider.count)
             print(String(decoding: provider.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
             exit(ExitCode.ok.rawValue)
-        case "conformance" where arguments.count == 3:
-            let entry = find(arguments[2], in: registry)
+        } else if arguments.count == 3 && arguments.matches(1, "conformance") {
+            let entry = find(arguments, 2, in: registry)
             let failures = entry.conformanceEntry()
             for failure in failures { printError("\(entry.name): \(failure)") }
             print("\(entry.name): \(failures.isEmpty ? "conformant" : "\(failures.count) failures")")
             exit(failures.isEmpty ? ExitCode.ok.rawValue : ExitCode.conformanceFailed.rawValue)
-        case "run" where arguments.count >= 3:
-            let entry = find(arguments[2], in: registry)
-            let options = parseRunOptions(Array(arguments.dropFirst(3)))
-            run(entry, options)
-        default:
-            usage()
+        } else if arguments.count >= 3 && arguments.matches(1, "run") {
+            let entry = find(arguments, 2, in: registry)
+            run(entry, parseRunOptions(arguments, from: 3))
         }
+        usage()
     }
 
     struct RunOptions {
@@ -70,25 +71,34 @@ public enum ReplayChild {
         var samples = 0
     }
 
-    static func parseRunOptions(_ arguments: [String]) -> RunOptions {
+    /// Parses the options of `run` without allocating.
+    static func parseRunOptions(_ arguments: ChildArguments, from first: Int) -> RunOptions {
         var options = RunOptions()
-        var remaining = arguments[...]
-        while let argument = remaining.popFirst() {
-            switch argument {
-            case "--traced": options.traced = true
-            case "--timed": options.traced = false
-            case "--touch":
-                guard let value = remaining.popFirst(), let mode = TouchMode(rawValue: value) else { usage() }
+        var index = first
+        func value() -> Int {
+            index += 1
+            guard index < arguments.count else { usage() }
+            return index
+        }
+        while index < arguments.count {
+            if arguments.matches(index, "--traced") {
+                options.traced = true
+            } else if arguments.matches(index, "--timed") {
+                options.traced = false
+            } else if arguments.matches(index, "--touch") {
+                let modeIndex = value()
+                guard let mode = TouchMode.allCases.first(where: { arguments.matches(modeIndex, $0.rawValue) }) else { usage() }
                 options.touch = mode
-            case "--deadline-ms":
-                guard let value = remaining.popFirst(), let milliseconds = UInt64(value) else { usage() }
+            } else if arguments.matches(index, "--deadline-ms") {
+                guard let milliseconds = arguments.unsignedInteger(value()) else { usage() }
                 options.deadlineMilliseconds = milliseconds
-            case "--samples":
-                guard let value = remaining.popFirst(), let samples = Int(value), samples >= 0 else { usage() }
-                options.samples = samples
-            default:
+            } else if arguments.matches(index, "--samples") {
+                guard let samples = arguments.unsignedInteger(value()), samples <= UInt64(Int.max) else { usage() }
+                options.samples = Int(samples)
+            } else {
                 usage()
             }
+            index += 1
         }
         return options
     }
@@ -155,8 +165,9 @@ public enum ReplayChild {
         _exit(succeeded ? ExitCode.ok.rawValue : ExitCode.replayFailed.rawValue)
     }
 
-    static func find(_ name: String, in registry: [RegisteredAllocator]) -> RegisteredAllocator {
-        guard let entry = registry.first(where: { $0.name == name }) else {
+    static func find(_ arguments: ChildArguments, _ index: Int, in registry: [RegisteredAllocator]) -> RegisteredAllocator {
+        guard let entry = registry.first(where: { arguments.matches(index, $0.name) }) else {
+            let name = String(cString: arguments[index])
             printError("allocbench-replay: no allocator named '\(name)' in this child (it has: \(registry.map(\.name).joined(separator: ", ")))")
             exit(ExitCode.usage.rawValue)
         }
@@ -180,5 +191,29 @@ public enum ReplayChild {
     static func printError(_ message: String) {
         let line = message + "\n"
         _ = line.utf8.withContiguousStorageIfAvailable { bytes in write(2, bytes.baseAddress, bytes.count) }
+    }
+}
+
+/// The child's argv as the C runtime passed it; reading it allocates nothing.
+struct ChildArguments {
+    let count = Int(CommandLine.argc)
+    private let vector = CommandLine.unsafeArgv
+
+    subscript(index: Int) -> UnsafeMutablePointer<CChar> { vector[index]! }
+
+    /// Whether argument `index` is exactly `text` (a literal or a registry name, both small).
+    func matches(_ index: Int, _ text: String) -> Bool {
+        text.withCString { strcmp($0, self[index]) == 0 }
+    }
+
+    /// Argument `index` as a decimal number, or nil if it is anything else.
+    func unsignedInteger(_ index: Int) -> UInt64? {
+        let text = self[index]
+        guard text.pointee >= 0x30, text.pointee <= 0x39 else { return nil }
+        errno = 0
+        var end: UnsafeMutablePointer<CChar>?
+        let value = strtoull(text, &end, 10)
+        guard errno == 0, let end, end.pointee == 0 else { return nil }
+        return UInt64(value)
     }
 }
