@@ -81,8 +81,10 @@ public struct TraceParser: ~Copyable {
     private var freeSlots: [UInt32] = []
     private var nextSlot: UInt32 = 0
     private var liveBytes: UInt64 = 0
-    private var lastTid: UInt32 = 0
-    private var lastThreadIndex: UInt16 = 0
+    /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 16 | index`, or all
+    /// ones when empty. Recordings interleave hundreds of threads, and hashing every line's tid
+    /// into the dictionary costs more than parsing its pointer.
+    private var recentThreads = InlineArray<64, UInt64>(repeating: .max)
     private var threadIndexByTid: [UInt32: UInt16] = [:]
     private var line = 0
 
@@ -217,7 +219,9 @@ public struct TraceParser: ~Copyable {
     }
 
     private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
-        if tid == lastTid && !result.threadIDs.isEmpty { return lastThreadIndex }
+        let way = Int(tid & 63)
+        let recent = recentThreads[way]
+        if recent >> 16 == UInt64(tid) { return UInt16(truncatingIfNeeded: recent) }
         let index: UInt16
         if let known = threadIndexByTid[tid] {
             index = known
@@ -227,8 +231,7 @@ public struct TraceParser: ~Copyable {
             threadIndexByTid[tid] = index
             result.threadIDs.append(tid)
         }
-        lastTid = tid
-        lastThreadIndex = index
+        recentThreads[way] = UInt64(tid) << 16 | UInt64(index)
         return index
     }
 
@@ -244,15 +247,17 @@ public struct TraceParser: ~Copyable {
             return
         }
         guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        if let existing = live.find(pointer) {
+        let (index, inserted) = live.insertIfAbsent(LivePointerTable.Entry(
+            pointer: pointer, size: size, slot: 0, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2))
+        guard inserted else {
             if options.lenient {
                 result.anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("pointer \(hex(pointer)) returned while already live (allocated at line \(live.entries[existing].line))")
+            throw fail("pointer \(hex(pointer)) returned while already live (allocated at line \(live[index].line))")
         }
         let slot = takeSlot()
-        live.insert(LivePointerTable.Entry(pointer: pointer, size: size, slot: slot, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2))
+        live[index].slot = slot
         try addLive(size)
         result.ops.append(ab_op(size: size, slot: slot, thread: thread, kind: UInt8(kind), align_log2: alignLog2))
     }
@@ -266,7 +271,7 @@ public struct TraceParser: ~Copyable {
             }
             throw fail("free of \(hex(pointer)), which is not live")
         }
-        let entry = live.entries[index]
+        let entry = live[index]
         live.remove(at: index)
         freeSlots.append(entry.slot)
         liveBytes -= entry.size
@@ -295,24 +300,24 @@ public struct TraceParser: ~Copyable {
             return
         }
         guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var entry = live.entries[oldIndex]
+        var entry = live[oldIndex]
         if new != old, let existing = live.find(new) {
             if options.lenient {
                 result.anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("realloc returned \(hex(new)) while it is already live (allocated at line \(live.entries[existing].line))")
+            throw fail("realloc returned \(hex(new)) while it is already live (allocated at line \(live[existing].line))")
         }
         liveBytes -= entry.size
         try addLive(size)
         entry.size = size
         entry.line = UInt32(truncatingIfNeeded: line)
         if new == old {
-            live.entries[oldIndex] = entry
+            live[oldIndex] = entry
         } else {
             live.remove(at: oldIndex)
             entry.pointer = new
-            live.insert(entry)
+            _ = live.insertIfAbsent(entry)  // absent: checked above
         }
         result.ops.append(ab_op(size: size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_REALLOC), align_log2: entry.alignLog2))
     }
@@ -512,8 +517,10 @@ public struct ByteCursor {
 // MARK: - Live pointer table
 
 /// Open addressing with linear probing and backward-shift deletion, keyed by pointer value.
-/// Pointer 0 marks an empty bucket (a live block never has address 0).
-struct LivePointerTable {
+/// Pointer 0 marks an empty bucket (a live block never has address 0). The buckets are one raw
+/// allocation: every op probes this table, and an array's uniqueness and bounds checks cost the
+/// parser more than the probe itself does.
+struct LivePointerTable: ~Copyable {
     struct Entry {
         var pointer: UInt64
         var size: UInt64
@@ -522,16 +529,28 @@ struct LivePointerTable {
         var alignLog2: UInt8
     }
 
-    var entries: [Entry]
+    private var buckets: UnsafeMutablePointer<Entry>
     private var mask: Int
     /// 64 − log2(capacity): Fibonacci hashing keeps the product's top bits.
     private var shift: UInt64
     private var count = 0
 
     init() {
-        entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: 1024)
-        mask = 1023
-        shift = 64 - 10
+        (buckets, mask, shift) = Self.emptyBuckets(log2Capacity: 10)
+    }
+
+    deinit { buckets.deallocate() }
+
+    private static func emptyBuckets(log2Capacity: Int) -> (UnsafeMutablePointer<Entry>, Int, UInt64) {
+        let capacity = 1 << log2Capacity
+        let buckets = UnsafeMutablePointer<Entry>.allocate(capacity: capacity)
+        buckets.initialize(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: capacity)
+        return (buckets, capacity - 1, UInt64(64 - log2Capacity))
+    }
+
+    subscript(index: Int) -> Entry {
+        get { buckets[index] }
+        set { buckets[index] = newValue }
     }
 
     @inline(__always)
@@ -540,47 +559,61 @@ struct LivePointerTable {
     }
 
     func find(_ pointer: UInt64) -> Int? {
+        let probe = probe(pointer)
+        return probe.isPresent ? probe.index : nil
+    }
+
+    /// Where `pointer` is, or the empty bucket where it would go.
+    @inline(__always)
+    private func probe(_ pointer: UInt64) -> (index: Int, isPresent: Bool) {
         var index = home(pointer)
         while true {
-            let key = entries[index].pointer
-            if key == pointer { return index }
-            if key == 0 { return nil }
+            let key = buckets[index].pointer
+            if key == pointer { return (index, true) }
+            if key == 0 { return (index, false) }
             index = (index + 1) & mask
         }
     }
 
-    mutating func insert(_ entry: Entry) {
-        if (count + 1) * 2 > entries.count { grow() }
-        var index = home(entry.pointer)
-        while entries[index].pointer != 0 { index = (index + 1) & mask }
-        entries[index] = entry
+    /// Inserts `entry` unless its pointer is live already; either way returns the pointer's
+    /// bucket. One probe serves both the check and the insertion.
+    @inline(__always)
+    mutating func insertIfAbsent(_ entry: Entry) -> (index: Int, inserted: Bool) {
+        if (count + 1) * 2 > mask + 1 { grow() }
+        let probe = probe(entry.pointer)
+        if probe.isPresent { return (probe.index, false) }
+        buckets[probe.index] = entry
         count += 1
+        return (probe.index, true)
     }
 
     mutating func remove(at removed: Int) {
         var hole = removed
         var index = (removed + 1) & mask
-        while entries[index].pointer != 0 {
-            let wanted = home(entries[index].pointer)
+        while buckets[index].pointer != 0 {
+            let wanted = home(buckets[index].pointer)
             // Move the entry back into the hole unless its home lies cyclically in (hole, index].
             let distanceToEntry = (index - wanted) & mask
             let distanceToHole = (index - hole) & mask
             if distanceToEntry >= distanceToHole {
-                entries[hole] = entries[index]
+                buckets[hole] = buckets[index]
                 hole = index
             }
             index = (index + 1) & mask
         }
-        entries[hole].pointer = 0
+        buckets[hole].pointer = 0
         count -= 1
     }
 
     private mutating func grow() {
-        let old = entries
-        entries = Array(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: old.count * 2)
-        mask = entries.count - 1
-        shift -= 1
-        count = 0
-        for entry in old where entry.pointer != 0 { insert(entry) }
+        let old = buckets
+        let oldCapacity = mask + 1
+        (buckets, mask, shift) = Self.emptyBuckets(log2Capacity: (oldCapacity * 2).trailingZeroBitCount)
+        for index in 0..<oldCapacity where old[index].pointer != 0 {
+            var bucket = home(old[index].pointer)
+            while buckets[bucket].pointer != 0 { bucket = (bucket + 1) & mask }
+            buckets[bucket] = old[index]
+        }
+        old.deallocate()
     }
 }

@@ -162,6 +162,21 @@ final class TraceParserTests: XCTestCase {
         XCTAssertEqual(trace.ops.count, count * 3)
     }
 
+    func testThreadsWhoseIdsShareLowBitsKeepTheirOwnIndex() throws {
+        // 5, 69 and 133 fall in the same slot of the parser's recent-thread cache.
+        let trace = try parse("""
+            5: malloc 0x10 8
+            69: malloc 0x20 8
+            5: free 0x10
+            133: malloc 0x30 8
+            69: free 0x20
+            133: free 0x30
+            5: malloc 0x40 8
+            """)
+        XCTAssertEqual(trace.threadIDs, [5, 69, 133])
+        XCTAssertEqual(trace.ops.map(\.thread), [0, 1, 0, 2, 1, 2, 0])
+    }
+
     func testOpLayoutMatchesTheChild() {
         XCTAssertEqual(MemoryLayout<ab_op>.size, 16)
         XCTAssertEqual(MemoryLayout<ab_op>.stride, 16)
