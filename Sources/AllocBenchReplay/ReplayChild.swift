@@ -71,7 +71,7 @@ public enum ReplayChild {
         var samples = 0
     }
 
-    /// Parses the options of `run` without allocating.
+    /// Parses the options of `run` in place: nothing of argv is copied into the heap.
     static func parseRunOptions(_ arguments: ChildArguments, from first: Int) -> RunOptions {
         var options = RunOptions()
         var index = first
