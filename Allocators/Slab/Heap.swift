@@ -2,6 +2,7 @@
 // and huge objects. The map of the allocator's structures and its invariants is at the top of
 // Slab.swift.
 
+import CAllocBench
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,6 +47,7 @@ struct HeapHeader {
     var mmapCalls = 0
     var munmapCalls = 0
     var madviseCalls = 0
+    var mremapCalls = 0
     var pagesReleased = 0
     /// Releases of held pages because they passed the limit, and because growth reached the peak.
     var limitReleases = 0
@@ -612,6 +614,22 @@ struct Heap {
         }
         header.pointee.hugeMappedBytes += newLength - oldLength
         return true
+    }
+
+    /// Moves a huge block into a mapping of the new length with mremap(MREMAP_MAYMOVE), for when
+    /// the pages behind it are taken: the kernel moves its page-table entries, so nothing is
+    /// copied and its pages are never resident twice (allocate-copy-free would hold old and new
+    /// at once: on sqlite3's doubling buffers that was the peak). The result is page-aligned
+    /// only, so blocks aligned beyond a page stay on the copying path.
+    func moveHuge(_ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int) -> UnsafeMutableRawPointer? {
+        let oldLength = Geometry.roundUpToPage(max(oldByteCount, 1))
+        let newLength = Geometry.roundUpToPage(max(newByteCount, 1))
+        guard newLength > oldLength else { return nil }
+        header.pointee.mremapCalls += 1
+        guard let moved = ab_mremap_maymove(block, oldLength, newLength) else { return nil }
+        admitWritten(pages: (newLength - oldLength) >> Geometry.pageShift)
+        header.pointee.hugeMappedBytes += newLength - oldLength
+        return moved
     }
 
     private func unmapHuge(_ address: UnsafeMutableRawPointer, _ length: Int) {

@@ -31,7 +31,9 @@
 //   number of slabs, the huge cache (up to 4 freed huge mappings), and counters.
 //
 //   huge object (more than 2041 units, or alignment of 256 KiB or more): a mapping of its own.
-//   No metadata: deallocation is sized, so its length is known.
+//   No metadata: deallocation is sized, so its length is known. realloc grows it in place when
+//   the pages behind it are free, else moves it with mremap (page-aligned blocks only), so a
+//   doubling buffer is never copied nor resident twice.
 //
 // Where a small program's memory goes: the first section's first page holds the section header,
 // the heap header and the first slab of each class (a class's first slab holds one object, or
@@ -194,10 +196,22 @@ public struct Slab: Allocator {
             afterOperation()
             return block
         }
+        if let heap, alignment <= Geometry.pageSize, Slab.isHuge(byteCount: oldByteCount, alignment: alignment),
+           Slab.isHuge(byteCount: newByteCount, alignment: alignment),
+           let moved = heap.moveHuge(block, from: oldByteCount, to: newByteCount) {
+            heap.header.pointee.liveRequestedBytes += newByteCount - oldByteCount
+            afterOperation()
+            return moved
+        }
         guard let moved = allocate(byteCount: newByteCount, alignment: alignment) else { return nil }
         moved.copyMemory(from: block, byteCount: min(oldByteCount, newByteCount))
         deallocate(block, byteCount: oldByteCount, alignment: alignment)
         return moved
+    }
+
+    @inline(__always)
+    static func isHuge(byteCount: Int, alignment: Int) -> Bool {
+        !isSmall(byteCount: byteCount, alignment: alignment) && mediumRun(byteCount: byteCount, alignment: alignment) == nil
     }
 
     /// Keeps a block where it is when its new size has the same class, fits its run after
@@ -310,6 +324,7 @@ public struct Slab: Allocator {
             AllocatorStatistic("mmap_calls_count", header.mmapCalls),
             AllocatorStatistic("munmap_calls_count", header.munmapCalls),
             AllocatorStatistic("madvise_calls_count", header.madviseCalls),
+            AllocatorStatistic("mremap_calls_count", header.mremapCalls),
             AllocatorStatistic("released_pages_total_count", header.pagesReleased),
             AllocatorStatistic("releases_over_limit_count", header.limitReleases),
             AllocatorStatistic("releases_at_peak_count", header.peakReleases),

@@ -245,6 +245,41 @@ final class SlabTests: XCTestCase {
         XCTAssertEqual(statistic(slab, "medium_objects_count"), 0)
     }
 
+    /// A huge block whose neighbour is taken grows by mremap: its contents stay, its old pages are
+    /// not left behind (no copy held in the huge cache), and a block aligned beyond a page, which
+    /// mremap cannot promise to keep aligned, takes the copying path instead.
+    func testHugeBlocksThatCannotGrowInPlaceMoveWithoutACopy() throws {
+        var slab = Slab()
+        let heap = try XCTUnwrap(slab.heap)
+        let byteCount = 400_000
+        let huge = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
+        huge.initializeMemory(as: UInt8.self, repeating: 5, count: byteCount)
+        // Take the page behind it, so that growing in place cannot work.
+        let behind = huge + Geometry.roundUpToPage(byteCount)
+        let fence = mmap(behind, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | Kernel.mapFixedNoReplace, -1, 0)
+        defer { if fence == behind { munmap(behind, 4096) } }
+
+        let grown = try XCTUnwrap(slab.reallocate(huge, from: byteCount, to: 1_000_000, alignment: 16))
+        XCTAssertNotEqual(grown, huge)
+        XCTAssertEqual(statistic(slab, "mremap_calls_count"), 1)
+        XCTAssertFalse(UnsafeRawBufferPointer(start: grown, count: byteCount).contains { $0 != 5 })
+        XCTAssertEqual(statistic(slab, "huge_cached_bytes"), 0, "the old mapping moved; nothing was left to cache")
+        var vector = [UInt8](repeating: 0, count: 1)
+        XCTAssertEqual(mincore(huge, 4096, &vector), -1, "the old address range is unmapped")
+        XCTAssertEqual(try residentPages(grown, byteCount: 1_000_000), Geometry.roundUpToPage(byteCount) / 4096,
+                       "the pages moved with the block; none was copied or faulted in")
+        XCTAssertEqual(heap.validate(), [])
+
+        let aligned = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 65536))
+        let alignedGrown = try XCTUnwrap(slab.reallocate(aligned, from: byteCount, to: 3_000_000, alignment: 65536))
+        XCTAssertEqual(UInt(bitPattern: alignedGrown) % 65536, 0)
+        XCTAssertEqual(statistic(slab, "mremap_calls_count"), 1, "an alignment beyond a page is kept by copying")
+        slab.deallocate(grown, byteCount: 1_000_000, alignment: 16)
+        slab.deallocate(alignedGrown, byteCount: 3_000_000, alignment: 65536)
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
+    }
+
     // MARK: Helpers
 
     /// Resident pages of every section and of the directory's own mapping.
