@@ -601,35 +601,27 @@ struct Heap {
         }
     }
 
-    /// Shrinks in place by unmapping the tail, grows in place when the pages after it are free.
-    func resizeHugeInPlace(_ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int) -> Bool {
+    /// Resizes a huge block's mapping: shrinking unmaps its tail; growing is one mremap, which
+    /// extends the mapping in place when the pages behind it are free and otherwise, with
+    /// `mayMove`, moves its page-table entries — nothing is copied and no page is resident twice
+    /// (allocate-copy-free held old and new at once: on sqlite3's doubling buffers that was the
+    /// peak). A moved block is page-aligned only, so the caller passes `mayMove` only for blocks
+    /// that need no more. nil when it cannot grow; the block is then untouched.
+    func resizeHuge(_ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int,
+                    mayMove: Bool) -> UnsafeMutableRawPointer? {
         let oldLength = Geometry.roundUpToPage(max(oldByteCount, 1))
         let newLength = Geometry.roundUpToPage(max(newByteCount, 1))
+        var resized = block
         if newLength < oldLength {
             unmapHuge(block + newLength, oldLength - newLength)
         } else if newLength > oldLength {
-            header.pointee.mmapCalls += 1
-            guard Kernel.map(newLength - oldLength, at: UInt(bitPattern: block + oldLength), exactly: true) != nil else { return false }
+            header.pointee.mremapCalls += 1
+            guard let grown = ab_mremap(block, oldLength, newLength, mayMove ? 1 : 0) else { return nil }
             admitWritten(pages: (newLength - oldLength) >> Geometry.pageShift)
+            resized = grown
         }
         header.pointee.hugeMappedBytes += newLength - oldLength
-        return true
-    }
-
-    /// Moves a huge block into a mapping of the new length with mremap(MREMAP_MAYMOVE), for when
-    /// the pages behind it are taken: the kernel moves its page-table entries, so nothing is
-    /// copied and its pages are never resident twice (allocate-copy-free would hold old and new
-    /// at once: on sqlite3's doubling buffers that was the peak). The result is page-aligned
-    /// only, so blocks aligned beyond a page stay on the copying path.
-    func moveHuge(_ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int) -> UnsafeMutableRawPointer? {
-        let oldLength = Geometry.roundUpToPage(max(oldByteCount, 1))
-        let newLength = Geometry.roundUpToPage(max(newByteCount, 1))
-        guard newLength > oldLength else { return nil }
-        header.pointee.mremapCalls += 1
-        guard let moved = ab_mremap_maymove(block, oldLength, newLength) else { return nil }
-        admitWritten(pages: (newLength - oldLength) >> Geometry.pageShift)
-        header.pointee.hugeMappedBytes += newLength - oldLength
-        return moved
+        return resized
     }
 
     private func unmapHuge(_ address: UnsafeMutableRawPointer, _ length: Int) {

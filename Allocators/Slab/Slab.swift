@@ -191,17 +191,10 @@ public struct Slab: Allocator {
     public mutating func reallocate(
         _ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int, alignment: Int
     ) -> UnsafeMutableRawPointer? {
-        if let heap, resizeInPlace(heap, block, from: oldByteCount, to: newByteCount, alignment: alignment) {
+        if let heap, let resized = resizeWithoutCopy(heap, block, from: oldByteCount, to: newByteCount, alignment: alignment) {
             heap.header.pointee.liveRequestedBytes += newByteCount - oldByteCount
             afterOperation()
-            return block
-        }
-        if let heap, alignment <= Geometry.pageSize, Slab.isHuge(byteCount: oldByteCount, alignment: alignment),
-           Slab.isHuge(byteCount: newByteCount, alignment: alignment),
-           let moved = heap.moveHuge(block, from: oldByteCount, to: newByteCount) {
-            heap.header.pointee.liveRequestedBytes += newByteCount - oldByteCount
-            afterOperation()
-            return moved
+            return resized
         }
         guard let moved = allocate(byteCount: newByteCount, alignment: alignment) else { return nil }
         moved.copyMemory(from: block, byteCount: min(oldByteCount, newByteCount))
@@ -209,21 +202,18 @@ public struct Slab: Allocator {
         return moved
     }
 
-    @inline(__always)
-    static func isHuge(byteCount: Int, alignment: Int) -> Bool {
-        !isSmall(byteCount: byteCount, alignment: alignment) && mediumRun(byteCount: byteCount, alignment: alignment) == nil
-    }
-
-    /// Keeps a block where it is when its new size has the same class, fits its run after
-    /// trimming or taking the free units behind it, or fits its mapping after unmapping its tail
-    /// or mapping the pages behind it.
-    private func resizeInPlace(_ heap: Heap, _ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int,
-                               alignment: Int) -> Bool {
+    /// The block's address after resizing it without copying, or nil: a small block whose new
+    /// size has the same class; a medium block that fits its run after trimming it or taking the
+    /// free units behind it; a huge block whose mapping shrinks, grows in place, or moves with
+    /// mremap (`Heap.resizeHuge`).
+    private func resizeWithoutCopy(_ heap: Heap, _ block: UnsafeMutableRawPointer, from oldByteCount: Int, to newByteCount: Int,
+                                   alignment: Int) -> UnsafeMutableRawPointer? {
         let oldSmall = Slab.isSmall(byteCount: oldByteCount, alignment: alignment)
         let newSmall = Slab.isSmall(byteCount: newByteCount, alignment: alignment)
         if oldSmall || newSmall {
-            return oldSmall && newSmall
+            let sameClass = oldSmall && newSmall
                 && SizeClass.index(ofByteCount: oldByteCount) == SizeClass.index(ofByteCount: newByteCount)
+            return sameClass ? block : nil
         }
         let oldRun = Slab.mediumRun(byteCount: oldByteCount, alignment: alignment)
         let newRun = Slab.mediumRun(byteCount: newByteCount, alignment: alignment)
@@ -233,19 +223,19 @@ public struct Slab: Allocator {
             if newRun.units < oldRun.units {
                 let tail = oldRun.units - newRun.units
                 heap.free(section, unit: unit + newRun.units, units: tail, endsRun: false)
-                return true
+                return block
             }
             let oldEnd = unit + oldRun.units
             let newEnd = unit + newRun.units
             guard newEnd <= Geometry.unitsPerSection,
-                  section.allBitsSet(Section.freeUnitsOffset, from: oldEnd, to: newEnd) else { return false }
+                  section.allBitsSet(Section.freeUnitsOffset, from: oldEnd, to: newEnd) else { return nil }
             if newEnd > oldEnd { heap.take(section, unit: oldEnd, units: newEnd - oldEnd, startsRun: false, use: .object) }
-            return true
+            return block
         }
         if oldRun == nil && newRun == nil {
-            return heap.resizeHugeInPlace(block, from: oldByteCount, to: newByteCount)
+            return heap.resizeHuge(block, from: oldByteCount, to: newByteCount, mayMove: alignment <= Geometry.pageSize)
         }
-        return false
+        return nil
     }
 
     /// Everything but a small object from a slab with room: a refill, a medium run or a huge mapping.

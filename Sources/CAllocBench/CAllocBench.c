@@ -193,9 +193,9 @@ uint64_t ab_process_malloc_in_use(void) {
     return info.in_use + info.mmapped;
 }
 
-void *ab_mremap_maymove(void *old_address, size_t old_length, size_t new_length) {
-    void *moved = mremap(old_address, old_length, new_length, MREMAP_MAYMOVE);
-    return moved == MAP_FAILED ? NULL : moved;
+void *ab_mremap(void *old_address, size_t old_length, size_t new_length, int may_move) {
+    void *resized = mremap(old_address, old_length, new_length, may_move ? MREMAP_MAYMOVE : 0);
+    return resized == MAP_FAILED ? NULL : resized;
 }
 
 void ab_malloc_provider(char *buffer, size_t capacity) {

@@ -184,10 +184,11 @@ typedef struct ab_malloc_info {
 } ab_malloc_info;
 ab_malloc_info ab_glibc_malloc_info(void);
 
-/// mremap(old, old_length, new_length, MREMAP_MAYMOVE), which Swift's Glibc module does not
-/// export: the kernel moves the page-table entries, so a growing mapping is never copied and its
-/// pages are never resident twice. NULL on failure (errno set).
-void *ab_mremap_maymove(void *old_address, size_t old_length, size_t new_length);
+/// mremap(old, old_length, new_length, may_move ? MREMAP_MAYMOVE : 0), which Swift's Glibc module
+/// does not export. Growing, the kernel extends the mapping in place when the pages behind it are
+/// free, else (with may_move) moves its page-table entries: nothing is copied and no page is ever
+/// resident twice. NULL on failure (errno set).
+void *ab_mremap(void *old_address, size_t old_length, size_t new_length, int may_move);
 
 /// Writes the path of the object that `malloc` resolves into (dladdr) to `buffer`.
 void ab_malloc_provider(char *buffer, size_t capacity);
