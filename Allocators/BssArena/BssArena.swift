@@ -212,7 +212,7 @@ struct ArenaState {
     /// Bumped by every init; an instance whose generation differs is stale (debug check).
     var generation: UInt = 0
     var pageSize: UInt = 4096
-    /// Bytes from `_end` to the end of its page.
+    /// Bytes from `_end` to the end of its page; 0 when another allocator owns the tail.
     var tailBytes: UInt = 0
     /// The tail's first block, or `.none` when the tail cannot hold one.
     var tailFirstBlock = Block.none
@@ -256,6 +256,19 @@ enum Arena {
 
     static func systemPageSize() -> UInt { UInt(sysconf(Int32(_SC_PAGESIZE))) }
 
+    /// The tail this process's arena owns: claimed by the first instance (`ab_claim_bss_tail`)
+    /// and reused by every later one; empty when another allocator claimed it first.
+    nonisolated(unsafe) static var claimedTail: (end: UInt, pageEnd: UInt)?
+
+    static func ownedTail() -> (end: UInt, pageEnd: UInt) {
+        if let claimedTail { return claimedTail }
+        var length = 0
+        let end = UInt(ab_claim_bss_tail(&length))
+        let tail = (end, end &+ UInt(length))
+        claimedTail = tail
+        return tail
+    }
+
     /// The blocks the tail can hold: from `_end` rounded to 16, plus 8 for the first header, to the
     /// last 16-byte boundary before the page end, minus 8.
     static func tailBlockRange(end: UInt, pageEnd: UInt) -> (first: UInt, end: UInt) {
@@ -278,7 +291,7 @@ enum Arena {
         arena.generation = generation
         arena.pageSize = systemPageSize()
 
-        let (end, pageEnd) = bssTail(pageSize: arena.pageSize)
+        let (end, pageEnd) = ownedTail()
         arena.tailBytes = pageEnd &- end
         let (first, blocksEnd) = tailBlockRange(end: end, pageEnd: pageEnd)
         if blocksEnd >= first &+ Layout.minimumBlockBytes {

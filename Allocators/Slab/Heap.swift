@@ -7,10 +7,21 @@ import CAllocBench
 import Glibc
 #endif
 
-/// The heap's own state. It follows the first section's header, so that a small program's first
-/// objects share its page; the per-class arrays, the huge cache and the first directory entries
-/// follow it (see `HeapLayout`).
+/// The heap's own state, at the start of the executable's bss tail when the heap owns the tail
+/// (the rest of the tail then holds slabs: `TailSlabs`), else after the first section's header, so
+/// that a small program's first objects share its page. The per-class arrays, the huge cache, the
+/// first directory entries and the tail's slab map follow it (see `HeapLayout`).
 struct HeapHeader {
+    /// Bytes of the bss tail from this header's address to the end of its page, or 0 when the
+    /// header lives in the first section. A block at offset o from the header is in the tail
+    /// ⇔ o < tailBytes (unsigned), one comparison on the free path.
+    var tailBytes = 0
+    /// The tail's first byte no slab has taken yet.
+    var tailBump: UnsafeMutableRawPointer?
+    var tailSlabCount = 0
+    /// Freed medium runs kept for the next object of the same length (`QuickRuns`).
+    var quickRunCount = 0
+    var quickRunUnits = 0
     /// Σ requested bytes of live blocks (the held-page limit is a fraction of it).
     var liveRequestedBytes = 0
     /// Pages that are entirely free but still resident (`Section.dirtyFreePages`, summed).
@@ -66,7 +77,13 @@ enum HeapLayout {
     static let inlineDirectoryBasesOffset = hugeCacheOffset + HugeCache.capacity * MemoryLayout<HugeCache.Entry>.stride
     static let inlineDirectoryLargestOffset = inlineDirectoryBasesOffset + inlineDirectoryCapacity * 8
     static let inlineDirectoryResidentLargestOffset = inlineDirectoryLargestOffset + inlineDirectoryCapacity * 2
-    static let totalBytes = inlineDirectoryResidentLargestOffset + inlineDirectoryCapacity * 2
+    /// The heads of the quick-run lists, indexed by run length in units.
+    static let quickRunsOffset = (inlineDirectoryResidentLargestOffset + inlineDirectoryCapacity * 2 + 7) & ~7
+    /// Bit g set: a tail slab starts 16·g bytes past the header (the tail is less than a page).
+    static let tailSlabStartsOffset = quickRunsOffset + (QuickRuns.longestUnits + 1) * 8
+    static let tailGranuleShift = 4
+    static let tailMapWords = (Geometry.pageSize >> tailGranuleShift) / 64
+    static let totalBytes = (tailSlabStartsOffset + tailMapWords * 8 + 15) & ~15
     static let units = Geometry.unitsCovering(totalBytes)
     /// The heap header follows the first section's header.
     static let firstUnit = Geometry.sectionHeaderUnits
@@ -80,6 +97,16 @@ enum RunUse {
     case slabGrowth
     /// A medium object, or the heap header: the program may write every page.
     case object
+}
+
+/// Medium runs of up to 2 KiB, freed and kept for the next object of the same length, like a
+/// thread cache's bins: a program that frees and mallocs the same sizes (most do) skips the map
+/// search and the map updates. They hold at most 1/64 of the live bytes, and go back to the map
+/// before a run search would write a fresh page and whenever held pages are released, so they
+/// cost no page of peak that the map would have saved.
+enum QuickRuns {
+    static let longestUnits = SizeClass.largestMediumQuickBytes >> Geometry.unitShift
+    static let liveShift = 8
 }
 
 enum HugeCache {
@@ -134,17 +161,50 @@ struct Heap {
         (raw + HeapLayout.classSlabCountsOffset).assumingMemoryBound(to: UInt16.self)
     }
 
-    var firstSection: Section { Section(containing: raw) }
-
     // MARK: Bootstrap
 
-    /// Maps and formats the first section and builds the heap header inside it.
-    static func create() -> Heap? {
+    /// The process's bss tail when this is the first allocator to claim it (`ab_claim_bss_tail`):
+    /// resident before the first allocation, so what the heap keeps there costs no page.
+    static func claimBssTail() -> UnsafeMutableRawBufferPointer? {
+        var length = 0
+        let end = ab_claim_bss_tail(&length)
+        guard end != 0 else { return nil }
+        return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: end), count: length)
+    }
+
+    /// A heap whose header sits at the start of `tail` (resident memory the heap may use, such as
+    /// the bss tail), with the rest of the tail for slabs, when the tail holds the header; else a
+    /// heap whose header follows the first section's header in a mapped section.
+    static func create(tail: UnsafeMutableRawBufferPointer?) -> Heap? {
+        if let tail, let start = tail.baseAddress {
+            let headerAddress = UnsafeMutableRawPointer(bitPattern: (UInt(bitPattern: start) + 15) & ~15).unsafelyUnwrapped
+            // The slab map covers a page; a tail is at most that.
+            let tailBytes = min(start + tail.count - headerAddress, Geometry.pageSize - 16) & ~15
+            if tailBytes >= HeapLayout.totalBytes {
+                let heap = format(at: headerAddress)
+                heap.header.pointee.tailBytes = tailBytes
+                heap.header.pointee.tailBump = headerAddress + HeapLayout.totalBytes
+                return heap
+            }
+        }
         var calls = (mmap: 0, munmap: 0)
         guard let base = mapAlignedSections(count: 1, below: 0, calls: &calls) else { return nil }
         let section = Section(base: base)
         section.format(directoryIndex: 0)
-        let headerAddress = section.address(ofUnit: HeapLayout.firstUnit)
+        let heap = format(at: section.address(ofUnit: HeapLayout.firstUnit))
+        heap.header.pointee.mmapCalls = calls.mmap
+        heap.header.pointee.munmapCalls = calls.munmap
+        heap.header.pointee.lowestMappedAddress = UInt(bitPattern: base)
+        heap.header.pointee.sectionMappedBytes = Geometry.sectionSize
+        heap.header.pointee.residentPages = 1
+        heap.header.pointee.peakResidentPages = 1
+        heap.register(section)
+        _ = heap.take(section, unit: HeapLayout.firstUnit, units: HeapLayout.units, startsRun: true, use: .object)
+        return heap
+    }
+
+    /// Writes an empty heap header and its arrays at `headerAddress`.
+    private static func format(at headerAddress: UnsafeMutableRawPointer) -> Heap {
         let bases = (headerAddress + HeapLayout.inlineDirectoryBasesOffset).bindMemory(
             to: UnsafeMutableRawPointer.self, capacity: HeapLayout.inlineDirectoryCapacity)
         let largest = (headerAddress + HeapLayout.inlineDirectoryLargestOffset).bindMemory(
@@ -159,17 +219,15 @@ struct Heap {
         (headerAddress + HeapLayout.classSlabCountsOffset).bindMemory(
             to: UInt16.self, capacity: SizeClass.count).initialize(repeating: 0, count: SizeClass.count)
         (headerAddress + HeapLayout.hugeCacheOffset).bindMemory(to: HugeCache.Entry.self, capacity: HugeCache.capacity)
-        let heap = Heap(header: header)
-        header.pointee.mmapCalls = calls.mmap
-        header.pointee.munmapCalls = calls.munmap
-        header.pointee.lowestMappedAddress = UInt(bitPattern: base)
-        header.pointee.sectionMappedBytes = Geometry.sectionSize
-        header.pointee.residentPages = 1
-        header.pointee.peakResidentPages = 1
-        heap.register(section)
-        _ = heap.take(section, unit: HeapLayout.firstUnit, units: HeapLayout.units, startsRun: true, use: .object)
-        return heap
+        (headerAddress + HeapLayout.quickRunsOffset).bindMemory(
+            to: UnsafeMutableRawPointer?.self, capacity: QuickRuns.longestUnits + 1).initialize(repeating: nil, count: QuickRuns.longestUnits + 1)
+        (headerAddress + HeapLayout.tailSlabStartsOffset).bindMemory(
+            to: UInt64.self, capacity: HeapLayout.tailMapWords).initialize(repeating: 0, count: HeapLayout.tailMapWords)
+        return Heap(header: header)
     }
+
+    /// The section that holds the heap header, or nil when the header is in the bss tail.
+    var headerSection: Section? { header.pointee.tailBytes == 0 ? Section(containing: raw) : nil }
 
     // MARK: Residency
 
@@ -351,8 +409,10 @@ struct Heap {
     /// only rise as units are taken; a search that fails makes its bound exact.
     func allocateRun(units: Int, alignmentUnits: Int, use: RunUse) -> (section: Section, unit: Int, knownZeroPages: UInt64)? {
         let count = header.pointee.directoryCount
-        for pass in 0..<2 {
-            let residentOnly = pass == 0
+        for pass in 0..<3 {
+            // Quick runs go back to the free map before fresh pages are written.
+            if pass == 1 && header.pointee.quickRunCount > 0 { flushQuickRuns() } else if pass == 1 { continue }
+            let residentOnly = pass < 2
             let bounds = residentOnly ? header.pointee.directoryResidentLargest : header.pointee.directoryLargest
             var index = 0
             while index < count {
@@ -418,6 +478,45 @@ struct Heap {
         releaseHeldPagesIfOverLimit()
     }
 
+    // MARK: Quick runs
+
+    var quickRuns: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (raw + HeapLayout.quickRunsOffset).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+
+    /// A freed medium run of `units` units, taken off its quick list: no map is searched or written.
+    @inline(__always)
+    func takeQuickRun(units: Int) -> UnsafeMutableRawPointer? {
+        guard units <= QuickRuns.longestUnits, let run = quickRuns[units] else { return nil }
+        quickRuns[units] = run.load(as: UnsafeMutableRawPointer?.self)
+        header.pointee.quickRunCount &-= 1
+        header.pointee.quickRunUnits &-= units
+        return run
+    }
+
+    /// Keeps a freed medium run for the next object of its length, while quick runs hold at most
+    /// 1/64 of the live bytes; false when the run must be freed to the map.
+    @inline(__always)
+    func keepQuickRun(_ run: UnsafeMutableRawPointer, units: Int) -> Bool {
+        guard units <= QuickRuns.longestUnits,
+              (header.pointee.quickRunUnits &+ units) &<< Geometry.unitShift <= header.pointee.liveRequestedBytes &>> QuickRuns.liveShift
+        else { return false }
+        run.storeBytes(of: quickRuns[units], as: UnsafeMutableRawPointer?.self)
+        quickRuns[units] = run
+        header.pointee.quickRunCount &+= 1
+        header.pointee.quickRunUnits &+= units
+        return true
+    }
+
+    /// Frees every quick run to its section's map.
+    func flushQuickRuns() {
+        for units in 1...QuickRuns.longestUnits {
+            while let run = takeQuickRun(units: units) {
+                free(Section(containing: run), unit: Section.unit(of: run), units: units, endsRun: true)
+            }
+        }
+    }
+
     // MARK: Page release
 
     /// Empty pages held before they go back to the kernel: at least 16, or half the live pages.
@@ -479,10 +578,11 @@ struct Heap {
     }
 
     /// Returns every held page to the kernel: cached huge mappings and sections with nothing in
-    /// them are unmapped (except the first section, which holds the heap header), the free pages
+    /// them are unmapped (except one that holds the heap header), the free pages
     /// of the other sections are dropped with MADV_DONTNEED (one call per contiguous stretch), and
     /// so are the carved pages of each class's empty slab, which is reset to uncarved.
     func releaseHeldPages() {
+        flushQuickRuns()
         flushHugeCache()
         unmapEmptySections()
         for index in 0..<header.pointee.directoryCount {
@@ -491,7 +591,7 @@ struct Heap {
         }
         header.pointee.dirtyFreePages = 0
         for sizeClass in 0..<SizeClass.count {
-            if let head = classLists[sizeClass], head.pointee.live == 0 { resetEmptySlab(head) }
+            if let head = classLists[sizeClass], head.pointee.live == 0, !head.isInTail { resetEmptySlab(head) }
         }
     }
 
@@ -502,7 +602,7 @@ struct Heap {
         var kept = 0
         for index in 0..<count {
             let section = self.section(at: index)
-            if section.freeUnitCount == Geometry.maximumRunUnits && section != firstSection {
+            if section.freeUnitCount == Geometry.maximumRunUnits && section != headerSection {
                 header.pointee.residentPages -= (~section.releasedPages).nonzeroBitCount
                 unmap(section.base, Geometry.sectionSize)
                 header.pointee.sectionMappedBytes -= Geometry.sectionSize

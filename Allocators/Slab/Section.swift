@@ -187,7 +187,41 @@ struct Section: Equatable {
     // MARK: Free runs
 
     /// The lowest unit where `units` free units start at a multiple of `alignmentUnits`.
+    @inline(__always)
     func firstFreeRun(units: Int, alignmentUnits: Int, residentOnly: Bool = false) -> Int? {
+        if alignmentUnits == 1 && units <= 64 { return firstShortFreeRun(units: units, residentOnly: residentOnly) }
+        return firstFreeRunByWalking(units: units, alignmentUnits: alignmentUnits, residentOnly: residentOnly)
+    }
+
+    /// `firstFreeRun` for runs of at most 64 units, the common case (objects of 513 bytes to 8 KiB
+    /// and slabs): a word at a time instead of a free stretch at a time, since an old section has
+    /// many short stretches. Within a word, log₂(units) shift-and steps leave bit i set iff units
+    /// i … i + units − 1 are free; a run across a word boundary is the free units at the top of the
+    /// words before (`carried`) plus those at the bottom of this one.
+    func firstShortFreeRun(units: Int, residentOnly: Bool) -> Int? {
+        var carried = 0
+        for index in 0..<Geometry.mapWords {
+            let free = freeWord(index, residentOnly: residentOnly)
+            if free == 0 {
+                carried = 0
+                continue
+            }
+            if carried != 0 && carried &+ (~free).trailingZeroBitCount >= units { return (index &<< 6) &- carried }
+            var starts = free
+            var length = 1
+            while length < units {
+                let shift = min(length, units &- length)
+                starts &= starts &>> UInt64(shift)
+                length &+= shift
+            }
+            if starts != 0 { return (index &<< 6) &+ starts.trailingZeroBitCount }
+            carried = free == .max ? carried &+ 64 : (~free).leadingZeroBitCount
+        }
+        return nil
+    }
+
+    /// `firstFreeRun` one free stretch at a time: any length and alignment.
+    func firstFreeRunByWalking(units: Int, alignmentUnits: Int, residentOnly: Bool = false) -> Int? {
         var position = Geometry.sectionHeaderUnits
         while position < Geometry.unitsPerSection {
             let start = nextFree(from: position, residentOnly: residentOnly, true)

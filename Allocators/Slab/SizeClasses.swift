@@ -47,43 +47,33 @@ enum Geometry {
 ///
 ///     class 0        8 bytes                 (1…8: C promises them only 8-byte alignment)
 ///     class 1…32     16, 32, …, 512          (16-byte steps: every multiple of 16 up to 512)
-///     class 33…48    544, 576, …, 1024       (16 classes per doubling: steps of 32)
-///     class 49…64    1088, 1152, …, 2048     (steps of 64)
 ///
-/// Rounding wastes at most 15 bytes up to 512 and at most 1/17 (5.9 %) above it. Objects larger
-/// than 2048 bytes are not classed: they take a run of 128-byte units of their own, which wastes
-/// less than 128 bytes (≤ 6 % at 2049 bytes, falling with size).
+/// Rounding wastes at most 15 bytes. Larger objects are not classed: each takes a run of 128-byte
+/// units of its own, packed first-fit beside slabs and other runs, which wastes less than 128
+/// bytes (≤ 24.8 % at 513 bytes, ≤ 12.5 % from 1 KiB, falling with size). Measured on the real
+/// traces, classes above 512 bytes cost more pages than that rounding: every class in use keeps
+/// a partly carved page, and programs use many sizes between 512 bytes and 2 KiB (see
+/// docs/slab.md).
 ///
 /// Sizes that are not multiples of 16 are never needed above 8 bytes: a block of 17…31 bytes
 /// must be 16-byte aligned (C's guarantee for a block that can hold a 16-byte object), so a
 /// 24-byte class could not sit at a 24-byte stride.
 enum SizeClass {
-    static let count = 65
+    static let count = 33
     /// The largest small object; its class is `count - 1`.
-    static let largestByteCount = 2048
-    static let sixteenByteStepLimit = 512
-    static let classesPerDoubling = 16
-    static let firstDoublingClass = 33
+    static let largestByteCount = 512
+    /// Medium objects up to this size are kept on quick lists when freed (`QuickRuns`).
+    static let largestMediumQuickBytes = 2048
 
     /// The smallest class whose size is at least `byteCount` (0 ≤ byteCount ≤ largestByteCount).
     @inline(__always)
     static func index(ofByteCount byteCount: Int) -> Int {
-        if byteCount <= sixteenByteStepLimit {
-            return byteCount <= 8 ? 0 : (byteCount &+ 15) &>> 4
-        }
-        // 2^log < byteCount ≤ 2^(log+1); the class's step is 2^(log-4).
-        let last = byteCount &- 1
-        let log = (Int.bitWidth &- 1) &- last.leadingZeroBitCount
-        let stepShift = log &- 4
-        return firstDoublingClass &+ ((log &- 9) &<< 4) &+ ((last &>> stepShift) &- classesPerDoubling)
+        byteCount <= 8 ? 0 : (byteCount &+ 15) &>> 4
     }
 
     /// The object size of class `index`.
     @inline(__always)
     static func byteCount(ofClass index: Int) -> Int {
-        if index <= 32 { return index == 0 ? 8 : index &<< 4 }
-        let doubling = (index &- firstDoublingClass) &>> 4
-        let step = (index &- firstDoublingClass) & (classesPerDoubling &- 1)
-        return (classesPerDoubling &+ 1 &+ step) &<< (5 &+ doubling)
+        index == 0 ? 8 : index &<< 4
     }
 }

@@ -3,12 +3,25 @@
 //
 // MAP OF STRUCTURES
 //
+//   bss tail: the bytes from the executable's `_end` to the end of its page, resident before the
+//   program's first malloc (4032 bytes in the replay child). The first allocator in the process
+//   to ask gets it (`ab_claim_bss_tail`); the slab puts its heap header there and cuts the rest
+//   into tail slabs, so a small program's first objects cost no page at all.
+//
+//     ┌─────────────┬───────────┬───────────┬─────┬──────────────────┐
+//     │ heap header │ tail slab │ tail slab │  …  │ untaken          │ page end
+//     └─────────────┴───────────┴───────────┴─────┴──────────────────┘
+//      header + HeapLayout.totalBytes        tailBump ^
+//     A tail slab is a slab (below) whose length counts 16-byte granules; a 256-bit map in the
+//     heap header marks where each starts. It is never released nor grown; when it is empty, a
+//     class that has no slab may re-format it.
+//
 //   section: 256 KiB, aligned to 256 KiB, mapped with mmap (1 to 8 at a time, formatted only when
 //   a run needs one). Its 2048 units of 128 bytes hold runs: slabs and medium objects.
 //
 //     ┌───────────┬──────────────────────────────────────────────────────────────────┐
 //     │ units 0…6 │ units 7…2047: [slab][slab][medium object][ free ][slab] …          │
-//     │ header    │ (first section only: units 7…15 are the heap header)              │
+//     │ header    │ (no bss tail: the first section's units 7…15 hold the heap header) │
 //     └───────────┴──────────────────────────────────────────────────────────────────┘
 //     header: freeUnits, runStarts, slabStarts (2048-bit maps), releasedPages (64 bits, one per
 //     page), freeUnitCount, directoryIndex.
@@ -28,21 +41,29 @@
 //   pages, the section directory (per section, oldest first: base, a bound on its longest free
 //   run and one on its longest free run in resident pages; inline for 8 sections, then a
 //   mapping of its own), per class the head of a doubly linked list of slabs with room and the
-//   number of slabs, the huge cache (up to 4 freed huge mappings), and counters.
+//   number of slabs, the huge cache (up to 4 freed huge mappings), the quick-run lists, the tail
+//   slab map, and counters.
+//
+//   medium object (513 bytes up to 2041 units): a run of its own, packed first-fit beside slabs.
+//   Freed runs of up to 16 units (2 KiB) wait on a quick list per length (linked through their
+//   first word) for the next object of that length.
 //
 //   huge object (more than 2041 units, or alignment of 256 KiB or more): a mapping of its own.
 //   No metadata: deallocation is sized, so its length is known. realloc grows it in place when
 //   the pages behind it are free, else moves it with mremap (page-aligned blocks only), so a
 //   doubling buffer is never copied nor resident twice.
 //
-// Where a small program's memory goes: the first section's first page holds the section header,
-// the heap header and the first slab of each class (a class's first slab holds one object, or
-// at least 256 bytes), so five allocations of five sizes touch one page.
+// Where a small program's memory goes: the heap header and the first slab of each class (about
+// 256 bytes, at least one object) go to the bss tail, so five allocations of five sizes touch no
+// page; without a tail, the first section's first page holds its header, the heap header and
+// those slabs, so they touch one.
 //
 // LOOKUPS, all O(1)
 //   size → class:    bit arithmetic (SizeClass.index); no table.
-//   object → slab:   section = address & ~0x3FFFF; unit = (address >> 7) & 0x7FF;
-//                    slab = section + 128 · (highest slabStarts bit ≤ unit).
+//   object → slab:   o = address − heap header; if o < tailBytes (unsigned): the tail slab at
+//                    16 · (highest tail-map bit ≤ o / 16); else section = address & ~0x3FFFF;
+//                    unit = (address >> 7) & 0x7FF; slab = section + 128 · (highest slabStarts
+//                    bit ≤ unit).
 //   medium object:   its address is its run's first unit; its byte count gives the run's length.
 //
 // INVARIANTS, as equations. Tier 1: `assert` on the paths that touch them (debug builds). Tier 2:
@@ -54,8 +75,13 @@
 //             limit = min(capacityEnd, pageEnd(bump − 1));  carved pages ∩ released = ∅
 //             each freeList entry e: firstObject ≤ e < bump ∧ (e − firstObject) mod objectSize = 0
 //   class c:  isListed ⇔ slab is in list c;  has room ⇒ isListed;  listed ∧ full ⇒ head of list c
-//             live = 0 ⇒ head of list c   (so at most one empty slab per class)
+//             live = 0 ∧ in a section ⇒ head of list c   (so at most one empty section slab per class)
 //             classSlabCounts[c] = |slabs of class c|;  Σ_c classSlabCounts[c] = slabCount
+//   tail:     header + HeapLayout.totalBytes + Σ tail slab lengths = tailBump ≤ header + tailBytes;
+//             tail slabs are contiguous, in address order, limit = capacityEnd
+//   quick:    each entry is an allocated medium run (a run start, not a slab);
+//             Σ entries = quickRunCount;  Σ lengths = quickRunUnits;
+//             quickRunUnits · 128 ≤ live requested bytes / 256 when an entry is added
 //   section:  freeUnits ∩ runStarts = ∅;  slabStarts ⊆ runStarts;  header units ∉ freeUnits
 //             freeUnitCount = |freeUnits|;  directoryBases[directoryIndex] = base
 //             directoryLargest[i] ≥ longest free stretch;  directoryResidentLargest[i] ≥ longest
@@ -67,13 +93,20 @@
 //             + directory mapping bytes) / 4096 ≤ peakResidentPages
 //
 // POLICIES
-//   Classes: 8, 16…512 by 16, then 16 per doubling to 2048 (waste ≤ 15 B or ≤ 1/17); larger
-//   objects are runs of 128-byte units (waste < 128 B) up to 255 KiB, then huge mappings.
+//   Classes: 8, 16…512 by 16 (waste ≤ 15 B); larger objects are runs of 128-byte units (waste
+//   < 128 B) up to 255 KiB, then huge mappings. Classes above 512 bytes cost more pages than they
+//   save (each keeps a partly carved page); docs/slab.md has the measurements.
+//   Tail slabs: while the bss tail has untaken room, every new slab that fits goes there; when
+//   it has none, a class without slabs re-formats the shortest empty tail slab that holds one of
+//   its objects.
 //   Slab sizing: a class's first slab holds one object (at least 256 bytes); each further slab
-//   doubles, at most three times; a full slab whose units behind it are free grows in place to up to
+//   doubles, at most three times (a tail slab does not count); a full slab whose units behind it are free grows in place to up to
 //   twice its length (≤ 16 KiB). So busy classes get large slabs and idle ones share pages.
 //   Slab choice: allocation takes from the head of the class's list; a slab that stops being full
 //   goes to the head (it is the fullest slab with room), so emptier slabs drain.
+//   Medium runs: a quick list's run first (no map search); else first fit. The search goes a
+//   map word at a time for runs of up to 64 units. Quick runs go back to the map before a search
+//   would write a fresh page, and with every release of held pages.
 //   Run placement: resident memory first (the oldest section with a long enough free run in
 //   pages already written), then the oldest section with a long enough free run, lowest unit
 //   first; then a new section.
@@ -85,13 +118,16 @@
 //   raise the footprint above its previous peak while more than 1/64 of the live pages are
 //   held: held memory adds at most that sliver to any new peak.
 //
-// FAST PATHS (small objects: ≤ 2048 bytes, alignment ≤ 16)
+// FAST PATHS (small objects: ≤ 512 bytes, alignment ≤ 16)
 //   allocate:   class by bit math; the class's head slab; pop its free list, or carve the next
 //               object when it ends within `limit`: about 4 loads, 3 stores and 3 well-predicted
 //               branches.
-//   deallocate: a mask, one map word and a leading-zero count find the slab; push on its free
-//               list and decrement live: about 4 loads and 3 stores, and one branch to the slow
-//               path when the slab was full or has become empty.
+//   deallocate: a subtraction and a compare rule out the tail; a mask, one map word and a
+//               leading-zero count find the slab; push on its free list and decrement live: about
+//               5 loads and 3 stores, and one branch to the slow path when the slab was full or
+//               has become empty.
+//   medium, with a quick run of the length: a pop (allocate) or a push (deallocate), about 3
+//               loads and 3 stores beside the unit arithmetic.
 
 import AllocBenchCore
 #if canImport(Glibc)
@@ -99,20 +135,29 @@ import Glibc
 #endif
 
 /// A size-class slab allocator that keeps the pages it touches and maps close to the live bytes:
-/// sub-page first slabs shared by many classes, lazily carved slabs, runs of 128-byte units for
-/// medium objects, and empty pages handed back to the kernel with hysteresis. See the map at the
+/// its header and first slabs in the bss tail, sub-page first slabs shared by many classes, lazily
+/// carved slabs, runs of 128-byte units for medium objects, and empty pages handed back to the
+/// kernel with hysteresis. See the map at the
 /// top of Slab.swift.
 ///
 /// Single-threaded. All state sits behind one pointer, so copies of a `Slab` share one heap; the
 /// heap is never torn down (there is no deinit for a struct).
 public struct Slab: Allocator {
     public static let name = "slab"
-    public static let summary = "Size-class slab allocator for the fewest pages touched: sub-page first slabs, lazy carving, 128-byte runs, held pages never raise the peak."
+    public static let summary = "Size-class slab allocator for the fewest pages touched: header and first slabs in the bss tail, lazy carving, 128-byte runs, held pages never raise the peak."
 
     var heap: Heap?
 
+    /// A slab that starts in the executable's bss tail when no other allocator in the process
+    /// has claimed it.
     public init() {
-        heap = Heap.create()
+        self.init(tail: Heap.claimBssTail())
+    }
+
+    /// A slab whose heap header and first slabs go to `tail`, resident memory it may use (nil: the
+    /// header goes to the first mapped section).
+    init(tail: UnsafeMutableRawBufferPointer?) {
+        heap = Heap.create(tail: tail)
     }
 
     // MARK: Kinds of blocks
@@ -162,8 +207,8 @@ public struct Slab: Allocator {
     public mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
         guard let heap else { return }
         if Slab.isSmall(byteCount: byteCount, alignment: alignment) {
-            let slab = Section.slab(containing: block)
-            assert(slab.pointee.magic == SlabHeader.magicValue
+            let slab = heap.slab(containing: block)
+            assert(slab.hasMagic
                    && Int(slab.pointee.sizeClass) == SizeClass.index(ofByteCount: byteCount),
                    "deallocate: \(block) is not a live \(byteCount)-byte object")
             assert(block >= UnsafeMutableRawPointer(slab) + SlabHeader.byteCount && block < slab.pointee.bump
@@ -180,7 +225,9 @@ public struct Slab: Allocator {
             assert(section.bit(Section.runStartsOffset, unit) && !section.bit(Section.slabStartsOffset, unit),
                    "deallocate: \(block) is not a medium object")
             heap.header.pointee.liveRequestedBytes -= byteCount
-            heap.free(section, unit: unit, units: run.units, endsRun: true)
+            if run.alignmentUnits > 1 || !heap.keepQuickRun(block, units: run.units) {
+                heap.free(section, unit: unit, units: run.units, endsRun: true)
+            }
         } else {
             heap.header.pointee.liveRequestedBytes -= byteCount
             heap.deallocateHuge(block, byteCount: byteCount)
@@ -240,16 +287,21 @@ public struct Slab: Allocator {
 
     /// Everything but a small object from a slab with room: a refill, a medium run or a huge mapping.
     private mutating func allocateSlow(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
-        if heap == nil { heap = Heap.create() }
+        if heap == nil { heap = Heap.create(tail: nil) }
         guard let heap else { return nil }
         if Slab.isSmall(byteCount: byteCount, alignment: alignment) {
             return heap.allocateSmallSlow(byteCount: byteCount, sizeClass: SizeClass.index(ofByteCount: byteCount))
         }
         let block: UnsafeMutableRawPointer
         if let run = Slab.mediumRun(byteCount: byteCount, alignment: alignment) {
-            guard let taken = heap.allocateRun(units: run.units, alignmentUnits: run.alignmentUnits, use: .object) else { return nil }
-            block = taken.section.address(ofUnit: taken.unit)
-            if zeroed { Slab.zero(block, byteCount: byteCount, exceptPages: taken.knownZeroPages) }
+            if run.alignmentUnits == 1, let quick = heap.takeQuickRun(units: run.units) {
+                block = quick
+                if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
+            } else {
+                guard let taken = heap.allocateRun(units: run.units, alignmentUnits: run.alignmentUnits, use: .object) else { return nil }
+                block = taken.section.address(ofUnit: taken.unit)
+                if zeroed { Slab.zero(block, byteCount: byteCount, exceptPages: taken.knownZeroPages) }
+            }
         } else {
             // A fresh mapping reads as zero; cached ones are not handed out for zeroed blocks.
             guard let mapped = heap.allocateHuge(byteCount: byteCount, alignment: alignment, zeroed: zeroed) else { return nil }
@@ -297,10 +349,14 @@ public struct Slab: Allocator {
                                census.liveSlabObjectBytes + census.mediumUnits << Geometry.unitShift
                                + header.hugeMappedBytes - header.liveRequestedBytes),
             AllocatorStatistic("slabs_count", header.slabCount),
+            AllocatorStatistic("tail_slabs_count", header.tailSlabCount),
+            AllocatorStatistic("bss_tail_bytes", header.tailBytes),
             AllocatorStatistic("slab_classes_in_use_count", census.classesInUse),
             AllocatorStatistic("slabs_in_busiest_class_count", census.slabsInBusiestClass),
             AllocatorStatistic("slab_free_carved_bytes", census.freeCarvedBytes),
             AllocatorStatistic("medium_objects_count", census.mediumObjects),
+            AllocatorStatistic("quick_runs_count", header.quickRunCount),
+            AllocatorStatistic("quick_run_bytes", header.quickRunUnits << Geometry.unitShift),
             AllocatorStatistic("huge_objects_count", header.hugeObjectCount),
             AllocatorStatistic("huge_cached_bytes", header.hugeCachedBytes),
             AllocatorStatistic("huge_cached_resident_bytes", header.hugeCachedResidentBytes),

@@ -18,13 +18,18 @@ struct SlabHeader {
     var live: UInt16
     var objectSize: UInt16
     var sizeClass: UInt8
+    /// The slab's length: in 128-byte units in a section, in 16-byte granules in the bss tail.
     var units: UInt8
     var isListed: Bool
+    /// Where the slab lives, which is also its magic number: `inSection` or `inTail`.
     var magic: UInt8
 
     /// Objects start here: a multiple of 16 so that every class keeps 16-byte alignment.
     static let byteCount = 48
-    static let magicValue: UInt8 = 0xA5
+    static let inSection: UInt8 = 0xA5
+    /// A slab in the bss tail: never released, never grown, always resident; when empty it may
+    /// be re-formatted for another class (`Heap.takeTailSlab`).
+    static let inTail: UInt8 = 0x5A
 
     /// The end of the page that holds the byte before `address`.
     @inline(__always)
@@ -36,7 +41,10 @@ struct SlabHeader {
 extension UnsafeMutablePointer where Pointee == SlabHeader {
     var start: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) }
     var firstObject: UnsafeMutableRawPointer { start + SlabHeader.byteCount }
-    var capacity: Int { ((Int(pointee.units) << Geometry.unitShift) - SlabHeader.byteCount) / Int(pointee.objectSize) }
+    var isInTail: Bool { pointee.magic == SlabHeader.inTail }
+    var hasMagic: Bool { pointee.magic == SlabHeader.inSection || pointee.magic == SlabHeader.inTail }
+    var byteLength: Int { Int(pointee.units) << (isInTail ? HeapLayout.tailGranuleShift : Geometry.unitShift) }
+    var capacity: Int { (byteLength - SlabHeader.byteCount) / Int(pointee.objectSize) }
     /// One past the last object that fits.
     var capacityEnd: UnsafeMutableRawPointer { firstObject + capacity * Int(pointee.objectSize) }
     var isFull: Bool { pointee.freeList == nil && pointee.bump >= capacityEnd }
@@ -57,7 +65,9 @@ extension Heap {
     /// the unit count that leaves the smallest tail per unit.
     func slabUnits(forClass sizeClass: Int, objectSize: Int) -> Int {
         let minimum = max(Heap.minimumSlabUnits, Geometry.unitsCovering(SlabHeader.byteCount + objectSize))
-        let grown = minimum << min(Int(classSlabCounts[sizeClass]), Heap.creationDoublings)
+        // A slab in the tail does not count: the class's first section slab starts small too.
+        let sectionSlabs = Int(classSlabCounts[sizeClass]) - tailSlabCount(ofClass: sizeClass)
+        let grown = minimum << min(sectionSlabs, Heap.creationDoublings)
         let target = max(minimum, min(grown, Heap.maximumSlabUnits))
         func tailBytes(_ units: Int) -> Int { ((units << Geometry.unitShift) - SlabHeader.byteCount) % objectSize }
         var best = target
@@ -69,23 +79,116 @@ extension Heap {
         return best
     }
 
-    /// A new slab of class `sizeClass`, at the head of the class's list.
+    /// A new slab of class `sizeClass`, at the head of the class's list: a class's first slab goes
+    /// to the bss tail while it has room.
     func createSlab(sizeClass: Int) -> UnsafeMutablePointer<SlabHeader>? {
         let objectSize = SizeClass.byteCount(ofClass: sizeClass)
+        if let slab = takeTailSlab(sizeClass: sizeClass, objectSize: objectSize, reformatting: classSlabCounts[sizeClass] == 0) {
+            return slab
+        }
         let units = slabUnits(forClass: sizeClass, objectSize: objectSize)
         guard let run = allocateRun(units: units, alignmentUnits: 1, use: .slab) else { return nil }
         let start = run.section.address(ofUnit: run.unit)
+        return formatSlab(at: start, length: UInt8(units), byteLength: units << Geometry.unitShift,
+                          where: SlabHeader.inSection, sizeClass: sizeClass, objectSize: objectSize)
+    }
+
+    /// Writes an empty slab's header at `start` and links it at the head of its class's list.
+    private func formatSlab(at start: UnsafeMutableRawPointer, length: UInt8, byteLength: Int, where magic: UInt8,
+                            sizeClass: Int, objectSize: Int) -> UnsafeMutablePointer<SlabHeader> {
         let firstObject = start + SlabHeader.byteCount
-        let capacityEnd = firstObject + ((units << Geometry.unitShift) - SlabHeader.byteCount) / objectSize * objectSize
+        let capacityEnd = firstObject + (byteLength - SlabHeader.byteCount) / objectSize * objectSize
+        // A tail slab is resident throughout; a section slab's carving counts each page it reaches.
+        let limit = magic == SlabHeader.inTail ? capacityEnd : min(capacityEnd, SlabHeader.pageEnd(after: start + 1))
         let slab = start.bindMemory(to: SlabHeader.self, capacity: 1)
         slab.initialize(to: SlabHeader(
-            freeList: nil, bump: firstObject, limit: min(capacityEnd, SlabHeader.pageEnd(after: start + 1)),
+            freeList: nil, bump: firstObject, limit: limit,
             next: nil, previous: nil, live: 0, objectSize: UInt16(objectSize), sizeClass: UInt8(sizeClass),
-            units: UInt8(units), isListed: false, magic: SlabHeader.magicValue))
+            units: length, isListed: false, magic: magic))
         classSlabCounts[sizeClass] += 1
         header.pointee.slabCount += 1
         link(slab)
         return slab
+    }
+
+    // MARK: Tail slabs
+
+    func tailSlabCount(ofClass sizeClass: Int) -> Int {
+        guard header.pointee.tailSlabCount > 0 else { return 0 }
+        var count = 0
+        forEachTailSlab { slab in if Int(slab.pointee.sizeClass) == sizeClass { count += 1 } }
+        return count
+    }
+
+    var tailSlabStarts: UnsafeMutablePointer<UInt64> {
+        (raw + HeapLayout.tailSlabStartsOffset).assumingMemoryBound(to: UInt64.self)
+    }
+
+    /// The slab that holds `block`, in the bss tail or in a section. The caller guarantees that the
+    /// block is a small object.
+    @inline(__always)
+    func slab(containing block: UnsafeRawPointer) -> UnsafeMutablePointer<SlabHeader> {
+        let offset = UInt(bitPattern: block) &- UInt(bitPattern: raw)
+        if offset < UInt(bitPattern: header.pointee.tailBytes) { return tailSlab(atOffset: Int(bitPattern: offset)) }
+        return Section.slab(containing: block)
+    }
+
+    /// The nearest tail slab start at or below `offset` bytes past the header.
+    func tailSlab(atOffset offset: Int) -> UnsafeMutablePointer<SlabHeader> {
+        let granule = offset &>> HeapLayout.tailGranuleShift
+        var word = granule &>> 6
+        var bits = tailSlabStarts[word] & (UInt64.max &>> UInt64(63 &- (granule & 63)))
+        while bits == 0 {
+            word &-= 1
+            bits = tailSlabStarts[word]
+        }
+        let start = (word &<< 6) &+ 63 &- bits.leadingZeroBitCount
+        return (raw + (start &<< HeapLayout.tailGranuleShift)).assumingMemoryBound(to: SlabHeader.self)
+    }
+
+    /// Calls `body` with every tail slab, in address order.
+    func forEachTailSlab(_ body: (UnsafeMutablePointer<SlabHeader>) -> Void) {
+        for word in 0..<HeapLayout.tailMapWords {
+            var bits = tailSlabStarts[word]
+            while bits != 0 {
+                let granule = (word << 6) + bits.trailingZeroBitCount
+                bits &= bits - 1
+                body((raw + (granule << HeapLayout.tailGranuleShift)).assumingMemoryBound(to: SlabHeader.self))
+            }
+        }
+    }
+
+    /// A slab for a class's first objects in the bss tail, which costs no page: about as long as a
+    /// section's smallest slab, cut from the tail's untaken bytes while they hold one object, else
+    /// an empty tail slab of another class (the shortest that holds one), re-formatted.
+    func takeTailSlab(sizeClass: Int, objectSize: Int, reformatting: Bool) -> UnsafeMutablePointer<SlabHeader>? {
+        guard header.pointee.tailBytes > 0, let bump = header.pointee.tailBump else { return nil }
+        let needed = (SlabHeader.byteCount + objectSize + 15) & ~15
+        let smallest = Heap.minimumSlabUnits << Geometry.unitShift
+        let wanted = (SlabHeader.byteCount + max(1, (smallest - SlabHeader.byteCount) / objectSize) * objectSize + 15) & ~15
+        let room = raw + header.pointee.tailBytes - bump
+        if room >= needed {
+            let length = min(wanted, room)
+            let granule = (bump - raw) >> HeapLayout.tailGranuleShift
+            tailSlabStarts[granule >> 6] |= 1 << UInt64(granule & 63)
+            header.pointee.tailBump = bump + length
+            header.pointee.tailSlabCount += 1
+            return formatSlab(at: bump, length: UInt8(length >> HeapLayout.tailGranuleShift), byteLength: length,
+                              where: SlabHeader.inTail, sizeClass: sizeClass, objectSize: objectSize)
+        }
+        guard reformatting else { return nil }
+        var chosen: UnsafeMutablePointer<SlabHeader>?
+        forEachTailSlab { slab in
+            if slab.pointee.live == 0, slab.byteLength >= needed, chosen.map({ slab.byteLength < $0.byteLength }) ?? true {
+                chosen = slab
+            }
+        }
+        guard let chosen else { return nil }
+        if chosen.pointee.isListed { unlink(chosen) }
+        classSlabCounts[Int(chosen.pointee.sizeClass)] -= 1
+        header.pointee.slabCount -= 1
+        return formatSlab(at: chosen.start, length: chosen.pointee.units, byteLength: chosen.byteLength,
+                          where: SlabHeader.inTail, sizeClass: sizeClass, objectSize: objectSize)
     }
 
     /// Puts a slab that has room at the head of its class's list: the next objects of the class
@@ -98,8 +201,11 @@ extension Heap {
         let sizeClass = Int(slab.pointee.sizeClass)
         if let head = classLists[sizeClass] {
             if head.pointee.live == 0 {
-                unlink(head)
-                releaseSlab(head)
+                // An empty tail slab stays listed behind the new head.
+                if !head.isInTail {
+                    unlink(head)
+                    releaseSlab(head)
+                }
             } else if head.isFull {
                 unlink(head)
             }
@@ -126,6 +232,7 @@ extension Heap {
     /// `maximumSlabUnits`), and only if at least one more object fits. A class's slabs thus start
     /// small and grow with demand where there is room, instead of reserving room up front.
     func extend(_ slab: UnsafeMutablePointer<SlabHeader>) -> Bool {
+        guard !slab.isInTail else { return false }
         let section = Section(containing: slab.start)
         let units = Int(slab.pointee.units)
         let runEnd = Section.unit(of: slab.start) + units
@@ -144,7 +251,7 @@ extension Heap {
 
     /// Gives an unlisted, empty slab's units back to its section.
     func releaseSlab(_ slab: UnsafeMutablePointer<SlabHeader>) {
-        assert(slab.pointee.live == 0 && !slab.pointee.isListed, "releasing a slab that is live or listed")
+        assert(slab.pointee.live == 0 && !slab.pointee.isListed && !slab.isInTail, "releasing a slab that is live, listed or in the tail")
         let sizeClass = Int(slab.pointee.sizeClass)
         classSlabCounts[sizeClass] -= 1
         header.pointee.slabCount -= 1
@@ -224,7 +331,7 @@ extension Heap {
             return
         }
         let head = classLists[sizeClass]
-        let keeps = classSlabCounts[sizeClass] >= 2 && (head == slab || head == nil)
+        let keeps = slab.isInTail || classSlabCounts[sizeClass] >= 2 && (head == slab || head == nil)
         if keeps {
             if !slab.pointee.isListed { link(slab) }
         } else {

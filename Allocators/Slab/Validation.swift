@@ -43,16 +43,20 @@ extension Heap {
         var census = HeapCensus()
         var slabsPerClass = [Int](repeating: 0, count: SizeClass.count)
         var slabUnits = 0
-        forEachSlab { section, _, slab in
+        func count(_ slab: UnsafeMutablePointer<SlabHeader>) {
             let size = Int(slab.pointee.objectSize)
             let carved = (slab.pointee.bump - slab.firstObject) / size
             census.liveSlabObjects += Int(slab.pointee.live)
             census.liveSlabObjectBytes += Int(slab.pointee.live) * size
             census.freeCarvedBytes += (carved - Int(slab.pointee.live)) * size
             slabsPerClass[Int(slab.pointee.sizeClass)] += 1
+        }
+        forEachSlab { section, _, slab in
+            count(slab)
             slabUnits += Int(slab.pointee.units)
             if slab.pointee.live == 0 { census.emptySlabCarvedPages += Heap.carvedPages(section, slab).nonzeroBitCount - 1 }
         }
+        forEachTailSlab(count)
         census.classesInUse = slabsPerClass.filter { $0 > 0 }.count
         census.slabsInBusiestClass = slabsPerClass.max() ?? 0
         var allocatedUnits = 0
@@ -62,11 +66,13 @@ extension Heap {
             allocatedUnits += Geometry.maximumRunUnits - section.freeUnitCount
             runs += section.popCount(Section.runStartsOffset)
         }
-        census.mediumObjects = runs - header.pointee.slabCount - 1
-        census.mediumUnits = allocatedUnits - slabUnits - HeapLayout.units
+        let headerUnitsInSection = headerSection == nil ? 0 : HeapLayout.units
+        census.mediumObjects = runs - (header.pointee.slabCount - header.pointee.tailSlabCount) - (headerSection == nil ? 0 : 1)
+            - header.pointee.quickRunCount
+        census.mediumUnits = allocatedUnits - slabUnits - headerUnitsInSection - header.pointee.quickRunUnits
         census.metadataBytes = header.pointee.directoryCount * Geometry.sectionHeaderUnits * Geometry.unitSize
-            + HeapLayout.units * Geometry.unitSize + header.pointee.slabCount * SlabHeader.byteCount
-            + header.pointee.directoryMappedBytes
+            + (headerSection == nil ? HeapLayout.totalBytes : headerUnitsInSection * Geometry.unitSize)
+            + header.pointee.slabCount * SlabHeader.byteCount + header.pointee.directoryMappedBytes
         return census
     }
 
@@ -91,7 +97,8 @@ extension Heap {
         var slabsPerClass = [Int](repeating: 0, count: SizeClass.count)
         var listedPerClass = [Int](repeating: 0, count: SizeClass.count)
         var slabCount = 0
-        forEachSlab { section, unit, slab in
+        /// Checks a slab (`section` and `unit` nil for a tail slab) and counts it for its class.
+        func check(_ section: Section?, _ unit: Int?, _ slab: UnsafeMutablePointer<SlabHeader>) {
             slabCount += 1
             let sizeClass = Int(slab.pointee.sizeClass)
             if sizeClass < SizeClass.count {
@@ -100,8 +107,12 @@ extension Heap {
             }
             validateSlab(section, unit, slab, &violations)
         }
+        forEachSlab(check)
+        forEachTailSlab { check(nil, nil, $0) }
+        validateTail(&violations)
+        validateQuickRuns(&violations)
         if slabCount != header.pointee.slabCount {
-            violations.append("heap: slabCount is \(header.pointee.slabCount), sections hold \(slabCount) slabs")
+            violations.append("heap: slabCount is \(header.pointee.slabCount), sections and the tail hold \(slabCount) slabs")
         }
         for sizeClass in 0..<SizeClass.count {
             if Int(classSlabCounts[sizeClass]) != slabsPerClass[sizeClass] {
@@ -162,30 +173,83 @@ extension Heap {
         }
     }
 
-    private func validateSlab(_ section: Section, _ unit: Int, _ slab: UnsafeMutablePointer<SlabHeader>,
+    /// Tail slabs tile the tail from the end of the heap header to `tailBump`:
+    /// header + HeapLayout.totalBytes + Σ byteLength = tailBump ≤ header + tailBytes.
+    private func validateTail(_ violations: inout [String]) {
+        guard header.pointee.tailBytes > 0 else {
+            if header.pointee.tailSlabCount != 0 { violations.append("tail: \(header.pointee.tailSlabCount) tail slabs without a tail") }
+            return
+        }
+        var end = raw + HeapLayout.totalBytes
+        var count = 0
+        forEachTailSlab { slab in
+            if slab.start != end { violations.append("tail: the slab at \(slab) does not start where the one before ends (\(end))") }
+            if !slab.isInTail { violations.append("tail: the slab at \(slab) is not marked as a tail slab") }
+            end = slab.start + slab.byteLength
+            count += 1
+        }
+        if end != header.pointee.tailBump || end > raw + header.pointee.tailBytes || count != header.pointee.tailSlabCount {
+            violations.append("tail: \(count) slabs end at \(end); tailBump \(String(describing: header.pointee.tailBump)), \(header.pointee.tailSlabCount) counted, \(header.pointee.tailBytes) bytes")
+        }
+    }
+
+    /// Each quick run is an allocated run (a run start, not a slab) in one of the heap's sections,
+    /// and the lists hold quickRunCount runs of quickRunUnits units in all.
+    private func validateQuickRuns(_ violations: inout [String]) {
+        var sections = Set<UnsafeMutableRawPointer>()
+        for index in 0..<header.pointee.directoryCount { sections.insert(section(at: index).base) }
+        var count = 0
+        var units = 0
+        for length in 1...QuickRuns.longestUnits {
+            var entry = quickRuns[length]
+            while let run = entry {
+                count += 1
+                units += length
+                let section = Section(containing: run)
+                let unit = Section.unit(of: run)
+                if count > header.pointee.quickRunCount || !sections.contains(section.base) || run != section.address(ofUnit: unit)
+                    || !section.bit(Section.runStartsOffset, unit) || section.bit(Section.slabStartsOffset, unit)
+                    || section.bit(Section.freeUnitsOffset, unit) {
+                    violations.append("quick runs: \(run) (list \(length)) is not an allocated medium run, or the lists hold more than \(header.pointee.quickRunCount)")
+                    return
+                }
+                entry = run.load(as: UnsafeMutableRawPointer?.self)
+            }
+        }
+        if count != header.pointee.quickRunCount || units != header.pointee.quickRunUnits {
+            violations.append("quick runs: the lists hold \(count) runs of \(units) units; counted \(header.pointee.quickRunCount) of \(header.pointee.quickRunUnits)")
+        }
+    }
+
+    /// Checks one slab; `section` and `unit` are nil for a tail slab.
+    private func validateSlab(_ section: Section?, _ unit: Int?, _ slab: UnsafeMutablePointer<SlabHeader>,
                               _ violations: inout [String]) {
-        let name = "slab at \(slab) (section \(section.directoryIndex), unit \(unit))"
+        let name = section.map { "slab at \(slab) (section \($0.directoryIndex), unit \(unit ?? -1))" } ?? "tail slab at \(slab)"
         let sizeClass = Int(slab.pointee.sizeClass)
-        guard slab.pointee.magic == SlabHeader.magicValue, sizeClass < SizeClass.count,
+        guard slab.pointee.magic == (section == nil ? SlabHeader.inTail : SlabHeader.inSection), sizeClass < SizeClass.count,
               Int(slab.pointee.objectSize) == SizeClass.byteCount(ofClass: sizeClass) else {
             violations.append("\(name): bad magic, class \(sizeClass) or object size \(slab.pointee.objectSize)")
             return
         }
         let size = Int(slab.pointee.objectSize)
         let first = slab.firstObject
-        let runEnd = slab.start + (Int(slab.pointee.units) << Geometry.unitShift)
+        let runEnd = slab.start + slab.byteLength
         let end = slab.capacityEnd
         let bump = slab.pointee.bump
         guard end <= runEnd, bump >= first, bump <= end, (bump - first) % size == 0 else {
             violations.append("\(name): bump \(bump) outside [\(first), \(end)] or off the object grid")
             return
         }
-        if slab.pointee.limit != min(end, SlabHeader.pageEnd(after: bump)) {
-            violations.append("\(name): limit \(slab.pointee.limit) is not min(capacity end \(end), end of the page before bump \(bump))")
-        }
-        let carvedPages = Heap.carvedPages(section, slab)
-        if section.releasedPages & carvedPages != 0 {
-            violations.append("\(name): carved pages \(String(carvedPages, radix: 2)) are marked released \(String(section.releasedPages, radix: 2))")
+        if let section {
+            if slab.pointee.limit != min(end, SlabHeader.pageEnd(after: bump)) {
+                violations.append("\(name): limit \(slab.pointee.limit) is not min(capacity end \(end), end of the page before bump \(bump))")
+            }
+            let carvedPages = Heap.carvedPages(section, slab)
+            if section.releasedPages & carvedPages != 0 {
+                violations.append("\(name): carved pages \(String(carvedPages, radix: 2)) are marked released \(String(section.releasedPages, radix: 2))")
+            }
+        } else if slab.pointee.limit != end {
+            violations.append("\(name): limit \(slab.pointee.limit) is not the capacity end \(end)")
         }
         let carved = (bump - first) / size
         var freeCount = 0
@@ -209,7 +273,7 @@ extension Heap {
         let isHead = classLists[sizeClass] == slab
         if hasRoom && !slab.pointee.isListed { violations.append("\(name): has room but is not listed") }
         if slab.pointee.isListed && !hasRoom && !isHead { violations.append("\(name): is full, listed, and not the head") }
-        if slab.pointee.live == 0 && !isHead { violations.append("\(name): is empty and not the head of its class") }
+        if slab.pointee.live == 0 && !isHead && section != nil { violations.append("\(name): is empty and not the head of its class") }
     }
 
     private func validateClassList(_ sizeClass: Int, listed: Int, _ violations: inout [String]) {

@@ -219,6 +219,17 @@ uintptr_t ab_end_of_bss(void) {
     return (uintptr_t)_end;
 }
 
+static int ab_bss_tail_claimed;
+
+uintptr_t ab_claim_bss_tail(size_t *length) {
+    *length = 0;
+    if (__atomic_exchange_n(&ab_bss_tail_claimed, 1, __ATOMIC_ACQ_REL)) return 0;
+    uintptr_t end = (uintptr_t)_end;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    *length = ((end + page - 1) & ~(page - 1)) - end;
+    return end;
+}
+
 const char *ab_glibc_version(void) {
     return gnu_get_libc_version();
 }

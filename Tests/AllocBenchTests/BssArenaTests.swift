@@ -204,6 +204,8 @@ final class BssArenaTests: XCTestCase {
         let tail = Arena.tailBlocks
         let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
         let end = UInt(ab_end_of_bss())
+        // XCTest runs BssArenaTests before SlabTests, so the arena claims the tail, not a slab.
+        XCTAssertEqual(Arena.claimedTail?.end, end, "the arena owns this process's bss tail")
         let pageEnd = (end + pageSize - 1) / pageSize * pageSize
         if !tail.isEmpty {
             XCTAssertEqual(tail.lowerBound, (end + 15) / 16 * 16 + 8, "the first block starts after _end rounded up to 16")

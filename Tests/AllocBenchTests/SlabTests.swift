@@ -29,22 +29,19 @@ final class SlabTests: XCTestCase {
                 XCTAssertLessThan(SizeClass.byteCount(ofClass: sizeClass - 1), byteCount,
                                   "\(byteCount) bytes would fit class \(sizeClass - 1)")
             }
-            if byteCount > SizeClass.sixteenByteStepLimit {
-                XCTAssertLessThan((size - byteCount) * 16, byteCount, "\(byteCount) bytes waste \(size - byteCount)")
-            } else {
-                XCTAssertLessThanOrEqual(size - byteCount, 15, "\(byteCount) bytes waste \(size - byteCount)")
-            }
+            XCTAssertLessThanOrEqual(size - byteCount, 15, "\(byteCount) bytes waste \(size - byteCount)")
         }
     }
 
     // MARK: The seed program
 
     /// D. J. Bernstein's program: malloc(360), malloc(80), malloc(180), malloc(16), malloc(440).
-    /// All five blocks, and the heap's own header, sit in one 4 KiB page, and it is the only page of
-    /// the heap's mapping that is resident afterwards.
+    /// Without a bss tail, all five blocks and the heap's own header sit in one 4 KiB page, and it
+    /// is the only page of the heap's mapping that is resident afterwards.
     func testTheSeedsFiveAllocationsShareOnePageWithTheHeapHeader() throws {
-        var slab = Slab()
+        var slab = Slab(tail: nil)
         let heap = try XCTUnwrap(slab.heap)
+        XCTAssertNotNil(heap.headerSection)
         let page = UInt(bitPattern: heap.raw) >> 12
         for byteCount in [360, 80, 180, 16, 440] {
             let block = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
@@ -52,9 +49,78 @@ final class SlabTests: XCTestCase {
             XCTAssertEqual(UInt(bitPattern: block) >> 12, page, "malloc(\(byteCount)) left the heap header's page")
             XCTAssertEqual((UInt(bitPattern: block) + UInt(byteCount) - 1) >> 12, page, "malloc(\(byteCount)) crosses a page")
         }
-        XCTAssertEqual(try residentPages(heap.firstSection.base, byteCount: Geometry.sectionSize), 1)
+        XCTAssertEqual(try residentPages(heap.section(at: 0).base, byteCount: Geometry.sectionSize), 1)
         XCTAssertEqual(statistic(slab, "resident_bytes"), 4096)
         XCTAssertEqual(heap.validate(), [])
+    }
+
+    /// With a bss tail — here a stand-in: the last 4032 bytes of a page — the heap header and the
+    /// seed's five blocks all fit in it: no section is mapped, no page is written, and the tail
+    /// slabs tile the tail from the header's end.
+    func testTheSeedsFiveAllocationsFitInTheBssTailWithTheHeapHeader() throws {
+        let page = try XCTUnwrap(UnsafeMutableRawPointer(mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)))
+        defer { munmap(page, 4096) }
+        let tail = UnsafeMutableRawBufferPointer(start: page + 64, count: 4032)
+        var slab = Slab(tail: tail)
+        let heap = try XCTUnwrap(slab.heap)
+        XCTAssertNil(heap.headerSection)
+        XCTAssertEqual(heap.raw, page + 64)
+        var blocks: [(UnsafeMutableRawPointer, Int)] = []
+        for byteCount in [360, 80, 180, 16, 440] {
+            let block = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
+            block.initializeMemory(as: UInt8.self, repeating: UInt8(byteCount & 0xFF), count: byteCount)
+            XCTAssertTrue(block >= page + 64 + HeapLayout.totalBytes && block + byteCount <= page + 4096,
+                          "malloc(\(byteCount)) = \(block) is outside the tail's slab area")
+            XCTAssertEqual(Int(bitPattern: block) % 16, 0)
+            blocks.append((block, byteCount))
+        }
+        XCTAssertEqual(heap.header.pointee.directoryCount, 0, "no section was needed")
+        XCTAssertEqual(statistic(slab, "mmap_calls_count"), 0)
+        XCTAssertEqual(statistic(slab, "resident_bytes"), 0)
+        XCTAssertEqual(statistic(slab, "tail_slabs_count"), 5)
+        XCTAssertEqual(heap.validate(), [])
+        for (block, byteCount) in blocks {
+            XCTAssertTrue(heap.slab(containing: block).isInTail)
+            XCTAssertEqual(block.load(fromByteOffset: byteCount - 1, as: UInt8.self), UInt8(byteCount & 0xFF))
+            slab.deallocate(block, byteCount: byteCount, alignment: 16)
+        }
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "live_objects_count"), 0)
+    }
+
+    /// When the tail has no untaken room, a class's first slab re-formats an empty tail slab of
+    /// another class; a live one is never taken, and with none empty the slab goes to a section.
+    func testAFullTailReformatsAnEmptyTailSlabForANewClass() throws {
+        let page = try XCTUnwrap(UnsafeMutableRawPointer(mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)))
+        defer { munmap(page, 4096) }
+        // Room for the header and two tail slabs of 240 bytes (48 + 6 · 32, 48 + 4 · 48).
+        var slab = Slab(tail: UnsafeMutableRawBufferPointer(start: page + 16, count: HeapLayout.totalBytes + 480))
+        let heap = try XCTUnwrap(slab.heap)
+        let small = try XCTUnwrap(slab.allocate(byteCount: 32, alignment: 16))
+        let other = try XCTUnwrap(slab.allocate(byteCount: 48, alignment: 16))
+        let (smallSlab, otherSlab) = (heap.slab(containing: small), heap.slab(containing: other))
+        XCTAssertTrue(smallSlab.isInTail && otherSlab.isInTail)
+        XCTAssertEqual([smallSlab.byteLength, otherSlab.byteLength], [240, 240])
+        XCTAssertEqual(heap.header.pointee.tailBump, heap.raw + heap.header.pointee.tailBytes, "the tail is taken")
+
+        let crowded = try XCTUnwrap(slab.allocate(byteCount: 64, alignment: 16))
+        XCTAssertFalse(heap.slab(containing: crowded).isInTail, "both tail slabs are live")
+        slab.deallocate(small, byteCount: 32, alignment: 16)
+        XCTAssertEqual(heap.validate(), [])
+        let reformatted = try XCTUnwrap(slab.allocate(byteCount: 16, alignment: 16))
+        XCTAssertEqual(heap.slab(containing: reformatted), smallSlab)
+        XCTAssertEqual(smallSlab.pointee.objectSize, 16)
+        XCTAssertEqual(smallSlab.capacity, (240 - SlabHeader.byteCount) / 16)
+        XCTAssertEqual(statistic(slab, "tail_slabs_count"), 2, "re-formatting adds no slab")
+        XCTAssertEqual(heap.validate(), [])
+        let next = try XCTUnwrap(slab.allocate(byteCount: 32, alignment: 16))
+        XCTAssertFalse(heap.slab(containing: next).isInTail, "the 32-byte class lost its tail slab")
+
+        for (block, byteCount) in [(other, 48), (crowded, 64), (reformatted, 16), (next, 32)] {
+            slab.deallocate(block, byteCount: byteCount, alignment: 16)
+        }
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "live_objects_count"), 0)
     }
 
     // MARK: Against a model
@@ -285,6 +351,74 @@ final class SlabTests: XCTestCase {
         slab.deallocate(alignedGrown, byteCount: 3_000_000, alignment: 65536)
         XCTAssertEqual(heap.validate(), [])
         XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
+    }
+
+    // MARK: Medium runs
+
+    /// The word-at-a-time search for short runs finds the same first fit as the walk over free
+    /// stretches, for every length up to 64 units, on random free maps with random released pages.
+    func testShortFreeRunSearchFindsTheSameFirstFitAsTheWalk() throws {
+        let buffer = try XCTUnwrap(UnsafeMutableRawPointer(mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)))
+        defer { munmap(buffer, 4096) }
+        let section = Section(base: buffer)
+        var generator = SystemRandomNumberGenerator()
+        for trial in 0..<400 {
+            // Free stretches of random lengths: from many one-unit holes to a few long ones.
+            let density = UInt64.random(in: 1...6, using: &generator)
+            for word in 0..<Geometry.mapWords {
+                var bits: UInt64 = 0
+                for _ in 0..<density { bits |= UInt64.random(in: 0...UInt64.max, using: &generator) }
+                if trial % 4 == 0 && word % 5 == 2 { bits = .max }
+                section.storeWord(Section.freeUnitsOffset, word, bits)
+            }
+            section.setBits(Section.freeUnitsOffset, from: 0, to: Geometry.sectionHeaderUnits, false)
+            section.releasedPages = trial % 2 == 0 ? 0 : UInt64.random(in: 0...UInt64.max, using: &generator) & ~1
+            for units in 1...64 {
+                for residentOnly in [false, true] {
+                    XCTAssertEqual(section.firstShortFreeRun(units: units, residentOnly: residentOnly),
+                                   section.firstFreeRunByWalking(units: units, alignmentUnits: 1, residentOnly: residentOnly),
+                                   "trial \(trial), \(units) units, residentOnly \(residentOnly)")
+                }
+            }
+        }
+    }
+
+    /// A freed medium run of up to 2 KiB is kept on the quick list for its length and handed to
+    /// the next object of that length; quick runs go back to the map when held pages are released.
+    func testFreedMediumRunsAreReusedFromQuickLists() throws {
+        var slab = Slab(tail: nil)
+        let heap = try XCTUnwrap(slab.heap)
+        // Live bytes that allow quick runs: they may hold 1/256 of them.
+        var ballast: [UnsafeMutableRawPointer] = []
+        for _ in 0..<128 { ballast.append(try XCTUnwrap(slab.allocate(byteCount: 4000, alignment: 16))) }
+        let first = try XCTUnwrap(slab.allocate(byteCount: 600, alignment: 16))
+        slab.deallocate(first, byteCount: 600, alignment: 16)
+        XCTAssertEqual(statistic(slab, "quick_runs_count"), 1)
+        XCTAssertEqual(statistic(slab, "quick_run_bytes"), 640)
+        XCTAssertEqual(heap.validate(), [])
+        let other = try XCTUnwrap(slab.allocate(byteCount: 700, alignment: 16))
+        XCTAssertNotEqual(other, first, "a 6-unit object does not take a 5-unit quick run")
+        let again = try XCTUnwrap(slab.allocate(byteCount: 520, alignment: 16))
+        XCTAssertEqual(again, first, "the quick run of 5 units is reused")
+        XCTAssertEqual(statistic(slab, "quick_runs_count"), 0)
+        let zeroed = try XCTUnwrap(slab.allocateZeroed(byteCount: 700, alignment: 16))
+        slab.deallocate(other, byteCount: 700, alignment: 16)
+        slab.deallocate(zeroed, byteCount: 700, alignment: 16)
+        let reused = try XCTUnwrap(slab.allocateZeroed(byteCount: 700, alignment: 16))
+        XCTAssertTrue([other, zeroed].contains(reused))
+        XCTAssertTrue(UnsafeRawBufferPointer(start: reused, count: 700).allSatisfy { $0 == 0 }, "calloc from a quick run is zeroed")
+        XCTAssertEqual(statistic(slab, "medium_objects_count"), 128 + 2)
+        XCTAssertEqual(heap.validate(), [])
+
+        slab.deallocate(again, byteCount: 520, alignment: 16)
+        XCTAssertEqual(statistic(slab, "quick_runs_count"), 2)
+        heap.releaseHeldPages()
+        XCTAssertEqual(statistic(slab, "quick_runs_count"), 0, "a release flushes the quick lists")
+        XCTAssertEqual(heap.validate(), [])
+        slab.deallocate(reused, byteCount: 700, alignment: 16)
+        for block in ballast { slab.deallocate(block, byteCount: 4000, alignment: 16) }
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "live_objects_count"), 0)
     }
 
     // MARK: Helpers

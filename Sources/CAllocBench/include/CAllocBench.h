@@ -196,6 +196,12 @@ void ab_malloc_provider(char *buffer, size_t capacity);
 /// The linker's end of the executable's bss (`_end`).
 uintptr_t ab_end_of_bss(void);
 
+/// Hands the executable's bss tail — the bytes from `_end` to the end of its page — to the first
+/// caller in the process and returns `_end`, with the tail's length in `*length`; every later call
+/// returns 0. Allocators that pack into the tail (bss-arena, slab) claim it here, so that two of
+/// them in one process (a test binary) never share it.
+uintptr_t ab_claim_bss_tail(size_t *length);
+
 /// What a replay child set up, kept where a debugger or a core dump finds it. It is also the last
 /// object of the executable's writable data: it sits alone at the start of a page (a large-data
 /// section, which lld places after .bss), so `_end` falls 64 bytes into that page and the page
