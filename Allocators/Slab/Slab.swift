@@ -116,7 +116,10 @@
 //   munmap for whole sections and huge mappings) (a) all at once when the empty pages exceed
 //   max(16, live pages / 2), and (b) in batches of 32 pages whenever writing a new page would
 //   raise the footprint above its previous peak while more than 1/64 of the live pages are
-//   held: held memory adds at most that sliver to any new peak.
+//   held (cached huge mappings' pages first, then the newest sections'): held memory adds at
+//   most that sliver to any new peak. The price is time: pages given back for a peak and reused
+//   later fault again (gcc-hello: 2654 faults for a peak of 2307 pages; without (b), 2533
+//   faults for a peak of 2532).
 //
 // FAST PATHS (small objects: ≤ 512 bytes, alignment ≤ 16)
 //   allocate:   class by bit math; the class's head slab; pop its free list, or carve the next
