@@ -77,10 +77,10 @@ enum HeapLayout {
     static let inlineDirectoryBasesOffset = hugeCacheOffset + HugeCache.capacity * MemoryLayout<HugeCache.Entry>.stride
     static let inlineDirectoryLargestOffset = inlineDirectoryBasesOffset + inlineDirectoryCapacity * 8
     static let inlineDirectoryResidentLargestOffset = inlineDirectoryLargestOffset + inlineDirectoryCapacity * 2
-    /// The heads of the quick-run lists, indexed by run length in units.
+    /// The heads of the quick-run lists, one per run length (`QuickRuns.lengths`).
     static let quickRunsOffset = (inlineDirectoryResidentLargestOffset + inlineDirectoryCapacity * 2 + 7) & ~7
     /// Bit g set: a tail slab starts 16·g bytes past the header (the tail is less than a page).
-    static let tailSlabStartsOffset = quickRunsOffset + (QuickRuns.longestUnits + 1) * 8
+    static let tailSlabStartsOffset = quickRunsOffset + QuickRuns.lengths.count * 8
     static let tailGranuleShift = 4
     static let tailMapWords = (Geometry.pageSize >> tailGranuleShift) / 64
     static let totalBytes = (tailSlabStartsOffset + tailMapWords * 8 + 15) & ~15
@@ -105,7 +105,9 @@ enum RunUse {
 /// before a run search would write a fresh page and whenever held pages are released, so they
 /// cost no page of peak that the map would have saved.
 enum QuickRuns {
-    static let longestUnits = SizeClass.largestMediumQuickBytes >> Geometry.unitShift
+    /// Run lengths with a quick list: from the shortest run a medium object of 16-byte alignment
+    /// takes (513 bytes) to 2 KiB.
+    static let lengths = Geometry.unitsCovering(SizeClass.largestByteCount + 1)...(SizeClass.largestMediumQuickBytes >> Geometry.unitShift)
     static let liveShift = 8
 }
 
@@ -220,7 +222,7 @@ struct Heap {
             to: UInt16.self, capacity: SizeClass.count).initialize(repeating: 0, count: SizeClass.count)
         (headerAddress + HeapLayout.hugeCacheOffset).bindMemory(to: HugeCache.Entry.self, capacity: HugeCache.capacity)
         (headerAddress + HeapLayout.quickRunsOffset).bindMemory(
-            to: UnsafeMutableRawPointer?.self, capacity: QuickRuns.longestUnits + 1).initialize(repeating: nil, count: QuickRuns.longestUnits + 1)
+            to: UnsafeMutableRawPointer?.self, capacity: QuickRuns.lengths.count).initialize(repeating: nil, count: QuickRuns.lengths.count)
         (headerAddress + HeapLayout.tailSlabStartsOffset).bindMemory(
             to: UInt64.self, capacity: HeapLayout.tailMapWords).initialize(repeating: 0, count: HeapLayout.tailMapWords)
         return Heap(header: header)
@@ -480,6 +482,7 @@ struct Heap {
 
     // MARK: Quick runs
 
+    /// The quick-run lists' heads; the list for runs of n units is at n − QuickRuns.lengths.lowerBound.
     var quickRuns: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (raw + HeapLayout.quickRunsOffset).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
@@ -487,8 +490,9 @@ struct Heap {
     /// A freed medium run of `units` units, taken off its quick list: no map is searched or written.
     @inline(__always)
     func takeQuickRun(units: Int) -> UnsafeMutableRawPointer? {
-        guard units <= QuickRuns.longestUnits, let run = quickRuns[units] else { return nil }
-        quickRuns[units] = run.load(as: UnsafeMutableRawPointer?.self)
+        let list = units &- QuickRuns.lengths.lowerBound
+        guard UInt(bitPattern: list) < UInt(QuickRuns.lengths.count), let run = quickRuns[list] else { return nil }
+        quickRuns[list] = run.load(as: UnsafeMutableRawPointer?.self)
         header.pointee.quickRunCount &-= 1
         header.pointee.quickRunUnits &-= units
         return run
@@ -498,11 +502,12 @@ struct Heap {
     /// 1/64 of the live bytes; false when the run must be freed to the map.
     @inline(__always)
     func keepQuickRun(_ run: UnsafeMutableRawPointer, units: Int) -> Bool {
-        guard units <= QuickRuns.longestUnits,
+        let list = units &- QuickRuns.lengths.lowerBound
+        guard UInt(bitPattern: list) < UInt(QuickRuns.lengths.count),
               (header.pointee.quickRunUnits &+ units) &<< Geometry.unitShift <= header.pointee.liveRequestedBytes &>> QuickRuns.liveShift
         else { return false }
-        run.storeBytes(of: quickRuns[units], as: UnsafeMutableRawPointer?.self)
-        quickRuns[units] = run
+        run.storeBytes(of: quickRuns[list], as: UnsafeMutableRawPointer?.self)
+        quickRuns[list] = run
         header.pointee.quickRunCount &+= 1
         header.pointee.quickRunUnits &+= units
         return true
@@ -510,7 +515,7 @@ struct Heap {
 
     /// Frees every quick run to its section's map.
     func flushQuickRuns() {
-        for units in 1...QuickRuns.longestUnits {
+        for units in QuickRuns.lengths {
             while let run = takeQuickRun(units: units) {
                 free(Section(containing: run), unit: Section.unit(of: run), units: units, endsRun: true)
             }

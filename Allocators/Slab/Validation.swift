@@ -200,8 +200,8 @@ extension Heap {
         for index in 0..<header.pointee.directoryCount { sections.insert(section(at: index).base) }
         var count = 0
         var units = 0
-        for length in 1...QuickRuns.longestUnits {
-            var entry = quickRuns[length]
+        for length in QuickRuns.lengths {
+            var entry = quickRuns[length - QuickRuns.lengths.lowerBound]
             while let run = entry {
                 count += 1
                 units += length
