@@ -8,9 +8,10 @@ import Glibc
 #endif
 
 /// The heap's own state, at the start of the executable's bss tail when the heap owns the tail
-/// (the rest of the tail then holds slabs: `TailSlabs`), else after the first section's header, so
-/// that a small program's first objects share its page. The per-class arrays, the huge cache, the
-/// first directory entries and the tail's slab map follow it (see `HeapLayout`).
+/// (the rest of the tail then holds tail slabs, see Slabs.swift), else after the first section's
+/// header, so that a small program's first objects share its page. The per-class arrays, the huge
+/// cache, the first directory entries, the quick lists and the tail's slab map follow it (see
+/// `HeapLayout`).
 struct HeapHeader {
     /// Bytes of the bss tail from this header's address to the end of its page, or 0 when the
     /// header lives in the first section. A block at offset o from the header is in the tail
@@ -101,7 +102,7 @@ enum RunUse {
 
 /// Medium runs of up to 2 KiB, freed and kept for the next object of the same length, like a
 /// thread cache's bins: a program that frees and mallocs the same sizes (most do) skips the map
-/// search and the map updates. They hold at most 1/64 of the live bytes, and go back to the map
+/// search and the map updates. They hold at most 1/256 of the live bytes, and go back to the map
 /// before a run search would write a fresh page and whenever held pages are released, so they
 /// cost no page of peak that the map would have saved.
 enum QuickRuns {
@@ -410,11 +411,16 @@ struct Heap {
     /// section with a long enough free run anywhere; then a new section. The directory's bounds
     /// only rise as units are taken; a search that fails makes its bound exact.
     func allocateRun(units: Int, alignmentUnits: Int, use: RunUse) -> (section: Section, unit: Int, knownZeroPages: UInt64)? {
-        let count = header.pointee.directoryCount
         for pass in 0..<3 {
-            // Quick runs go back to the free map before fresh pages are written.
-            if pass == 1 && header.pointee.quickRunCount > 0 { flushQuickRuns() } else if pass == 1 { continue }
+            // Passes 0 and 1 search resident memory; before pass 1 tries again, the quick runs go
+            // back to the map, so that they never cost a fresh page. Pass 2 searches everywhere.
+            if pass == 1 {
+                guard header.pointee.quickRunCount > 0 else { continue }
+                flushQuickRuns()
+            }
             let residentOnly = pass < 2
+            // Flushing frees units, which may release held pages and unmap emptied sections.
+            let count = header.pointee.directoryCount
             let bounds = residentOnly ? header.pointee.directoryResidentLargest : header.pointee.directoryLargest
             var index = 0
             while index < count {
@@ -499,7 +505,7 @@ struct Heap {
     }
 
     /// Keeps a freed medium run for the next object of its length, while quick runs hold at most
-    /// 1/64 of the live bytes; false when the run must be freed to the map.
+    /// 1/2^liveShift (1/256) of the live bytes; false when the run must be freed to the map.
     @inline(__always)
     func keepQuickRun(_ run: UnsafeMutableRawPointer, units: Int) -> Bool {
         let list = units &- QuickRuns.lengths.lowerBound

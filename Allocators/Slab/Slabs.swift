@@ -79,8 +79,8 @@ extension Heap {
         return best
     }
 
-    /// A new slab of class `sizeClass`, at the head of the class's list: a class's first slab goes
-    /// to the bss tail while it has room.
+    /// A new slab of class `sizeClass`, at the head of the class's list: in the bss tail while it
+    /// has room (`takeTailSlab`), else in a section.
     func createSlab(sizeClass: Int) -> UnsafeMutablePointer<SlabHeader>? {
         let objectSize = SizeClass.byteCount(ofClass: sizeClass)
         if let slab = takeTailSlab(sizeClass: sizeClass, objectSize: objectSize, reformatting: classSlabCounts[sizeClass] == 0) {
@@ -158,9 +158,10 @@ extension Heap {
         }
     }
 
-    /// A slab for a class's first objects in the bss tail, which costs no page: about as long as a
-    /// section's smallest slab, cut from the tail's untaken bytes while they hold one object, else
-    /// an empty tail slab of another class (the shortest that holds one), re-formatted.
+    /// A slab in the bss tail, which costs no page: about as long as a section's smallest slab, cut
+    /// from the tail's untaken bytes while they hold one object; else, for a class that has no
+    /// slab (`reformatting`), an empty tail slab of another class — the shortest that holds one
+    /// object — re-formatted. Nil when neither exists.
     func takeTailSlab(sizeClass: Int, objectSize: Int, reformatting: Bool) -> UnsafeMutablePointer<SlabHeader>? {
         guard header.pointee.tailBytes > 0, let bump = header.pointee.tailBump else { return nil }
         let needed = (SlabHeader.byteCount + objectSize + 15) & ~15
