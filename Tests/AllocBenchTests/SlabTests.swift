@@ -1,5 +1,7 @@
 import AllocBenchCore
+import AllocBenchHarness
 import AllocBenchReplay
+import Foundation
 import Glibc
 @testable import SlabAllocator
 import XCTest
@@ -419,6 +421,32 @@ final class SlabTests: XCTestCase {
         for block in ballast { slab.deallocate(block, byteCount: 4000, alignment: 16) }
         XCTAssertEqual(heap.validate(), [])
         XCTAssertEqual(statistic(slab, "live_objects_count"), 0)
+    }
+
+    // MARK: Its own count against the kernel's
+
+    /// The slab counts the pages it writes and gives back (its page-release policy runs on that
+    /// count). Replayed in the replay child on every bundled and real trace, its count at the end
+    /// and at its peak must equal the kernel's: RssAnon's growth over the baseline, final and peak.
+    func testTheSlabsPageCountIsTheKernels() throws {
+        guard let real = TestPaths.sharedTrace("real") else { return }
+        let bundled = try FileManager.default.contentsOfDirectory(atPath: TestPaths.bundledTraces)
+            .filter { $0.hasSuffix(".txt.gz") || $0.hasSuffix(".txt") }.map { TestPaths.bundledTraces + "/" + $0 }
+        let traces = try FileManager.default.contentsOfDirectory(atPath: real).filter { $0.hasSuffix(".txt") }.map { real + "/" + $0 }
+        XCTAssertGreaterThanOrEqual(bundled.count + traces.count, 16)
+        let result = try runCommand(TestPaths.cli, ["--trace"] + (bundled + traces).sorted()
+                                    + ["--allocators", "slab", "--repeat", "0", "--format", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try RunReport.decode(Data(result.stdout.utf8))
+        XCTAssertEqual(report.runs.count, bundled.count + traces.count)
+        for run in report.runs {
+            let row = try XCTUnwrap(run.results.first)
+            XCTAssertEqual(row.status, .ok, "\(run.trace.name): \(row.detail ?? "")")
+            let resident = Int(try XCTUnwrap(row.selfReported["resident_bytes"])) / 4096
+            let peak = Int(try XCTUnwrap(row.selfReported["peak_resident_bytes"])) / 4096
+            XCTAssertEqual(resident, row.touchedPages?.final, "\(run.trace.name): the slab's count at the end")
+            XCTAssertEqual(peak, row.touchedPages?.peak, "\(run.trace.name): the slab's count at its peak")
+        }
     }
 
     // MARK: Helpers
