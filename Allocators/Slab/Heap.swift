@@ -179,16 +179,11 @@ struct Heap {
     /// the bss tail), with the rest of the tail for slabs, when the tail holds the header; else a
     /// heap whose header follows the first section's header in a mapped section.
     static func create(tail: UnsafeMutableRawBufferPointer?) -> Heap? {
-        if let tail, let start = tail.baseAddress {
-            let headerAddress = UnsafeMutableRawPointer(bitPattern: (UInt(bitPattern: start) + 15) & ~15).unsafelyUnwrapped
-            // The slab map covers a page; a tail is at most that.
-            let tailBytes = min(start + tail.count - headerAddress, Geometry.pageSize - 16) & ~15
-            if tailBytes >= HeapLayout.totalBytes {
-                let heap = format(at: headerAddress)
-                heap.header.pointee.tailBytes = tailBytes
-                heap.header.pointee.tailBump = headerAddress + HeapLayout.totalBytes
-                return heap
-            }
+        if let tail, let (headerAddress, tailBytes) = headerPlacement(in: tail) {
+            let heap = format(at: headerAddress)
+            heap.header.pointee.tailBytes = tailBytes
+            heap.header.pointee.tailBump = headerAddress + HeapLayout.totalBytes
+            return heap
         }
         var calls = (mmap: 0, munmap: 0)
         guard let base = mapAlignedSections(count: 1, below: 0, calls: &calls) else { return nil }
@@ -204,6 +199,16 @@ struct Heap {
         heap.register(section)
         _ = heap.take(section, unit: HeapLayout.firstUnit, units: HeapLayout.units, startsRun: true, use: .object)
         return heap
+    }
+
+    /// Where the heap header goes in `tail` (its first 16-byte boundary) and how many bytes of the
+    /// tail follow from there; nil when the header does not fit. The slab map covers a page, and a
+    /// tail is at most that.
+    static func headerPlacement(in tail: UnsafeMutableRawBufferPointer) -> (UnsafeMutableRawPointer, Int)? {
+        guard let start = tail.baseAddress else { return nil }
+        let headerAddress = UnsafeMutableRawPointer(bitPattern: (UInt(bitPattern: start) + 15) & ~15).unsafelyUnwrapped
+        let tailBytes = min(start + tail.count - headerAddress, Geometry.pageSize - 16) & ~15
+        return tailBytes >= HeapLayout.totalBytes ? (headerAddress, tailBytes) : nil
     }
 
     /// Writes an empty heap header and its arrays at `headerAddress`.

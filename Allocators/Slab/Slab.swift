@@ -133,6 +133,7 @@
 //               loads and 3 stores beside the unit arithmetic.
 
 import AllocBenchCore
+import CAllocBench
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -338,6 +339,19 @@ public struct Slab: Allocator {
     }
 
     // MARK: Self-report
+
+    /// What the bss tail of this executable holds for a slab (without claiming it).
+    public static func buildNote() -> String? {
+        let end = ab_end_of_bss()
+        let pageEnd = (end + UInt(Geometry.pageSize) - 1) & ~UInt(Geometry.pageSize - 1)
+        let tail = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: end), count: Int(pageEnd - end))
+        guard let (headerAddress, tailBytes) = Heap.headerPlacement(in: tail) else {
+            return "bss tail: \(pageEnd - end) bytes, too short for the heap header (\(HeapLayout.totalBytes) bytes)"
+        }
+        let skipped = Int(bitPattern: UInt(bitPattern: headerAddress) - end)
+        return "bss tail: \(pageEnd - end) bytes (\(HeapLayout.totalBytes) for the heap header, "
+            + "\(tailBytes - HeapLayout.totalBytes) for tail slabs\(skipped > 0 ? ", \(skipped) to align" : ""))"
+    }
 
     /// What the heap holds, from its counters and a walk over every section and slab.
     public func statistics() -> [AllocatorStatistic] {

@@ -1,5 +1,6 @@
 import AllocBenchHarness
 import Foundation
+@testable import SlabAllocator
 import XCTest
 
 /// The command line end to end, as users and CI run it.
@@ -35,7 +36,9 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(slab.selfReported["tail_slabs_count"], 5, "one tail slab for each of the five classes")
         XCTAssertEqual(slab.selfReported["sections_count"], 0)
         let list = try runCommand(TestPaths.cli, ["list"])
-        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes"), list.stdout)
+        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes (4016 for blocks)"), list.stdout)
+        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes (\(HeapLayout.totalBytes) for the heap header, "
+                                           + "\(4032 - HeapLayout.totalBytes) for tail slabs)"), list.stdout)
     }
 
     func testJSONIsVersionedAndDecodes() throws {
