@@ -1,4 +1,5 @@
 import AllocBenchCore
+import CAllocBench
 
 /// The checks every registered allocator must pass (the contract on `Allocator`). It runs inside
 /// the allocator's own replay child, so a process-wide malloc such as jemalloc is checked in the
@@ -15,7 +16,21 @@ public enum ConformanceSuite {
         checkZeroed(&allocator, &failures)
         checkReallocate(&allocator, &failures)
         checkManySizesWithoutOverlap(&allocator, &failures, seed: 0x5EED)
+        checkSelfReportFits(allocator, &failures)
         return failures
+    }
+
+    /// The child passes the self-report to the parent in fixed slots; more statistics than fit, or
+    /// names longer than a slot holds, would be cut, so they fail here rather than vanish.
+    @inlinable
+    static func checkSelfReportFits<A: Allocator>(_ allocator: A, _ failures: inout [String]) {
+        let statistics = allocator.statistics()
+        if statistics.count > Int(AB_MAX_STATISTICS) {
+            failures.append("self-report: \(statistics.count) statistics; the control block holds \(AB_MAX_STATISTICS)")
+        }
+        for statistic in statistics where statistic.name.utf8.count >= Int(AB_STATISTIC_NAME_BYTES) {
+            failures.append("self-report: the name \(statistic.name) is longer than \(AB_STATISTIC_NAME_BYTES - 1) bytes")
+        }
     }
 
     @inlinable

@@ -79,6 +79,17 @@ final class FailureRowTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(result.mmSyscalls?["mmap"] ?? 0, 2, "the thread's stack and its 8 pages")
     }
 
+    /// A self-report that the child could pass only in part fails the conformance suite, naming
+    /// what does not fit, instead of losing statistics on the way to the parent.
+    func testASelfReportThatDoesNotFitFailsConformance() throws {
+        let result = try runCommand(TestPaths.testingChild, ["conformance", "chatty"])
+        XCTAssertEqual(result.status, 4, result.stderr)
+        XCTAssertTrue(result.stderr.contains("self-report: 41 statistics; the control block holds 40"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("self-report: the name \(String(repeating: "n", count: 60)) is longer than 55 bytes"),
+                      result.stderr)
+        XCTAssertFalse(result.stderr.contains("alignment") || result.stderr.contains("overlap"), "otherwise conformant: \(result.stderr)")
+    }
+
     func testAModuleAllocatorThatCallsMallocIsFlagged() throws {
         let results = try run(["malloc-calling"], trace: Self.sixMallocs)
         XCTAssertEqual(results.first?.status, .ok)

@@ -177,3 +177,24 @@ struct ThreadedAllocator: Allocator {
 
     mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
 }
+
+/// The process malloc, with a self-report too big for the control block (41 statistics, one name
+/// of 60 bytes): the conformance suite must fail it instead of cutting the report.
+struct ChattyAllocator: Allocator {
+    static let name = "chatty"
+    static let summary = "Test fixture: a conformant allocator whose self-report does not fit."
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        var block: UnsafeMutableRawPointer?
+        return posix_memalign(&block, max(alignment, 16), max(byteCount, 1)) == 0 ? block : nil
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
+        free(block)
+    }
+
+    func statistics() -> [AllocatorStatistic] {
+        (0..<40).map { AllocatorStatistic("statistic_\($0)", $0) }
+            + [AllocatorStatistic(String(repeating: "n", count: 60), 1)]
+    }
+}

@@ -11,4 +11,5 @@ ReplayChild.main([
     RegisteredAllocator(MisalignedAllocator.self),
     RegisteredAllocator(MallocCallingAllocator.self),
     RegisteredAllocator(ThreadedAllocator.self),
+    RegisteredAllocator(ChattyAllocator.self),
 ])
