@@ -24,12 +24,14 @@ public enum ConformanceSuite {
     /// names longer than a slot holds, would be cut, so they fail here rather than vanish.
     @inlinable
     static func checkSelfReportFits<A: Allocator>(_ allocator: A, _ failures: inout [String]) {
-        let statistics = allocator.statistics()
-        if statistics.count > Int(AB_MAX_STATISTICS) {
-            failures.append("self-report: \(statistics.count) statistics; the control block holds \(AB_MAX_STATISTICS)")
-        }
-        for statistic in statistics where statistic.name.utf8.count >= Int(AB_STATISTIC_NAME_BYTES) {
-            failures.append("self-report: the name \(statistic.name) is longer than \(AB_STATISTIC_NAME_BYTES - 1) bytes")
+        for (what, statistics, capacity) in [("self-report", allocator.statistics(), Int(AB_MAX_STATISTICS)),
+                                             ("self-report before the replay", A.statisticsBeforeReplay(), Int(AB_MAX_BASELINE_STATISTICS))] {
+            if statistics.count > capacity {
+                failures.append("\(what): \(statistics.count) statistics; the control block holds \(capacity)")
+            }
+            for statistic in statistics where statistic.name.utf8.count >= Int(AB_STATISTIC_NAME_BYTES) {
+                failures.append("\(what): the name \(statistic.name) is longer than \(AB_STATISTIC_NAME_BYTES - 1) bytes")
+            }
         }
     }
 

@@ -87,6 +87,7 @@ final class FailureRowTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("self-report: 41 statistics; the control block holds 40"), result.stderr)
         XCTAssertTrue(result.stderr.contains("self-report: the name \(String(repeating: "n", count: 60)) is longer than 55 bytes"),
                       result.stderr)
+        XCTAssertTrue(result.stderr.contains("self-report before the replay: 9 statistics; the control block holds 8"), result.stderr)
         XCTAssertFalse(result.stderr.contains("alignment") || result.stderr.contains("overlap"), "otherwise conformant: \(result.stderr)")
     }
 

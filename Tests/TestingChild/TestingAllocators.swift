@@ -178,8 +178,8 @@ struct ThreadedAllocator: Allocator {
     mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
 }
 
-/// The process malloc, with a self-report too big for the control block (41 statistics, one name
-/// of 60 bytes): the conformance suite must fail it instead of cutting the report.
+/// The process malloc, with self-reports too big for the control block (41 statistics, one name
+/// of 60 bytes; 9 before the replay): the conformance suite must fail it instead of cutting them.
 struct ChattyAllocator: Allocator {
     static let name = "chatty"
     static let summary = "Test fixture: a conformant allocator whose self-report does not fit."
@@ -196,5 +196,9 @@ struct ChattyAllocator: Allocator {
     func statistics() -> [AllocatorStatistic] {
         (0..<40).map { AllocatorStatistic("statistic_\($0)", $0) }
             + [AllocatorStatistic(String(repeating: "n", count: 60), 1)]
+    }
+
+    static func statisticsBeforeReplay() -> [AllocatorStatistic] {
+        (0..<9).map { AllocatorStatistic("before_\($0)", $0) }
     }
 }
