@@ -677,7 +677,8 @@ struct Heap {
     /// zero), else a new one, over-mapped and trimmed when the alignment exceeds a page.
     func allocateHuge(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
         let length = Geometry.roundUpToPage(max(byteCount, 1))
-        if !zeroed && alignment <= Geometry.pageSize, let cached = takeCachedHuge(length: length) {
+        if !zeroed && alignment <= Geometry.pageSize,
+           let cached = takeCachedHuge(length: length) ?? growCachedHuge(to: length) {
             recordHuge(length)
             return cached
         }
@@ -777,6 +778,29 @@ struct Heap {
         if entry.length > length { unmap(entry.base + length, entry.length - length) }
         admitWritten(pages: length >> Geometry.pageShift)
         return entry.base
+    }
+
+    /// The cached mapping with the most resident pages among those shorter than `length`, grown
+    /// to `length` with mremap: its resident pages are reused instead of faulting in fresh ones
+    /// (the kernel moves the page tables if it must move the mapping). Nil when none is cached or
+    /// mremap fails (the mapping then stays cached).
+    private func growCachedHuge(to length: Int) -> UnsafeMutableRawPointer? {
+        let count = header.pointee.hugeCacheCount
+        var best = -1
+        for index in 0..<count where hugeCache[index].length < length && hugeCache[index].residentLength > 0 {
+            if best < 0 || hugeCache[index].residentLength > hugeCache[best].residentLength { best = index }
+        }
+        guard best >= 0 else { return nil }
+        let entry = hugeCache[best]
+        header.pointee.mremapCalls += 1
+        guard let grown = ab_mremap(entry.base, entry.length, length, 1) else { return nil }
+        (hugeCache + best).update(from: hugeCache + best + 1, count: count - best - 1)
+        header.pointee.hugeCacheCount = count - 1
+        header.pointee.hugeCachedBytes -= entry.length
+        header.pointee.hugeCachedResidentBytes -= entry.residentLength
+        header.pointee.residentPages -= entry.residentLength >> Geometry.pageShift
+        admitWritten(pages: length >> Geometry.pageShift)
+        return grown
     }
 
     private func cacheHuge(_ block: UnsafeMutableRawPointer, length: Int) {

@@ -51,7 +51,8 @@
 //   huge object (more than 2041 units, or alignment of 256 KiB or more): a mapping of its own.
 //   No metadata: deallocation is sized, so its length is known. realloc grows it in place when
 //   the pages behind it are free, else moves it with mremap (page-aligned blocks only), so a
-//   doubling buffer is never copied nor resident twice.
+//   doubling buffer is never copied nor resident twice. A new huge object takes a cached mapping
+//   that fits, else grows the cached one with the most resident pages (mremap), reusing them.
 //
 // Where a small program's memory goes: the heap header and the first slab of each class (about
 // 256 bytes, at least one object) go to the bss tail, so five allocations of five sizes touch no

@@ -355,6 +355,39 @@ final class SlabTests: XCTestCase {
         XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
     }
 
+    /// A huge block larger than every cached mapping grows the cached one with the most resident
+    /// pages by mremap: those pages serve the new block without faulting fresh ones in, and no
+    /// second mapping is made.
+    func testAHugeBlockGrowsACachedMappingInsteadOfMappingAfresh() throws {
+        var slab = Slab(tail: nil)
+        let heap = try XCTUnwrap(slab.heap)
+        let small = 300_000, large = 900_000
+        let first = try XCTUnwrap(slab.allocate(byteCount: small, alignment: 16))
+        first.initializeMemory(as: UInt8.self, repeating: 7, count: small)
+        slab.deallocate(first, byteCount: small, alignment: 16)
+        XCTAssertEqual(statistic(slab, "huge_cached_bytes"), Geometry.roundUpToPage(small))
+        let mmapsBefore = statistic(slab, "mmap_calls_count")
+
+        let second = try XCTUnwrap(slab.allocate(byteCount: large, alignment: 16))
+        XCTAssertEqual(statistic(slab, "mmap_calls_count"), mmapsBefore, "no fresh mapping")
+        XCTAssertEqual(statistic(slab, "mremap_calls_count"), 1)
+        XCTAssertEqual(statistic(slab, "huge_cached_bytes"), 0)
+        XCTAssertEqual(try residentPages(second, byteCount: Geometry.roundUpToPage(large)), Geometry.roundUpToPage(small) / 4096,
+                       "the cached mapping's pages came along, resident, before the block is written")
+        XCTAssertEqual(second.load(as: UInt8.self), 7, "not zeroed: a plain malloc may reuse old bytes")
+        second.initializeMemory(as: UInt8.self, repeating: 8, count: large)
+        XCTAssertEqual(heap.validate(), [])
+
+        // calloc never takes a cached mapping: its pages must read as zero.
+        slab.deallocate(second, byteCount: large, alignment: 16)
+        let zeroed = try XCTUnwrap(slab.allocateZeroed(byteCount: 2 * large, alignment: 16))
+        XCTAssertFalse(UnsafeRawBufferPointer(start: zeroed, count: 2 * large).contains { $0 != 0 })
+        XCTAssertEqual(statistic(slab, "mremap_calls_count"), 1)
+        slab.deallocate(zeroed, byteCount: 2 * large, alignment: 16)
+        XCTAssertEqual(heap.validate(), [])
+        XCTAssertEqual(statistic(slab, "huge_objects_count"), 0)
+    }
+
     // MARK: Medium runs
 
     /// The word-at-a-time search for short runs finds the same first fit as the walk over free
