@@ -119,7 +119,7 @@
 //   raise the footprint above its previous peak while more than 1/64 of the live pages are
 //   held (cached huge mappings' pages first, then the newest sections'): held memory adds at
 //   most that sliver to any new peak. The price is time: pages given back for a peak and reused
-//   later fault again (gcc-hello: 2654 faults for a peak of 2307 pages; without (b), 2533
+//   later fault again (gcc-hello: 2651 faults for a peak of 2307 pages; without (b), 2533
 //   faults for a peak of 2532).
 //
 // FAST PATHS (small objects: ≤ 512 bytes, alignment ≤ 16)
