@@ -320,12 +320,8 @@ final class SlabTests: XCTestCase {
         var slab = Slab()
         let heap = try XCTUnwrap(slab.heap)
         let byteCount = 400_000
-        let huge = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 16))
-        huge.initializeMemory(as: UInt8.self, repeating: 5, count: byteCount)
-        // Take the page behind it, so that growing in place cannot work.
-        let behind = huge + Geometry.roundUpToPage(byteCount)
-        let fence = mmap(behind, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | Kernel.mapFixedNoReplace, -1, 0)
-        defer { if fence == behind { munmap(behind, 4096) } }
+        let (huge, fence) = try fencedHugeBlock(&slab, byteCount: byteCount, alignment: 16, filledWith: 5)
+        defer { if let fence { munmap(fence, 4096) } }
 
         let grown = try XCTUnwrap(slab.reallocate(huge, from: byteCount, to: 1_000_000, alignment: 16))
         XCTAssertNotEqual(grown, huge)
@@ -338,11 +334,8 @@ final class SlabTests: XCTestCase {
                        "the pages moved with the block; none was copied or faulted in")
         XCTAssertEqual(heap.validate(), [])
 
-        let aligned = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: 65536))
-        aligned.initializeMemory(as: UInt8.self, repeating: 6, count: byteCount)
-        let alignedBehind = aligned + Geometry.roundUpToPage(byteCount)
-        let alignedFence = mmap(alignedBehind, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | Kernel.mapFixedNoReplace, -1, 0)
-        defer { if alignedFence == alignedBehind { munmap(alignedBehind, 4096) } }
+        let (aligned, alignedFence) = try fencedHugeBlock(&slab, byteCount: byteCount, alignment: 65536, filledWith: 6)
+        defer { if let alignedFence { munmap(alignedFence, 4096) } }
         let alignedGrown = try XCTUnwrap(slab.reallocate(aligned, from: byteCount, to: 3_000_000, alignment: 65536))
         XCTAssertEqual(UInt(bitPattern: alignedGrown) % 65536, 0)
         XCTAssertNotEqual(alignedGrown, aligned)
@@ -483,6 +476,20 @@ final class SlabTests: XCTestCase {
     }
 
     // MARK: Helpers
+
+    /// A huge block filled with `byte` whose next page is taken, so that it cannot grow in place:
+    /// by a PROT_NONE fence this maps (returned, for the caller to unmap), or already by another
+    /// mapping (nil).
+    private func fencedHugeBlock(_ slab: inout Slab, byteCount: Int, alignment: Int, filledWith byte: UInt8) throws
+        -> (block: UnsafeMutableRawPointer, fence: UnsafeMutableRawPointer?) {
+        let block = try XCTUnwrap(slab.allocate(byteCount: byteCount, alignment: alignment))
+        block.initializeMemory(as: UInt8.self, repeating: byte, count: byteCount)
+        let behind = block + Geometry.roundUpToPage(byteCount)
+        let fence = mmap(behind, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | Kernel.mapFixedNoReplace, -1, 0)
+        if fence == behind { return (block, behind) }
+        XCTAssertEqual(errno, EEXIST, "the page behind the block is neither free nor taken")
+        return (block, nil)
+    }
 
     /// Resident pages of every section and of the directory's own mapping.
     private func residentHeapPages(_ heap: Heap) throws -> Int {
