@@ -86,7 +86,7 @@ public struct GateSnapshot: Sendable {
         public var name: String
         public var ops: Int
         public var peakLiveBytes: UInt64
-        /// Field name → value; see `GateSnapshot.environmentFields`.
+        /// Fact name → value; see `EnvironmentFact`.
         public var environment: [String: String]
         public var settings: RunSettings
         public var pairs: [Pair]
@@ -104,7 +104,7 @@ public struct GateSnapshot: Sendable {
             let glibc = run.results.first { $0.allocator == GateMetric.glibcName && $0.isOK }?.nsPerOp?.median
             self.init(
                 name: run.trace.name, ops: run.trace.ops, peakLiveBytes: run.trace.peakLiveBytes,
-                environment: GateSnapshot.environmentFields(environment, conditions), settings: settings,
+                environment: EnvironmentFact.fields(environment, conditions), settings: settings,
                 pairs: run.results.map { result in
                     result.isOK
                         ? Pair(allocator: result.allocator, metrics: GateMetric.measure(result, glibcNanosecondsPerOp: glibc))
@@ -116,7 +116,7 @@ public struct GateSnapshot: Sendable {
         init(baseline: BaselineFile) {
             self.init(
                 name: baseline.trace.name, ops: baseline.trace.ops, peakLiveBytes: baseline.trace.peakLiveBytes,
-                environment: GateSnapshot.environmentFields(baseline.environment, baseline.conditions),
+                environment: EnvironmentFact.fields(baseline.environment, baseline.conditions),
                 settings: baseline.settings,
                 pairs: baseline.allocators.keys.sorted().map { Pair(allocator: $0, metrics: baseline.allocators[$0] ?? [:]) })
         }
@@ -140,27 +140,6 @@ public struct GateSnapshot: Sendable {
 
     public init(baselines: [BaselineFile], source: String) {
         self.init(source: source, traces: baselines.map(Trace.init(baseline:)))
-    }
-
-    /// Environment fields in the order reports show them.
-    public static let environmentOrder = [
-        "kernel", "glibc", "jemalloc", "page_size", "machine", "allocbench_version", "build", "address_randomization",
-    ]
-
-    static func environmentFields(_ environment: RunEnvironment, _ conditions: MeasurementConditions?) -> [String: String] {
-        var fields = [
-            "kernel": environment.kernel,
-            "glibc": environment.glibc,
-            "jemalloc": environment.jemalloc ?? "not built",
-            "page_size": String(environment.pageSize),
-            "machine": environment.machine,
-            "allocbench_version": environment.allocbenchVersion,
-        ]
-        if let conditions {
-            fields["build"] = conditions.build
-            fields["address_randomization"] = conditions.addressRandomization ? "on" : "off"
-        }
-        return fields
     }
 
     /// A run report ("allocbench.run/1") or a baseline file ("allocbench.baseline/1"), told apart

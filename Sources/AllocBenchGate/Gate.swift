@@ -13,8 +13,9 @@ public enum GateOutcome: String, Codable, Sendable, CaseIterable {
     case replayFailed = "replay_failed"
     /// A (trace, allocator) pair, or a gated metric of one, is on one side only: fail closed.
     case missing
-    /// The baseline was taken on another kernel, glibc, jemalloc, page size, machine, allocbench
-    /// version, build configuration or address-randomization setting.
+    /// The baseline was taken where a fact that can change this row's page counts differs (page
+    /// size, architecture, build, ASLR, allocbench version, huge-page mode, the row's own allocator
+    /// library), or on another kernel release with --strict-env. See `EnvironmentFact`.
     case environmentChanged = "environment_changed"
     /// A metric got worse beyond its tolerance.
     case regressed = "regression"
@@ -116,6 +117,13 @@ public struct FieldDifference: Codable, Sendable, Equatable {
     public var baseline: String
     public var current: String
     public var traces: [String]
+    /// For an environment fact: what it can change (nil for a setting).
+    public var effect: EnvironmentFact.Effect?
+    /// For a fact that can change counts: the rows it fails, by allocator; nil for every row.
+    public var allocators: [String]?
+    /// Whether it fails the rows it affects (exit 3): a count-affecting fact without
+    /// --allow-env-change, or the kernel release with --strict-env.
+    public var fails: Bool?
 }
 
 /// Everything a check or compare found; rendered as text, Markdown or JSON.
@@ -131,8 +139,11 @@ public struct GateReport: Codable, Sendable {
     public var currentSource: String
     /// The current side's environment (of its first trace).
     public var environment: [String: String]
+    /// Every environment fact that differs, each with what it can change and whether it failed.
     public var environmentDifferences: [FieldDifference]
     public var environmentChangeAllowed: Bool
+    /// The kernel release fails like a count-affecting fact (--strict-env).
+    public var strictEnvironment: Bool?
     /// touch, lenient, timed runs: reported, never failed on; the numbers say what they changed.
     public var settingsDifferences: [FieldDifference]
     /// "defaults", then each tolerances file and `--tolerance` in the order applied.
@@ -152,6 +163,8 @@ public struct GateReport: Codable, Sendable {
 public struct GateOptions: Sendable {
     /// Report environment differences but do not fail on them (exit 3).
     public var allowEnvironmentChange: Bool
+    /// Fail on a new kernel release too, not only warn (--strict-env).
+    public var strictEnvironment: Bool
     /// Timing metrics are compared only on traces with at least this many ops: below it the
     /// replay lasts microseconds and the ratio measures process start-up and noise.
     public var minimumOpsForTiming: Int
@@ -162,9 +175,11 @@ public struct GateOptions: Sendable {
 
     public static let defaultMinimumOpsForTiming = 10_000
 
-    public init(allowEnvironmentChange: Bool = false, minimumOpsForTiming: Int = defaultMinimumOpsForTiming,
+    public init(allowEnvironmentChange: Bool = false, strictEnvironment: Bool = false,
+                minimumOpsForTiming: Int = defaultMinimumOpsForTiming,
                 selectedAllocators: Set<String>? = nil, metrics: [GateMetric] = GateMetric.all) {
         self.allowEnvironmentChange = allowEnvironmentChange
+        self.strictEnvironment = strictEnvironment
         self.minimumOpsForTiming = minimumOpsForTiming
         self.selectedAllocators = selectedAllocators
         self.metrics = metrics
@@ -179,6 +194,8 @@ public enum Gate {
         var notes: [String] = []
         var environmentDifferences: [FieldDifference] = []
         var settingsDifferences: [FieldDifference] = []
+        /// Count-affecting facts one side does not record (files written before the fact was).
+        var unrecordedFacts: [FieldDifference] = []
 
         let baselineTraces = Dictionary(baseline.traces.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let currentTraces = Dictionary(current.traces.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -187,11 +204,26 @@ public enum Gate {
         for traceName in traceNames {
             let old = baselineTraces[traceName]
             let new = currentTraces[traceName]
+            var failingFacts: [EnvironmentFact] = []
             if let old, let new {
-                for field in GateSnapshot.environmentOrder {
-                    if let before = old.environment[field], let after = new.environment[field], before != after {
-                        record(&environmentDifferences, field: field, before, after, trace: traceName)
+                for field in EnvironmentFact.ordered(Set(old.environment.keys).union(new.environment.keys)) {
+                    guard let fact = EnvironmentFact.named(field) else { continue }
+                    guard let before = old.environment[field], let after = new.environment[field] else {
+                        if fact.effect == .countsEveryRow || fact.effect == .countsOwnRow {
+                            record(&unrecordedFacts, field: field, old.environment[field] == nil ? "the baseline" : "this side",
+                                   "", trace: traceName)
+                        }
+                        continue
                     }
+                    guard before != after else { continue }
+                    let fails = switch fact.effect {
+                    case .countsEveryRow, .countsOwnRow: true
+                    case .kernelRelease: options.strictEnvironment
+                    case .describes: false
+                    }
+                    if fails { failingFacts.append(fact) }
+                    record(&environmentDifferences, field: field, before, after, trace: traceName, fact: fact,
+                           fails: fails && !options.allowEnvironmentChange)
                 }
                 for (field, before, after) in [
                     ("touch", old.settings.touch, new.settings.touch),
@@ -224,8 +256,34 @@ public enum Gate {
                     notes.append("\(traceName)/\(allocator): in the baseline, not checked (not among --allocators)")
                     continue
                 }
-                pairs.append(comparePair(trace: traceName, allocator: allocator, old: oldPair, new: newPair,
-                                         timingTooShort: timingTooShort, tolerances: tolerances, options: options))
+                var pair = comparePair(trace: traceName, allocator: allocator, old: oldPair, new: newPair,
+                                       timingTooShort: timingTooShort, tolerances: tolerances, options: options)
+                let changed = failingFacts.filter { $0.allocator == nil || $0.allocator == allocator }
+                if !changed.isEmpty && !options.allowEnvironmentChange && pair.status == .compared {
+                    pair.outcome = GateOutcome.worst([pair.outcome, .environmentChanged])
+                    let facts = changed.map { fact in
+                        "\(fact.name) \(old?.environment[fact.name] ?? "") → \(new?.environment[fact.name] ?? "")"
+                    }
+                    pair.detail = facts.joined(separator: ", ")
+                }
+                pairs.append(pair)
+            }
+        }
+        for unrecorded in unrecordedFacts {
+            notes.append("\(unrecorded.field) is not recorded in \(unrecorded.baseline) (written by an earlier allocbench), "
+                + "so it is not compared, on \(unrecorded.traces.joined(separator: ", "))")
+        }
+        for difference in environmentDifferences where difference.fails != true {
+            switch difference.effect {
+            case .kernelRelease?:
+                notes.append("warning: kernel release \(difference.baseline) (baseline) → \(difference.current) (now): the kernel does "
+                    + "the counting, so run the ground-truth tests on this kernel (`\(EnvironmentFact.groundTruthTest)`); "
+                    + "--strict-env makes this fail")
+            case .describes?:
+                notes.append("\(difference.field): \(difference.baseline) (baseline) → \(difference.current) (now): describes the "
+                    + "machine only, not compared")
+            case .countsEveryRow?, .countsOwnRow?, nil:
+                break
             }
         }
 
@@ -239,13 +297,13 @@ public enum Gate {
             notes.append("nothing to compare: neither side has a (trace, allocator) pair")
             outcomes.append(.missing)
         }
-        if !environmentDifferences.isEmpty && !options.allowEnvironmentChange { outcomes.append(.environmentChanged) }
         let outcome = GateOutcome.worst(outcomes)
         return GateReport(
             schema: GateReport.schema, command: command, outcome: outcome, exitCode: outcome.exitCode,
             baselineSource: baseline.source, currentSource: current.source,
             environment: current.traces.first?.environment ?? [:],
             environmentDifferences: environmentDifferences, environmentChangeAllowed: options.allowEnvironmentChange,
+            strictEnvironment: options.strictEnvironment,
             settingsDifferences: settingsDifferences, tolerances: ["defaults"] + tolerances.sources,
             minimumOpsForTiming: options.minimumOpsForTiming, pairs: pairs, notes: notes)
     }
@@ -291,11 +349,14 @@ public enum Gate {
         return pair(.compared, nil, metrics, outcome)
     }
 
-    static func record(_ differences: inout [FieldDifference], field: String, _ before: String, _ after: String, trace: String) {
+    static func record(_ differences: inout [FieldDifference], field: String, _ before: String, _ after: String, trace: String,
+                       fact: EnvironmentFact? = nil, fails: Bool? = nil) {
         if let index = differences.firstIndex(where: { $0.field == field && $0.baseline == before && $0.current == after }) {
             differences[index].traces.append(trace)
         } else {
-            differences.append(FieldDifference(field: field, baseline: before, current: after, traces: [trace]))
+            differences.append(FieldDifference(
+                field: field, baseline: before, current: after, traces: [trace], effect: fact?.effect,
+                allocators: fact?.allocator.map { [$0] }, fails: fails))
         }
     }
 

@@ -86,23 +86,47 @@ public struct GateRenderer: Sendable {
         pair.metrics.filter { $0.verdict != .unchanged && $0.verdict != .notGated }
     }
 
+    /// The facts of the environment line: what the numbers depend on, and the kernel that counted
+    /// them; the host, CPU and libraries' digests are in the JSON.
+    static let environmentLineFacts = [
+        "kernel", "glibc", "jemalloc", "page_size", "machine", "allocbench_version", "build", "address_randomization",
+        "transparent_hugepages",
+    ]
+
     static func environmentLine(_ report: GateReport) -> String {
-        let labels = ["page_size": "page size", "allocbench_version": "allocbench", "address_randomization": "ASLR"]
-        return GateSnapshot.environmentOrder.compactMap { field in
-            report.environment[field].map { "\(labels[field] ?? field) \($0)" }
+        environmentLineFacts.compactMap { field in
+            report.environment[field].map { "\(EnvironmentFact.named(field)?.label ?? field) \($0)" }
         }.joined(separator: " · ")
     }
 
+    /// The rows a count-affecting difference fails: "every row", "jemalloc rows".
+    static func scope(_ difference: FieldDifference) -> String {
+        guard let allocators = difference.allocators else { return "every row" }
+        return allocators.joined(separator: ", ") + " rows"
+    }
+
     static func differenceLines(_ differences: [FieldDifference]) -> [String] {
-        differences.map { "\($0.field): \($0.baseline) (baseline) → \($0.current) (now), on \($0.traces.joined(separator: ", "))" }
+        differences.map { difference in
+            var line = "\(difference.field): \(difference.baseline) (baseline) → \(difference.current) (now), on \(difference.traces.joined(separator: ", "))"
+            if difference.effect == .countsEveryRow || difference.effect == .countsOwnRow || difference.fails == true {
+                line += " — affects \(scope(difference))"
+            }
+            return line
+        }
+    }
+
+    /// Differences of facts that can change counts (and the kernel release under --strict-env);
+    /// the others are in the notes.
+    static func countDifferences(_ report: GateReport) -> [FieldDifference] {
+        report.environmentDifferences.filter { $0.fails == true || $0.effect == .countsEveryRow || $0.effect == .countsOwnRow }
     }
 
     /// The first violation, in one sentence, for the closing line and for stderr.
     public static func summary(_ report: GateReport) -> String {
         var text = "\(report.command): \(headline(report.outcome)) (exit \(report.exitCode))"
         let pairs = report.outcome == .passed ? [] : report.pairs.filter { $0.outcome == report.outcome }
-        if report.outcome == .environmentChanged, let difference = report.environmentDifferences.first {
-            text += ": \(difference.field) \(difference.baseline) → \(difference.current); "
+        if report.outcome == .environmentChanged, let difference = report.environmentDifferences.first(where: { $0.fails == true }) {
+            text += ": \(difference.field) \(difference.baseline) → \(difference.current) (\(scope(difference))); "
                 + "re-record the baselines here or pass --allow-env-change"
         } else if let pair = pairs.first {
             let location = "\(pair.trace)/\(pair.allocator)"
@@ -125,11 +149,13 @@ public struct GateRenderer: Sendable {
             "baseline \(report.baselineSource) · current \(report.currentSource)",
             "environment: \(Self.environmentLine(report))",
         ]
-        if !report.environmentDifferences.isEmpty {
+        let countDifferences = Self.countDifferences(report)
+        if !countDifferences.isEmpty {
             lines.append(report.environmentChangeAllowed
-                ? "environment differs from the baseline (allowed by --allow-env-change):"
-                : "environment differs from the baseline; re-record the baselines here, or pass --allow-env-change:")
-            lines += Self.differenceLines(report.environmentDifferences).map { "  " + $0 }
+                ? "environment differs from the baseline in what can change page counts (allowed by --allow-env-change):"
+                : "environment differs from the baseline in what can change page counts; those rows fail (exit 3): "
+                    + "re-record the baselines here, or pass --allow-env-change:")
+            lines += Self.differenceLines(countDifferences).map { "  " + $0 }
         }
         if !report.settingsDifferences.isEmpty {
             lines.append("settings differ from the baseline (the numbers may move because of them):")
@@ -225,9 +251,10 @@ public struct GateRenderer: Sendable {
         for pair in report.pairs where pair.detail != nil {
             footer.append("\(pair.trace)/\(pair.allocator): \(pair.detail ?? "")")
         }
-        if !report.environmentDifferences.isEmpty {
+        let countDifferences = Self.countDifferences(report)
+        if !countDifferences.isEmpty {
             footer.append((report.environmentChangeAllowed ? "Environment differs (allowed): " : "**Environment differs from the baseline:** ")
-                + Self.differenceLines(report.environmentDifferences).joined(separator: "; "))
+                + Self.differenceLines(countDifferences).joined(separator: "; "))
         }
         if !report.settingsDifferences.isEmpty {
             footer.append("Settings differ: " + Self.differenceLines(report.settingsDifferences).joined(separator: "; "))

@@ -146,18 +146,28 @@ public struct Benchmark: Sendable {
         return result
     }
 
-    /// kernel, glibc and jemalloc versions, page size; `jemalloc` comes from the jemalloc child's note.
+    /// kernel, glibc and jemalloc versions, page size, the huge-page mode, the library behind each
+    /// preload row, and what describes the machine; `jemalloc` comes from the jemalloc child's note.
     public static func environment(catalog: AllocatorCatalog) -> RunEnvironment {
         let names = SystemFacts.unameFields
         let jemallocNote = catalog.entry(named: "jemalloc")?.note
         let jemalloc = jemallocNote.map { $0.hasPrefix("jemalloc ") ? String($0.dropFirst("jemalloc ".count)) : $0 }
+        var libraries: [String: String] = [:]
+        for entry in catalog.entries where entry.isAvailable {
+            if let library = entry.expectedMallocProvider { libraries[entry.name] = SystemFacts.libraryIdentity(library) ?? library }
+        }
         return RunEnvironment(
             kernel: names.release,
             glibc: String(cString: ab_glibc_version()),
             jemalloc: jemalloc,
             pageSize: pageSize,
             machine: names.machine,
-            allocbenchVersion: allocbenchVersion)
+            allocbenchVersion: allocbenchVersion,
+            transparentHugePages: SystemFacts.transparentHugePages,
+            allocatorLibraries: libraries,
+            hostname: names.nodename,
+            cpuModel: SystemFacts.cpuModel,
+            cores: SystemFacts.onlineCores)
     }
 }
 

@@ -1,22 +1,43 @@
 import AllocBenchCore
 import Foundation
 
-/// The machine a run was taken on. Baselines compare it before comparing numbers.
+/// The machine a run was taken on. Baselines compare it before comparing numbers; which of these
+/// facts can change a row's page counts, and which only describe the machine, is decided in one
+/// table, `EnvironmentFact` (AllocBenchGate), and written down in docs/gating.md.
 public struct RunEnvironment: Codable, Sendable, Equatable {
+    /// uname(2) release, e.g. "6.18.44-fc-v782": the kernel release and its build suffix.
     public var kernel: String
     public var glibc: String
     public var jemalloc: String?
     public var pageSize: Int
     public var machine: String
     public var allocbenchVersion: String
+    /// /sys/kernel/mm/transparent_hugepage/enabled, the mode in brackets ("madvise"); nil in reports
+    /// written before it was recorded.
+    public var transparentHugePages: String?
+    /// The code behind each row that is not built from this package, by allocator name: a preload
+    /// library's file name and digest ("libmimalloc.so.2.0 (fnv1a64 …)"). glibc and jemalloc are
+    /// identified by their own version fields above.
+    public var allocatorLibraries: [String: String]?
+    /// Facts that only describe the machine (never fail a gate): host name, CPU model, online CPUs.
+    public var hostname: String?
+    public var cpuModel: String?
+    public var cores: Int?
 
-    public init(kernel: String, glibc: String, jemalloc: String?, pageSize: Int, machine: String, allocbenchVersion: String) {
+    public init(kernel: String, glibc: String, jemalloc: String?, pageSize: Int, machine: String, allocbenchVersion: String,
+                transparentHugePages: String? = nil, allocatorLibraries: [String: String]? = nil,
+                hostname: String? = nil, cpuModel: String? = nil, cores: Int? = nil) {
         self.kernel = kernel
         self.glibc = glibc
         self.jemalloc = jemalloc
         self.pageSize = pageSize
         self.machine = machine
         self.allocbenchVersion = allocbenchVersion
+        self.transparentHugePages = transparentHugePages
+        self.allocatorLibraries = allocatorLibraries
+        self.hostname = hostname
+        self.cpuModel = cpuModel
+        self.cores = cores
     }
 }
 

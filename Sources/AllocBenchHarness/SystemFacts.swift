@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Page counts from /proc's kB figures. /proc reports whole pages in kB, so the division is exact.
@@ -8,14 +9,48 @@ public func pages(kilobytes: Int, pageSize: Int) -> Int {
 
 /// Facts about this machine and process that several parts of the harness report.
 enum SystemFacts {
-    /// uname(2): (release, machine), e.g. ("6.18.44", "x86_64").
-    static var unameFields: (release: String, machine: String) {
+    /// uname(2): (release, machine, host name), e.g. ("6.18.44-fc-v782", "x86_64", "vm").
+    static var unameFields: (release: String, machine: String, nodename: String) {
         var names = utsname()
         uname(&names)
         func text<Field>(_ field: inout Field) -> String {
             withUnsafeBytes(of: &field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        return (text(&names.release), text(&names.machine))
+        return (text(&names.release), text(&names.machine), text(&names.nodename))
+    }
+
+    /// The transparent-huge-page mode, the bracketed word of /sys/kernel/mm/transparent_hugepage/enabled
+    /// ("always [madvise] never" → "madvise"); "unsupported" without the file.
+    static var transparentHugePages: String {
+        guard let text = try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8),
+              let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") else { return "unsupported" }
+        return String(text[text.index(after: open)..<close])
+    }
+
+    /// The first "model name" of /proc/cpuinfo, if any.
+    static var cpuModel: String? {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        let line = text.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line?.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Online CPUs, sysconf(_SC_NPROCESSORS_ONLN).
+    static var onlineCores: Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// Which code a shared library holds: the file name it resolves to after symbolic links (Debian's
+    /// carry the version, libtcmalloc_minimal.so.4.5.10) and a 64-bit FNV-1a digest of its bytes, so
+    /// two builds of one version are told apart too. nil when the file cannot be read.
+    static func libraryIdentity(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        let file = String(cString: resolved)
+        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in data {
+            digest = (digest ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(digest, radix: 16)
+        return "\((file as NSString).lastPathComponent) (fnv1a64 \(String(repeating: "0", count: 16 - hex.count) + hex))"
     }
 
     /// This process's environment, `NAME=value` entries in order.

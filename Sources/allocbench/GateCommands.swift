@@ -9,9 +9,13 @@ private let gateDiscussion = """
       1   a replay failed, crashed or timed out (on either side)
       5   fail closed: a (trace, allocator) pair or a gated metric is on one
           side only (no baseline for it, or in the baseline but not the run)
-      3   the baseline was taken in another environment: kernel, glibc,
-          jemalloc, page size, machine, allocbench version, build
-          (debug/release), ASLR; see --allow-env-change
+      3   the baseline was taken where something that can change page counts
+          differs, for the rows it can change: page size, architecture,
+          build (debug/release), ASLR, allocbench version, huge-page mode
+          (every row); the row's own allocator library (glibc, jemalloc, a
+          preload's file). See --allow-env-change. A new kernel release is a
+          warning (exit 3 with --strict-env); the kernel's build string,
+          host, CPU and core count are notes only.
       2   regression: a metric got worse beyond its tolerance
       4   improvement beyond tolerance: refresh the baseline
           (allocbench baseline update)
@@ -50,6 +54,10 @@ struct GateOptionGroup: ParsableArguments {
     @Flag(name: .customLong("allow-env-change"),
           help: "Report a baseline taken in another environment, but compare anyway instead of exiting 3.")
     var allowEnvironmentChange = false
+
+    @Flag(name: .customLong("strict-env"),
+          help: "Fail (exit 3) on a baseline taken on another kernel release too, instead of warning.")
+    var strictEnvironment = false
 
     @Option(name: .customLong("min-ops-for-time"), help: "Gate ns_per_op_vs_glibc only on traces with at least this many ops.")
     var minimumOpsForTiming: Int = GateOptions.defaultMinimumOpsForTiming
@@ -92,7 +100,8 @@ struct GateOptionGroup: ParsableArguments {
     }
 
     var options: GateOptions {
-        GateOptions(allowEnvironmentChange: allowEnvironmentChange, minimumOpsForTiming: minimumOpsForTiming)
+        GateOptions(allowEnvironmentChange: allowEnvironmentChange, strictEnvironment: strictEnvironment,
+                    minimumOpsForTiming: minimumOpsForTiming)
     }
 
     /// Prints or writes the report, says the verdict on stderr when the report went to a file, and

@@ -75,22 +75,74 @@ final class GateCLITests: XCTestCase {
         XCTAssertTrue(better.standardOutput.contains("| blocks | glibc | touched_peak |"), better.standardOutput)
     }
 
-    func testABaselineFromAnotherEnvironmentExitsThreeUnlessAllowed() throws {
-        try recordBaseline(touch: "pages")
+    /// Records a baseline of blocks.txt for glibc, slab and jemalloc, then rewrites it with `edit`
+    /// (the decoded JSON object) as a baseline taken elsewhere would read.
+    func recordBaselineTakenElsewhere(_ edit: (inout [String: Any]) -> Void) throws {
+        let result = try allocbench(["baseline", "update", "--trace", path("blocks.txt"), "--allocators", "glibc,slab,jemalloc",
+                                     "--repeat", "0", "--output", path("baselines")])
+        XCTAssertEqual(result.status, 0, result.standardError)
         let file = path("baselines/blocks.json")
-        let original = try String(contentsOfFile: file, encoding: .utf8)
-        let edited = original.replacingOccurrences(of: #""kernel" : ""#, with: #""kernel" : "1.0.0-elsewhere-"#)
-        XCTAssertNotEqual(edited, original)
-        try edited.write(toFile: file, atomically: true, encoding: .utf8)
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: file))
+    }
 
-        let refused = try check(touch: "pages")
-        XCTAssertEqual(refused.status, 3, refused.standardOutput + refused.standardError)
-        XCTAssertTrue(refused.standardOutput.contains("environment differs from the baseline"), refused.standardOutput)
-        XCTAssertTrue(refused.standardOutput.contains("kernel: 1.0.0-elsewhere-"), refused.standardOutput)
+    func checkThreeAllocators(_ extra: [String] = []) throws -> (status: Int32, standardOutput: String, standardError: String) {
+        try allocbench(["check", "--baseline", path("baselines"), "--trace", path("blocks.txt"), "--allocators", "glibc,slab,jemalloc",
+                        "--repeat", "0"] + extra)
+    }
 
-        let allowed = try check(touch: "pages", ["--allow-env-change"])
-        XCTAssertEqual(allowed.status, 0, allowed.standardOutput + allowed.standardError)
-        XCTAssertTrue(allowed.standardOutput.contains("(allowed by --allow-env-change)"), allowed.standardOutput)
+    func testAnotherKernelBuildStringPassesWithANote() throws {
+        try recordBaselineTakenElsewhere { object in
+            var environment = object["environment"] as? [String: Any] ?? [:]
+            environment["kernel"] = EnvironmentFact.kernelRelease(environment["kernel"] as? String ?? "") + "-another-build-v1"
+            object["environment"] = environment
+        }
+        let result = try checkThreeAllocators()
+        XCTAssertEqual(result.status, 0, result.standardOutput + result.standardError)
+        XCTAssertTrue(result.standardOutput.contains("-another-build-v1 (baseline) → "), result.standardOutput)
+        XCTAssertTrue(result.standardOutput.contains("describes the machine only, not compared"), result.standardOutput)
+        for allocator in ["glibc", "slab", "jemalloc"] {
+            XCTAssertTrue(result.standardOutput.contains("blocks/\(allocator): pass"), result.standardOutput)
+        }
+    }
+
+    func testAnotherJemallocFailsOnlyItsRowsAndASlabRegressionIsStillReported() throws {
+        try recordBaselineTakenElsewhere { object in
+            var environment = object["environment"] as? [String: Any] ?? [:]
+            environment["jemalloc"] = "0.0.1-elsewhere"
+            object["environment"] = environment
+            // One page fewer in the slab's baseline: this run's count is a one-page slab regression.
+            var allocators = object["allocators"] as? [String: [String: Double]] ?? [:]
+            allocators["slab"]?["touched_peak"]? -= 1
+            object["allocators"] = allocators
+        }
+        let result = try checkThreeAllocators()
+        XCTAssertEqual(result.status, 3, result.standardOutput + result.standardError)
+        XCTAssertTrue(result.standardOutput.contains("jemalloc: 0.0.1-elsewhere (baseline) → "), result.standardOutput)
+        XCTAssertTrue(result.standardOutput.contains("— affects jemalloc rows"), result.standardOutput)
+        XCTAssertTrue(result.standardOutput.contains("blocks/jemalloc: environment changed — jemalloc 0.0.1-elsewhere → "), result.standardOutput)
+        XCTAssertTrue(result.standardOutput.contains("blocks/glibc: pass"), result.standardOutput)
+        XCTAssertTrue(result.standardOutput.contains("blocks/slab: regression"), result.standardOutput)
+        let line = try XCTUnwrap(result.standardOutput.split(separator: "\n").first { $0.hasPrefix("  touched_peak ") }, result.standardOutput)
+        XCTAssertTrue(line.hasSuffix("REGRESSION") && line.contains("+1 "), String(line))
+
+        let allowed = try checkThreeAllocators(["--allow-env-change"])
+        XCTAssertEqual(allowed.status, 2, "with --allow-env-change the slab's regression decides: " + allowed.standardOutput)
+    }
+
+    func testAnotherPageSizeFailsEveryRow() throws {
+        try recordBaselineTakenElsewhere { object in
+            var environment = object["environment"] as? [String: Any] ?? [:]
+            environment["page_size"] = 16384
+            object["environment"] = environment
+        }
+        let result = try checkThreeAllocators()
+        XCTAssertEqual(result.status, 3, result.standardOutput + result.standardError)
+        for allocator in ["glibc", "slab", "jemalloc"] {
+            XCTAssertTrue(result.standardOutput.contains("blocks/\(allocator): environment changed — page_size 16384 → "), result.standardOutput)
+        }
+        XCTAssertTrue(result.standardOutput.contains("— affects every row"), result.standardOutput)
     }
 
     func testATraceWithoutBaselineFailsClosedWithExitFive() throws {

@@ -148,25 +148,6 @@ final class GateComparisonTests: XCTestCase {
         XCTAssertEqual(result.exitCode, 5)
     }
 
-    func testAChangedEnvironmentExitsThreeNamingTheFieldsUnlessAllowed() throws {
-        let baseline = GateFixtures.report(rows: [glibc, jemalloc])
-        var environment = GateFixtures.environment
-        environment.kernel = "6.8.0-other"
-        environment.jemalloc = "5.3.1"
-        let current = GateFixtures.report(rows: [glibc, jemalloc.with { $0.touched.peak = 13 }], environment: environment)
-        let result = try GateFixtures.compare(baseline, current)
-        XCTAssertEqual(result.outcome, .environmentChanged, "an environment change outranks the regression it may explain")
-        XCTAssertEqual(result.exitCode, 3)
-        XCTAssertEqual(result.environmentDifferences.map(\.field), ["kernel", "jemalloc"])
-        XCTAssertEqual(result.environmentDifferences.first?.baseline, "6.1.0-test")
-        XCTAssertEqual(result.environmentDifferences.first?.current, "6.8.0-other")
-        XCTAssertTrue(try GateRenderer().render(result, as: .text).contains("kernel: 6.1.0-test (baseline) → 6.8.0-other (now), on djb"))
-
-        let allowed = try GateFixtures.compare(baseline, current, options: GateOptions(allowEnvironmentChange: true))
-        XCTAssertEqual(allowed.exitCode, 2, "with --allow-env-change the regression decides")
-        XCTAssertEqual(allowed.environmentDifferences.count, 2, "still reported")
-    }
-
     func testBuildAndAddressRandomizationArePartOfTheEnvironment() {
         let report = GateFixtures.report(rows: [glibc])
         let baseline = GateSnapshot(report: report, conditions: MeasurementConditions(build: "debug", addressRandomization: true), source: "old")
