@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -138,7 +139,21 @@ int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
     if (error == 0) error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     int previous = personality(0xffffffff);
     if (no_aslr && previous != -1) personality((unsigned long)previous | ADDR_NO_RANDOMIZE);
+    // The stack limit places every mapping: the kernel puts mmap_base the limit (clamped to at
+    // least 128 MiB) below the stack, and an unlimited stack selects the legacy bottom-up layout.
+    // Addresses decide page counts (jemalloc seeds its large-block offsets from its TLS address),
+    // so every child gets Linux's default 8 MiB (or the hard limit, if lower), as a CI runner with
+    // `ulimit -s unlimited` would otherwise count other pages (docs/gating.md).
+    struct rlimit stack_limit;
+    int restore_stack = getrlimit(RLIMIT_STACK, &stack_limit) == 0;
+    if (restore_stack) {
+        struct rlimit fixed = stack_limit;
+        fixed.rlim_cur = AB_CHILD_STACK_LIMIT;
+        if (fixed.rlim_max != RLIM_INFINITY && fixed.rlim_max < fixed.rlim_cur) fixed.rlim_cur = fixed.rlim_max;
+        restore_stack = setrlimit(RLIMIT_STACK, &fixed) == 0;
+    }
     if (error == 0) error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+    if (restore_stack) setrlimit(RLIMIT_STACK, &stack_limit);
     if (no_aslr && previous != -1) personality((unsigned long)previous);
     posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);

@@ -143,11 +143,15 @@ int ab_is_event_stop(int status);
 
 // MARK: - Process helpers
 
+/// The soft RLIMIT_STACK of every spawned child, in bytes: Linux's default, 8 MiB.
+#define AB_CHILD_STACK_LIMIT 8388608
+
 /// posix_spawn(path, argv, envp) with `keep_count` descriptors from `keep` duplicated onto
 /// 3, 4, ... in the child and every other descriptor above 2 closed. With `no_aslr`, the child
 /// runs with personality ADDR_NO_RANDOMIZE (set on the calling thread around the spawn, which the
 /// child inherits), so its address layout, and the page counts that depend on it, repeat from run
-/// to run. Returns 0 or an errno.
+/// to run. Every child gets the soft stack limit AB_CHILD_STACK_LIMIT, which places its mappings.
+/// Returns 0 or an errno.
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              const int *keep, int keep_count, int no_aslr);
 
