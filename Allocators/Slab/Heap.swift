@@ -46,8 +46,9 @@ struct HeapHeader {
     /// Mapped sections not formatted yet (untouched), lowest first.
     var freshSections: UnsafeMutableRawPointer?
     var freshSectionCount = 0
-    /// The lowest address of the latest section mapping: the next mapping is tried just below it.
-    var lowestMappedAddress: UInt = 0
+    /// The lowest address of the section mappings: the next mapping is tried just below it,
+    /// starting from `Geometry.sectionRegionTop()`.
+    var lowestMappedAddress = Geometry.sectionRegionTop()
     var sectionMappedBytes = 0
     var slabCount = 0
     var hugeObjectCount = 0
@@ -186,7 +187,7 @@ struct Heap {
             return heap
         }
         var calls = (mmap: 0, munmap: 0)
-        guard let base = mapAlignedSections(count: 1, below: 0, calls: &calls) else { return nil }
+        guard let base = mapAlignedSections(count: 1, below: Geometry.sectionRegionTop(), calls: &calls) else { return nil }
         let section = Section(base: base)
         section.format(directoryIndex: 0)
         let heap = format(at: section.address(ofUnit: HeapLayout.firstUnit))
@@ -275,7 +276,7 @@ struct Heap {
     // MARK: Sections
 
     /// Maps `count` sections at a section-aligned address without mapping more than that: first just
-    /// below `below` (where the kernel's top-down placement would put it anyway), then wherever the
+    /// below `below` (the lowest section so far, or `Geometry.sectionRegionTop()`), then wherever the
     /// kernel likes if that happens to be aligned, then aligned down from there, and only as a last
     /// resort an oversized mapping trimmed to alignment.
     static func mapAlignedSections(count: Int, below: UInt, calls: inout (mmap: Int, munmap: Int)) -> UnsafeMutableRawPointer? {

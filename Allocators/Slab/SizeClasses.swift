@@ -21,6 +21,23 @@ enum Geometry {
     static let unitsPerSection = sectionSize >> unitShift  // 2048
     /// 64-bit words in each of a section's unit maps.
     static let mapWords = unitsPerSection / 64
+    /// Sections are mapped downward from the middle of the 512 GiB of address space the stack is
+    /// in, so where they land, and so how many pages and calls mapping them costs, does not depend
+    /// on where the kernel put the program's other mappings: that moves with the vdso's size, the
+    /// loader cache, the libraries and the stack limit, and with it whether the kernel's choice
+    /// happened to be section-aligned (docs/gating.md measured 63 pages of mapped peak and 29
+    /// calls between layouts). Linux puts nothing there by itself (mmap_base sits just under the
+    /// stack and mappings grow down from it; 256 GiB of them would be needed to get there), and
+    /// sharing the stack's top-level page-table entry costs one page-table page, not two. Where it
+    /// is taken, the kernel chooses as before.
+    static func sectionRegionTop() -> UInt {
+        var onTheStack = 0
+        let stack = withUnsafeMutablePointer(to: &onTheStack) { UInt(bitPattern: $0) }
+        return (stack & ~(stackSlotSize - 1)) + stackSlotSize / 2
+    }
+
+    /// What one top-level page-table entry maps on x86-64 and 4-level arm64: 512 GiB.
+    static let stackSlotSize: UInt = 1 << 39
     static let unitsPerPageShift = pageShift - unitShift
     static let unitsPerPage = 1 << unitsPerPageShift  // 32
     static let pagesPerSection = sectionSize >> pageShift  // 64: one bit each in a UInt64

@@ -17,7 +17,9 @@
 //     class that has no slab may re-format it.
 //
 //   section: 256 KiB, aligned to 256 KiB, mapped with mmap (1 to 8 at a time, formatted only when
-//   a run needs one). Its 2048 units of 128 bytes hold runs: slabs and medium objects.
+//   a run needs one) downward from the middle of the stack's 512 GiB (Geometry.sectionRegionTop),
+//   so the layout of the rest of the process never moves them. Its 2048 units of 128 bytes hold runs: slabs and medium
+//   objects.
 //
 //     ┌───────────┬──────────────────────────────────────────────────────────────────┐
 //     │ units 0…6 │ units 7…2047: [slab][slab][medium object][ free ][slab] …          │
