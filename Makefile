@@ -44,10 +44,18 @@ bench: build
 	  $(BUILD_DIR)/parse-benchmark $(SHARED)/traces/android/systemui.zip; \
 	fi
 
+# The baselines are read, never written, by a test run: recording them here would make the gate
+# gate nothing. Their checksum, taken first and compared last, fails the run if anything wrote them.
+BASELINES_SUM := cat Benchmarks/baselines/* | cksum
+BASELINES_SUM_FILE := .build/baselines-before-test.cksum
+
 test: deps
+	@mkdir -p .build && $(BASELINES_SUM) > $(BASELINES_SUM_FILE)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
 	$(MAKE) gate
+	@[ "$$($(BASELINES_SUM))" = "$$(cat $(BASELINES_SUM_FILE))" ] || \
+	  { echo "make test: Benchmarks/baselines changed during the run; they are recorded only by the baselines target" >&2; exit 1; }
 
 # Our own allocators against the committed baselines: a change that makes one touch or map more
 # pages on a bundled trace fails here. The baselines were taken with a release build.
