@@ -75,12 +75,11 @@ enum HeapLayout {
     static let classSlabCountsOffset = classListsOffset + SizeClass.count * 8
     /// Freed huge mappings kept for reuse: base and length of each, oldest first.
     static let hugeCacheOffset = (classSlabCountsOffset + SizeClass.count * 2 + 7) & ~7
+    /// The section directory until it outgrows this capacity, laid out by `directory(capacity:)`.
     static let inlineDirectoryCapacity = 8
-    static let inlineDirectoryBasesOffset = hugeCacheOffset + HugeCache.capacity * MemoryLayout<HugeCache.Entry>.stride
-    static let inlineDirectoryLargestOffset = inlineDirectoryBasesOffset + inlineDirectoryCapacity * 8
-    static let inlineDirectoryResidentLargestOffset = inlineDirectoryLargestOffset + inlineDirectoryCapacity * 2
+    static let inlineDirectoryOffset = hugeCacheOffset + HugeCache.capacity * MemoryLayout<HugeCache.Entry>.stride
     /// The heads of the quick-run lists, one per run length (`QuickRuns.lengths`).
-    static let quickRunsOffset = (inlineDirectoryResidentLargestOffset + inlineDirectoryCapacity * 2 + 7) & ~7
+    static let quickRunsOffset = (inlineDirectoryOffset + directory(capacity: inlineDirectoryCapacity).byteCount + 7) & ~7
     /// Bit g set: a tail slab starts 16·g bytes past the header (the tail is less than a page).
     static let tailSlabStartsOffset = quickRunsOffset + QuickRuns.lengths.count * 8
     static let tailGranuleShift = 4
@@ -89,6 +88,15 @@ enum HeapLayout {
     static let units = Geometry.unitsCovering(totalBytes)
     /// The heap header follows the first section's header.
     static let firstUnit = Geometry.sectionHeaderUnits
+
+    /// Where the section directory's three arrays lie from its start for `capacity` sections, the
+    /// same inline in the header and in a mapping of its own: the bases (8 bytes each), then the
+    /// two UInt16 bounds, so that every array is aligned for its elements.
+    static func directory(capacity: Int) -> (basesOffset: Int, largestOffset: Int, residentLargestOffset: Int, byteCount: Int) {
+        let largestOffset = capacity * MemoryLayout<UnsafeMutableRawPointer>.stride
+        let residentLargestOffset = largestOffset + capacity * MemoryLayout<UInt16>.stride
+        return (0, largestOffset, residentLargestOffset, residentLargestOffset + capacity * MemoryLayout<UInt16>.stride)
+    }
 }
 
 /// What a run is for, which decides the pages taking it writes.
@@ -128,7 +136,8 @@ enum HugeCache {
     static let minimumBudgetPages = (2 << 20) >> Geometry.pageShift
 }
 
-/// Mapping constants that Swift's Glibc module does not export.
+/// Mapping constants that Swift's Glibc module does not export, and the heap's mmap wrappers.
+/// Callers count the mmap calls; `mapTrimmed` counts its munmaps, as only it knows how many.
 enum Kernel {
     static let mapFixedNoReplace: Int32 = 0x10_0000
     static let readWrite = PROT_READ | PROT_WRITE
@@ -145,6 +154,26 @@ enum Kernel {
             return nil
         }
         return address
+    }
+
+    /// A mapping of `length` bytes aligned to `alignment` (a power of two above a page) wherever
+    /// the kernel likes: an oversized mapping with its unaligned head and its tail unmapped. One
+    /// mmap call, up to two munmap calls.
+    static func mapTrimmed(_ length: Int, alignment: Int, munmapCalls: inout Int) -> UnsafeMutableRawPointer? {
+        let padded = length + alignment - Geometry.pageSize
+        guard let wide = map(padded) else { return nil }
+        let start = (UInt(bitPattern: wide) + UInt(alignment) - 1) & ~UInt(alignment - 1)
+        let head = Int(start - UInt(bitPattern: wide))
+        let tail = padded - head - length
+        if head > 0 {
+            munmap(wide, head)
+            munmapCalls += 1
+        }
+        if tail > 0 {
+            munmap(UnsafeMutableRawPointer(bitPattern: start + UInt(length)), tail)
+            munmapCalls += 1
+        }
+        return UnsafeMutableRawPointer(bitPattern: start)
     }
 }
 
@@ -214,14 +243,10 @@ struct Heap {
 
     /// Writes an empty heap header and its arrays at `headerAddress`.
     private static func format(at headerAddress: UnsafeMutableRawPointer) -> Heap {
-        let bases = (headerAddress + HeapLayout.inlineDirectoryBasesOffset).bindMemory(
-            to: UnsafeMutableRawPointer.self, capacity: HeapLayout.inlineDirectoryCapacity)
-        let largest = (headerAddress + HeapLayout.inlineDirectoryLargestOffset).bindMemory(
-            to: UInt16.self, capacity: HeapLayout.inlineDirectoryCapacity)
-        let residentLargest = (headerAddress + HeapLayout.inlineDirectoryResidentLargestOffset).bindMemory(
-            to: UInt16.self, capacity: HeapLayout.inlineDirectoryCapacity)
+        let directory = bindDirectory(at: headerAddress + HeapLayout.inlineDirectoryOffset, capacity: HeapLayout.inlineDirectoryCapacity)
         let header = headerAddress.bindMemory(to: HeapHeader.self, capacity: 1)
-        header.initialize(to: HeapHeader(directoryBases: bases, directoryLargest: largest, directoryResidentLargest: residentLargest,
+        header.initialize(to: HeapHeader(directoryBases: directory.bases, directoryLargest: directory.largest,
+                                         directoryResidentLargest: directory.residentLargest,
                                          directoryCapacity: HeapLayout.inlineDirectoryCapacity))
         (headerAddress + HeapLayout.classListsOffset).bindMemory(
             to: UnsafeMutablePointer<SlabHeader>?.self, capacity: SizeClass.count).initialize(repeating: nil, count: SizeClass.count)
@@ -294,21 +319,8 @@ struct Heap {
         calls.munmap += 1
         calls.mmap += 1
         if let alignedDown = Kernel.map(length, at: address & ~(alignment - 1), exactly: true) { return alignedDown }
-        let padded = length + Geometry.sectionSize - Geometry.pageSize
         calls.mmap += 1
-        guard let wide = Kernel.map(padded) else { return nil }
-        let start = (UInt(bitPattern: wide) + alignment - 1) & ~(alignment - 1)
-        let head = Int(start - UInt(bitPattern: wide))
-        let tail = padded - head - length
-        if head > 0 {
-            munmap(wide, head)
-            calls.munmap += 1
-        }
-        if tail > 0 {
-            munmap(UnsafeMutableRawPointer(bitPattern: start + UInt(length)), tail)
-            calls.munmap += 1
-        }
-        return UnsafeMutableRawPointer(bitPattern: start)
+        return Kernel.mapTrimmed(length, alignment: Geometry.sectionSize, munmapCalls: &calls.munmap)
     }
 
     /// Formats a fresh section (mapping more first when none is left): a quarter of the sections
@@ -355,15 +367,23 @@ struct Heap {
         header.pointee.directoryCount = index + 1
     }
 
+    /// The section directory's arrays for `capacity` sections, starting at `start`.
+    private static func bindDirectory(at start: UnsafeMutableRawPointer, capacity: Int)
+        -> (bases: UnsafeMutablePointer<UnsafeMutableRawPointer>, largest: UnsafeMutablePointer<UInt16>,
+            residentLargest: UnsafeMutablePointer<UInt16>) {
+        let layout = HeapLayout.directory(capacity: capacity)
+        return ((start + layout.basesOffset).bindMemory(to: UnsafeMutableRawPointer.self, capacity: capacity),
+                (start + layout.largestOffset).bindMemory(to: UInt16.self, capacity: capacity),
+                (start + layout.residentLargestOffset).bindMemory(to: UInt16.self, capacity: capacity))
+    }
+
     /// Moves the directory to a mapping twice its size (the first move leaves the inline array).
     private func growDirectory() -> Bool {
         let capacity = max(HeapLayout.inlineDirectoryCapacity * 2, header.pointee.directoryCapacity * 2)
-        let length = Geometry.roundUpToPage(capacity * 12)
+        let length = Geometry.roundUpToPage(HeapLayout.directory(capacity: capacity).byteCount)
         header.pointee.mmapCalls += 1
         guard let mapping = Kernel.map(length) else { return false }
-        let bases = mapping.bindMemory(to: UnsafeMutableRawPointer.self, capacity: capacity)
-        let largest = (mapping + capacity * 8).bindMemory(to: UInt16.self, capacity: capacity)
-        let residentLargest = (mapping + capacity * 10).bindMemory(to: UInt16.self, capacity: capacity)
+        let (bases, largest, residentLargest) = Heap.bindDirectory(at: mapping, capacity: capacity)
         let count = header.pointee.directoryCount
         bases.update(from: header.pointee.directoryBases, count: count)
         largest.update(from: header.pointee.directoryLargest, count: count)
@@ -685,23 +705,14 @@ struct Heap {
         }
         admitWritten(pages: length >> Geometry.pageShift)
         header.pointee.mmapCalls += 1
-        guard let block = alignment <= Geometry.pageSize ? Kernel.map(length) : mapAligned(length, alignment: alignment) else {
+        guard let block = alignment <= Geometry.pageSize
+                ? Kernel.map(length) : Kernel.mapTrimmed(length, alignment: alignment, munmapCalls: &header.pointee.munmapCalls)
+        else {
             header.pointee.residentPages -= length >> Geometry.pageShift
             return nil
         }
         recordHuge(length)
         return block
-    }
-
-    private func mapAligned(_ length: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        let padded = length + alignment - Geometry.pageSize
-        guard let wide = Kernel.map(padded) else { return nil }
-        let start = (UInt(bitPattern: wide) + UInt(alignment) - 1) & ~UInt(alignment - 1)
-        let head = Int(start - UInt(bitPattern: wide))
-        let tail = padded - head - length
-        if head > 0 { unmap(wide, head) }
-        if tail > 0 { unmap(UnsafeMutableRawPointer(bitPattern: start + UInt(length)).unsafelyUnwrapped, tail) }
-        return UnsafeMutableRawPointer(bitPattern: start)
     }
 
     private func recordHuge(_ length: Int) {
@@ -770,12 +781,7 @@ struct Heap {
             if best < 0 || hugeCache[index].length < hugeCache[best].length { best = index }
         }
         guard best >= 0 else { return nil }
-        let entry = hugeCache[best]
-        (hugeCache + best).update(from: hugeCache + best + 1, count: count - best - 1)
-        header.pointee.hugeCacheCount = count - 1
-        header.pointee.hugeCachedBytes -= entry.length
-        header.pointee.hugeCachedResidentBytes -= entry.residentLength
-        header.pointee.residentPages -= entry.residentLength >> Geometry.pageShift
+        let entry = removeCachedHuge(at: best)
         if entry.length > length { unmap(entry.base + length, entry.length - length) }
         admitWritten(pages: length >> Geometry.pageShift)
         return entry.base
@@ -795,11 +801,7 @@ struct Heap {
         let entry = hugeCache[best]
         header.pointee.mremapCalls += 1
         guard let grown = ab_mremap(entry.base, entry.length, length, 1) else { return nil }
-        (hugeCache + best).update(from: hugeCache + best + 1, count: count - best - 1)
-        header.pointee.hugeCacheCount = count - 1
-        header.pointee.hugeCachedBytes -= entry.length
-        header.pointee.hugeCachedResidentBytes -= entry.residentLength
-        header.pointee.residentPages -= entry.residentLength >> Geometry.pageShift
+        removeCachedHuge(at: best)
         admitWritten(pages: length >> Geometry.pageShift)
         return grown
     }
@@ -821,13 +823,22 @@ struct Heap {
     }
 
     private func evictOldestHuge() {
-        let oldest = hugeCache[0]
+        let oldest = removeCachedHuge(at: 0)
         unmap(oldest.base, oldest.length)
-        header.pointee.residentPages -= oldest.residentLength >> Geometry.pageShift
-        header.pointee.hugeCachedBytes -= oldest.length
-        header.pointee.hugeCachedResidentBytes -= oldest.residentLength
-        hugeCache.update(from: hugeCache + 1, count: header.pointee.hugeCacheCount - 1)
-        header.pointee.hugeCacheCount -= 1
+    }
+
+    /// Takes entry `index` out of the cache, keeping the rest oldest first. Its resident pages stop
+    /// counting, so a caller that keeps the mapping counts what it will write (`admitWritten`).
+    @discardableResult
+    private func removeCachedHuge(at index: Int) -> HugeCache.Entry {
+        let entry = hugeCache[index]
+        let count = header.pointee.hugeCacheCount
+        (hugeCache + index).update(from: hugeCache + index + 1, count: count - index - 1)
+        header.pointee.hugeCacheCount = count - 1
+        header.pointee.hugeCachedBytes -= entry.length
+        header.pointee.hugeCachedResidentBytes -= entry.residentLength
+        header.pointee.residentPages -= entry.residentLength >> Geometry.pageShift
+        return entry
     }
 
     /// Releases up to `pages` resident pages of cached mappings, from the tail of the oldest first,
