@@ -85,28 +85,34 @@ var targets: [Target] = [
         dependencies: ["AllocBenchCore", "CAllocBench"],
         swiftSettings: replayChildSwift
     ),
+    // The result model: the run, its rows and samples, and the one metric table. No syscalls,
+    // no spawning; the harness produces it, the gate, the reports and the text formats read it.
+    .target(
+        name: "AllocBenchModel",
+        swiftSettings: strictSwift
+    ),
     .target(
         name: "AllocBenchHarness",
         dependencies: [
-            "AllocBenchCore", "CAllocBench", "CAllocBenchZlib",
+            "AllocBenchCore", "AllocBenchModel", "CAllocBench", "CAllocBenchZlib",
             .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ],
         swiftSettings: strictSwift
     ),
     .target(
         name: "AllocBenchGate",
-        dependencies: ["AllocBenchHarness"],
+        dependencies: ["AllocBenchModel"],
         swiftSettings: strictSwift
     ),
     .target(
         name: "AllocBenchReport",
-        dependencies: ["AllocBenchHarness"],
+        dependencies: ["AllocBenchModel"],
         swiftSettings: strictSwift
     ),
     .executableTarget(
         name: "allocbench",
         dependencies: [
-            "AllocBenchHarness", "AllocBenchCore", "AllocBenchGate", "AllocBenchReport",
+            "AllocBenchHarness", "AllocBenchCore", "AllocBenchModel", "AllocBenchGate", "AllocBenchReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: strictSwift
@@ -136,7 +142,7 @@ var targets: [Target] = [
     ),
     .testTarget(
         name: "AllocBenchTests",
-        dependencies: ["AllocBenchCore", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench", "AllocBenchGate",
+        dependencies: ["AllocBenchCore", "AllocBenchModel", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench", "AllocBenchGate",
                        "AllocBenchReport",
                        "allocbench", "allocbench-replay", "allocbench-testing-child",
                        .product(name: "ZIPFoundation", package: "ZIPFoundation")]

@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 
 /// What a measurement depends on besides `RunEnvironment`, known only to the running CLI.
@@ -101,13 +101,12 @@ public struct GateSnapshot: Sendable {
         }
 
         init(run: TraceRun, environment: RunEnvironment, conditions: MeasurementConditions?, settings: RunSettings) {
-            let glibc = run.results.first { $0.allocator == GateMetric.glibcName && $0.isOK }?.nsPerOp?.median
             self.init(
                 name: run.trace.name, ops: run.trace.ops, peakLiveBytes: run.trace.peakLiveBytes,
                 environment: EnvironmentFact.fields(environment, conditions), settings: settings,
                 pairs: run.results.map { result in
                     result.isOK
-                        ? Pair(allocator: result.allocator, metrics: GateMetric.measure(result, glibcNanosecondsPerOp: glibc))
+                        ? Pair(allocator: result.allocator, metrics: Metric.values(of: result, in: run))
                         : Pair(allocator: result.allocator,
                                failure: result.status.rawValue + (result.detail.map { ": " + $0 } ?? ""), metrics: [:])
                 })
@@ -144,7 +143,7 @@ public struct GateSnapshot: Sendable {
 
     /// A run report ("allocbench.run/1") or a baseline file ("allocbench.baseline/1"), told apart
     /// by their schema field. `source` names the file in errors.
-    public static func decode(_ data: Data, source: String, metrics: [GateMetric] = GateMetric.all) throws(GateInputError) -> Decoded {
+    public static func decode(_ data: Data, source: String, metrics: [Metric] = Metric.gated) throws(GateInputError) -> Decoded {
         struct SchemaProbe: Decodable { var schema: String? }
         let schema: String?
         do {
@@ -169,7 +168,7 @@ public struct GateSnapshot: Sendable {
                 throw GateInputError("\(source): not a valid \(BaselineFile.schema) file (\(describe(error)))")
             }
             for (allocator, values) in baseline.allocators.sorted(by: { $0.key < $1.key }) {
-                for name in values.keys.sorted() where GateMetric.named(name, in: metrics) == nil {
+                for name in values.keys.sorted() where Metric.named(name, in: metrics) == nil {
                     throw GateInputError("\(source): allocator '\(allocator)' has unknown metric '\(name)' "
                         + "(written by another allocbench version? re-record with `allocbench baseline update`)")
                 }

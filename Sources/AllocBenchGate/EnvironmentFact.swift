@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 
 /// One fact about where a number was taken, and what the gate does when a baseline's differs from
 /// the run's. The one table of them is `EnvironmentFact.all`; docs/gating.md gives the evidence for

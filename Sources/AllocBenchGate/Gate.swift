@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 
 /// The verdict of a check or compare, and its exit code.
@@ -74,9 +74,9 @@ public struct MetricComparison: Codable, Sendable, Equatable {
     public var tolerance: String
     public var verdict: Verdict
 
-    public init(metric: GateMetric, baseline: Double?, current: Double?, tolerance: Tolerance, verdict: Verdict) {
-        self.metric = metric.name
-        unit = metric.unit
+    public init(metric: Metric, baseline: Double?, current: Double?, tolerance: Tolerance, verdict: Verdict) {
+        self.metric = metric.key
+        unit = metric.unit.rawValue
         self.baseline = baseline
         self.current = current
         if let baseline, let current {
@@ -171,13 +171,13 @@ public struct GateOptions: Sendable {
     /// The allocators the user chose with `--allocators`; baseline rows of the others are not
     /// expected in the run. nil: every baseline row must be in the run.
     public var selectedAllocators: Set<String>?
-    public var metrics: [GateMetric]
+    public var metrics: [Metric]
 
     public static let defaultMinimumOpsForTiming = 10_000
 
     public init(allowEnvironmentChange: Bool = false, strictEnvironment: Bool = false,
                 minimumOpsForTiming: Int = defaultMinimumOpsForTiming,
-                selectedAllocators: Set<String>? = nil, metrics: [GateMetric] = GateMetric.all) {
+                selectedAllocators: Set<String>? = nil, metrics: [Metric] = Metric.gated) {
         self.allowEnvironmentChange = allowEnvironmentChange
         self.strictEnvironment = strictEnvironment
         self.minimumOpsForTiming = minimumOpsForTiming
@@ -238,7 +238,7 @@ public enum Gate {
                 }
             }
             let timingTooShort = (new ?? old).map { $0.ops < options.minimumOpsForTiming } ?? false
-            let timed = options.metrics.filter(\.isTiming).map(\.name).filter { name in
+            let timed = options.metrics.filter(\.isTiming).map(\.key).filter { name in
                 [old, new].contains { $0?.pairs.contains { $0.metrics[name] != nil } ?? false }
             }
             if timingTooShort && !timed.isEmpty {
@@ -326,8 +326,8 @@ public enum Gate {
         var metrics: [MetricComparison] = []
         for metric in options.metrics {
             let tolerance = tolerances.tolerance(for: metric, allocator: allocator)
-            let before = old.metrics[metric.name]
-            let after = new.metrics[metric.name]
+            let before = old.metrics[metric.key]
+            let after = new.metrics[metric.key]
             if before == nil && after == nil { continue }
             let verdict: MetricComparison.Verdict
             if !tolerance.isGated || (metric.isTiming && timingTooShort) {

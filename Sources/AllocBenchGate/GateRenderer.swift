@@ -1,3 +1,4 @@
+import AllocBenchModel
 import Foundation
 
 /// The output formats of check and compare.
@@ -207,10 +208,7 @@ public struct GateRenderer: Sendable {
     // MARK: - Markdown
 
     /// The headline metrics of the summary table; every moved metric is in the table below it.
-    static let summaryColumns: [(metric: String, title: String)] = [
-        ("touched_peak", "touched peak"), ("touched_final", "touched final"), ("mapped_peak", "mapped peak"),
-        ("minor_faults", "minor faults"), ("ns_per_op_vs_glibc", "time vs glibc"),
-    ]
+    static let summaryColumns: [(metric: String, title: String)] = Metric.gated.filter(\.isHeadline).map { ($0.key, $0.title) }
 
     func markdown(_ report: GateReport) -> String {
         func escape(_ text: String) -> String { text.replacingOccurrences(of: "|", with: "\\|") }

@@ -1,82 +1,5 @@
+import AllocBenchModel
 import Foundation
-
-/// How far a metric may move from its baseline before the gate calls it a regression or an
-/// improvement, separately for increases and decreases.
-///
-/// Within one direction, a change is tolerated when it is no larger than the absolute allowance OR
-/// the relative allowance times the baseline, whichever is larger: the absolute part is a floor for
-/// small baselines (4 faults out of 3), the relative part scales with big ones (5% of 30 000).
-/// (package-benchmark flags a change that exceeds either; with a floor, small traces would flake.)
-public struct Tolerance: Sendable, Equatable {
-    public struct Allowance: Sendable, Equatable {
-        /// A fraction of the baseline: 0.25 allows 25%.
-        public var relative: Double?
-        /// In the metric's unit.
-        public var absolute: Double?
-
-        public init(relative: Double?, absolute: Double?) {
-            self.relative = relative
-            self.absolute = absolute
-        }
-
-        /// No change at all.
-        public static let zero = Allowance(relative: nil, absolute: nil)
-
-        /// The largest change tolerated away from `baseline`.
-        public func limit(from baseline: Double) -> Double {
-            let relativeLimit: Double = switch relative {
-            case nil: 0
-            case .some(let fraction) where fraction.isInfinite: .infinity
-            case .some(let fraction): fraction * abs(baseline)
-            }
-            return max(absolute ?? 0, relativeLimit)
-        }
-
-        /// "0", "4", "5%", "5% or 4", "any".
-        public var description: String {
-            var parts: [String] = []
-            if let relative { parts.append(relative.isInfinite ? "any" : Tolerance.format(relative * 100) + "%") }
-            if let absolute { parts.append(absolute.isInfinite ? "any" : Tolerance.format(absolute)) }
-            return parts.isEmpty ? "0" : parts.joined(separator: " or ")
-        }
-    }
-
-    public var increase: Allowance
-    public var decrease: Allowance
-    /// false: the metric is neither compared nor required on both sides (`METRIC=off`).
-    public var isGated: Bool
-
-    public init(increase: Allowance, decrease: Allowance, isGated: Bool = true) {
-        self.increase = increase
-        self.decrease = decrease
-        self.isGated = isGated
-    }
-
-    public static let exact = Tolerance(increase: .zero, decrease: .zero)
-
-    public static func both(_ allowance: Allowance) -> Tolerance {
-        Tolerance(increase: allowance, decrease: allowance)
-    }
-
-    /// Whether `current` is close enough to `baseline`.
-    public func permits(from baseline: Double, to current: Double) -> Bool {
-        let change = current - baseline
-        let limit = (change > 0 ? increase : decrease).limit(from: baseline)
-        // Ratios are stored rounded; an epsilon keeps 1.25 → 1.5 at +20% from failing on the last bit.
-        return abs(change) <= limit + 1e-9 * max(1, abs(baseline))
-    }
-
-    /// "±0", "±5% or 4", "+50% / −33%", "off".
-    public var description: String {
-        guard isGated else { return "off" }
-        if increase == decrease { return "±" + increase.description }
-        return "+" + increase.description + " / −" + decrease.description
-    }
-
-    static func format(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%g", value)
-    }
-}
 
 /// A tolerance that is not a number, a metric that does not exist: exit 64.
 public struct ToleranceError: Error, Sendable, CustomStringConvertible, Equatable {
@@ -124,7 +47,7 @@ public struct ToleranceOverride: Sendable, Equatable {
         return result
     }
 
-    public static func parse(_ rawText: String, metrics: [GateMetric] = GateMetric.all) throws(ToleranceError) -> ToleranceOverride {
+    public static func parse(_ rawText: String, metrics: [Metric] = Metric.gated) throws(ToleranceError) -> ToleranceOverride {
         let text = rawText.trimmingCharacters(in: .whitespacesAndNewlines)
         let example = "expected [ALLOCATOR:]METRIC=TOLERANCE, e.g. touched_peak=0, minor_faults=5%,4 or jemalloc:ns_per_op_vs_glibc=+25%"
         guard let equals = text.firstIndex(of: "=") else {
@@ -138,12 +61,12 @@ public struct ToleranceOverride: Sendable, Equatable {
             key = key[key.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             guard allocator?.isEmpty == false else { throw ToleranceError("tolerance '\(text)': empty allocator name before ':'") }
         }
-        guard let metric = GateMetric.named(key, in: metrics) else {
-            throw ToleranceError("tolerance '\(text)': unknown metric '\(key)' (metrics: \(metrics.map(\.name).joined(separator: ", ")))")
+        guard let metric = Metric.named(key, in: metrics) else {
+            throw ToleranceError("tolerance '\(text)': unknown metric '\(key)' (metrics: \(metrics.map(\.key).joined(separator: ", ")))")
         }
         guard !value.isEmpty else { throw ToleranceError("tolerance '\(text)': no tolerance after '='; \(example)") }
         if value == "off" {
-            return ToleranceOverride(allocator: allocator, metric: metric.name, change: .off, text: text)
+            return ToleranceOverride(allocator: allocator, metric: metric.key, change: .off, text: text)
         }
 
         var increase: Tolerance.Allowance?
@@ -175,7 +98,7 @@ public struct ToleranceOverride: Sendable, Equatable {
             if directions.increase { try set(&increase, "increases") }
             if directions.decrease { try set(&decrease, "decreases") }
         }
-        return ToleranceOverride(allocator: allocator, metric: metric.name,
+        return ToleranceOverride(allocator: allocator, metric: metric.key,
                                  change: .set(increase: increase, decrease: decrease), text: text)
     }
 
@@ -202,9 +125,9 @@ public struct ToleranceTable: Sendable {
         if !sources.contains(source) { sources.append(source) }
     }
 
-    public func tolerance(for metric: GateMetric, allocator: String) -> Tolerance {
+    public func tolerance(for metric: Metric, allocator: String) -> Tolerance {
         overrides.reduce(metric.defaultTolerance) { tolerance, override in
-            override.metric == metric.name && (override.allocator == nil || override.allocator == allocator)
+            override.metric == metric.key && (override.allocator == nil || override.allocator == allocator)
                 ? override.applied(to: tolerance) : tolerance
         }
     }
@@ -213,7 +136,7 @@ public struct ToleranceTable: Sendable {
     public var scopedAllocators: Set<String> { Set(overrides.compactMap(\.allocator)) }
 
     /// A tolerances file: one override per line, `#` starts a comment. Errors name the line.
-    public static func parseFile(_ text: String, path: String, metrics: [GateMetric] = GateMetric.all) throws(ToleranceError) -> [ToleranceOverride] {
+    public static func parseFile(_ text: String, path: String, metrics: [Metric] = Metric.gated) throws(ToleranceError) -> [ToleranceOverride] {
         var overrides: [ToleranceOverride] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""

@@ -1,4 +1,5 @@
 import AllocBenchCore
+import AllocBenchModel
 import CAllocBench
 import Foundation
 import Glibc
@@ -183,7 +184,7 @@ extension AllocatorResult {
     /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
     /// reason there are none.
     init(measured outcome: ChildOutcome, name: String, summary: TraceSummary, pageSize: Int, recording: Benchmark.Detail) {
-        func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
+        func pages(_ kilobytes: Int) -> Int { AllocBenchModel.pages(kilobytes: kilobytes, pageSize: pageSize) }
 
         self.init(
             allocator: name, status: .ok, detail: nil, touchedPages: nil, mappedPages: nil,

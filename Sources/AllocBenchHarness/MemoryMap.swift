@@ -1,3 +1,4 @@
+import AllocBenchModel
 import Foundation
 
 /// One mapping of /proc/PID/smaps, with the sizes the breakdown needs (kB).
@@ -8,35 +9,6 @@ public struct Mapping: Sendable, Equatable {
     public var path: String
     public var sizeKilobytes: Int
     public var anonymousKilobytes: Int
-}
-
-/// Where pages went: one region's touched (Anonymous) and mapped (Size) pages, relative to the
-/// baseline. The regions of one instant add up to the row's touched and mapped totals.
-public struct RegionUsage: Codable, Sendable, Equatable {
-    public var region: String
-    public var touchedPages: Int
-    public var mappedPages: Int
-
-    public init(region: String, touchedPages: Int, mappedPages: Int) {
-        self.region = region
-        self.touchedPages = touchedPages
-        self.mappedPages = mappedPages
-    }
-}
-
-/// An anonymous mapping that did not exist at the baseline: one the allocator made.
-public struct NewMapping: Codable, Sendable, Equatable {
-    public var start: String
-    public var mappedPages: Int
-    public var touchedPages: Int
-}
-
-/// The breakdown of one replay: at the instant of the touched peak and at the end.
-public struct MemoryBreakdown: Codable, Sendable, Equatable {
-    public var peak: [RegionUsage]
-    public var end: [RegionUsage]
-    /// The allocator's own anonymous mappings alive at the end.
-    public var newMappingsAtEnd: [NewMapping]
 }
 
 enum MemoryMap {
@@ -106,7 +78,7 @@ enum MemoryMap {
             totals[region, default: (0, 0)].touched -= mapping.anonymousKilobytes
             totals[region, default: (0, 0)].mapped -= mapping.sizeKilobytes
         }
-        func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
+        func pages(_ kilobytes: Int) -> Int { AllocBenchModel.pages(kilobytes: kilobytes, pageSize: pageSize) }
         return totals
             .map { RegionUsage(region: $0.key, touchedPages: pages($0.value.touched), mappedPages: pages($0.value.mapped)) }
             .filter { $0.touchedPages != 0 || $0.mappedPages != 0 }

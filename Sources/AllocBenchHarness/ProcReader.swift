@@ -1,20 +1,5 @@
+import AllocBenchModel
 import Glibc
-
-/// The kernel's memory counters for one process at one instant, in kB as /proc prints them.
-public struct MemorySample: Sendable, Equatable, Codable {
-    /// RssAnon: resident private anonymous memory (heap, anonymous mmaps, written private file pages).
-    public var rssAnonKilobytes: Int
-    /// VmSize: the whole address space.
-    public var vmSizeKilobytes: Int
-    /// VmPTE: page tables.
-    public var pageTablesKilobytes: Int
-
-    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0) {
-        self.rssAnonKilobytes = rssAnonKilobytes
-        self.vmSizeKilobytes = vmSizeKilobytes
-        self.pageTablesKilobytes = pageTablesKilobytes
-    }
-}
 
 /// Reads /proc/PID/status and /proc/PID/stat through descriptors opened once, into a fixed buffer:
 /// a read at every traced syscall must be cheap.

@@ -1,13 +1,10 @@
 import AllocBenchCore
+import AllocBenchModel
 import CAllocBench
 import Glibc
 
-/// The mm syscalls a traced replay stops at, in the order of the filter's AB_STOP_* kinds.
-public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
-    case mmap, munmap, brk, madvise, mremap
-    /// shmat, shmdt, process_madvise: rare, but they move the counters too.
-    case other
-
+extension MemorySyscall {
+    /// The syscall of a seccomp stop, from the filter's AB_STOP_* kind.
     init?(stopKind: UInt) {
         switch Int(stopKind) {
         case AB_STOP_MMAP: self = .mmap
@@ -18,20 +15,6 @@ public enum MemorySyscall: String, Sendable, CaseIterable, Codable {
         case AB_STOP_OTHER: self = .other
         default: return nil
         }
-    }
-}
-
-/// One point of a traced replay: the counters when `opsCompleted` ops had returned.
-public struct TimelinePoint: Sendable, Equatable, Codable {
-    public var opsCompleted: Int
-    public var sample: MemorySample
-    /// The requested bytes live after `opsCompleted` ops (filled in from the trace).
-    public var liveBytes: UInt64 = 0
-
-    public init(opsCompleted: Int, sample: MemorySample, liveBytes: UInt64 = 0) {
-        self.opsCompleted = opsCompleted
-        self.sample = sample
-        self.liveBytes = liveBytes
     }
 }
 

@@ -1,12 +1,6 @@
 import Foundation
 import Glibc
 
-/// Page counts from /proc's kB figures. /proc reports whole pages in kB, so the division is exact.
-@inlinable
-public func pages(kilobytes: Int, pageSize: Int) -> Int {
-    kilobytes * 1024 / pageSize
-}
-
 /// Facts about this machine and process that several parts of the harness report.
 enum SystemFacts {
     /// uname(2): (release, machine, host name), e.g. ("6.18.44-fc-v782", "x86_64", "vm").

@@ -1,4 +1,5 @@
 import AllocBenchCore
+import AllocBenchModel
 import CAllocBench
 
 /// Shaping a replay's timeline for reports.
@@ -76,10 +77,4 @@ enum Timeline {
         }
         return points
     }
-}
-
-/// Requested bytes live after `opsCompleted` ops: the ideal line of a timeline chart.
-public struct LiveBytesPoint: Codable, Sendable, Equatable {
-    public var opsCompleted: Int
-    public var liveBytes: UInt64
 }

@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 
 /// The charts of one trace. Each is an `<svg>` element, inlined in the page or written alone.

@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 
 /// One self-contained HTML page for a run: per trace, the header, the table, the charts inline as
@@ -124,20 +124,18 @@ public enum HTMLReport {
     /// The terminal table's columns and cells.
     static func resultsTable(_ run: TraceRun, palette: Palette) -> Element {
         let columns = ReportFormatter.columns
-        let syscallColumn = columns.firstIndex(of: "mm syscalls")
-        let textColumns = Set([0] + (syscallColumn.map { [$0] } ?? []))
         var table = Element("table", ["class": "results"])
-        table.append(Element("thead", [:], [.element(row(columns.enumerated().map { index, title in
-            Element("th", textColumns.contains(index) ? ["class": "text"] : [:], text: title)
+        table.append(Element("thead", [:], [.element(row(columns.map { column in
+            Element("th", column.isText ? ["class": "text"] : [:], text: column.title)
         }))]))
         var body = Element("tbody")
         for result in run.results {
-            let cells = ReportFormatter.cells(result)
+            let cells = ReportFormatter.cells(result, in: run)
             var name = Element("td", ["class": "text name"], [.element(swatch(palette.style(allocator: result.allocator).color))])
             name.append(text: result.allocator)
             if result.isOK {
                 body.append(row([name] + cells.indices.dropFirst().map { index in
-                    Element("td", index == syscallColumn ? ["class": "text wraps"] : [:], text: cells[index])
+                    Element("td", columns[index].isText ? ["class": "text wraps"] : [:], text: cells[index])
                 }))
             } else {
                 body.append(row([name, Element("td", ["class": "text failure", "colspan": String(columns.count - 1)], text: cells[1])]))

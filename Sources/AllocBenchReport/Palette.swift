@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 
 /// Fixed, colorblind-friendly colors. An allocator keeps its color in every chart and every trace
 /// section of one report: colors follow the order in which allocators first appear.

@@ -1,4 +1,4 @@
-import AllocBenchHarness
+import AllocBenchModel
 
 /// "Ten thousand small processes": what one process replaying this trace holds privately at its
 /// peak, and what a fleet of such processes would hold.
@@ -32,5 +32,5 @@ public struct ProcessCost: Sendable, Equatable {
     public var fleetKilobytes: Int { perProcessKilobytes * ProcessCost.fleetSize }
     public var allocatorFleetKilobytes: Int { allocatorKilobytes * ProcessCost.fleetSize }
 
-    public func pages(_ kilobytes: Int) -> Int { AllocBenchHarness.pages(kilobytes: kilobytes, pageSize: pageSize) }
+    public func pages(_ kilobytes: Int) -> Int { AllocBenchModel.pages(kilobytes: kilobytes, pageSize: pageSize) }
 }

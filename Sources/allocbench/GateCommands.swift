@@ -1,5 +1,6 @@
 import AllocBenchGate
 import AllocBenchHarness
+import AllocBenchModel
 import ArgumentParser
 import Foundation
 
@@ -24,13 +25,10 @@ private let gateDiscussion = """
     malformed baseline/report file, 66 missing input, 71 OS error.
 
     Metrics (lower is better for all) and default tolerances:
-      touched_final touched_peak mapped_final mapped_peak   pages  ±0
-      minor_faults                                          ±5% or 4
-      page_tables_kb_final page_tables_kb_peak              ±10% or 12 kB
-      mmap_calls munmap_calls brk_calls madvise_calls mremap_calls  ±0
-      ns_per_op_vs_glibc  (allocator median / glibc median in the same run)
-                          ±50%, on traces of ≥ --min-ops-for-time ops only
-    "A or B" tolerates the larger of the two.
+    \(metricHelp)
+    "A or B" tolerates the larger of the two. ns_per_op_vs_glibc is the
+    allocator's median ns/op over glibc's in the same run, gated on traces
+    of at least --min-ops-for-time ops only.
 
     Tolerances, later ones winning: the defaults, <baseline>/tolerances.txt,
     --tolerances FILE, then each --tolerance. One per line in files:
@@ -41,6 +39,32 @@ private let gateDiscussion = """
     touched_peak=0  minor_faults=5%,4  ns_per_op_vs_glibc=+25%
     jemalloc:touched_peak=4. See docs/gating.md.
     """
+
+/// The gated metrics grouped by default tolerance, one line each, from the metric table.
+private let metricHelp: String = {
+    var groups: [(tolerance: String, keys: [String])] = []
+    for metric in Metric.gated {
+        let tolerance = metric.defaultTolerance.description + (metric.unit == .ratio ? "" : " " + metric.unit.rawValue)
+        if let index = groups.firstIndex(where: { $0.tolerance == tolerance }) {
+            groups[index].keys.append(metric.key)
+        } else {
+            groups.append((tolerance, [metric.key]))
+        }
+    }
+    var lines: [String] = []
+    for group in groups {
+        var line = "  "
+        for key in group.keys {
+            if line.count + key.count + 1 > 60 && line != "  " {
+                lines.append(line)
+                line = "  "
+            }
+            line += (line == "  " ? "" : " ") + key
+        }
+        lines.append(line.padding(toLength: max(line.count, 60), withPad: " ", startingAt: 0) + group.tolerance)
+    }
+    return lines.joined(separator: "\n")
+}()
 
 /// Options shared by check and compare.
 struct GateOptionGroup: ParsableArguments {

@@ -1,4 +1,5 @@
 import AllocBenchHarness
+import AllocBenchModel
 import AllocBenchReport
 import Foundation
 

@@ -1,4 +1,6 @@
 import AllocBenchHarness
+import AllocBenchModel
+import AllocBenchReport
 import ArgumentParser
 import Foundation
 

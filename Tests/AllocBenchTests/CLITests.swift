@@ -1,4 +1,5 @@
 import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 @testable import SlabAllocator
 import XCTest

@@ -1,5 +1,6 @@
 import AllocBenchGate
 import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 import XCTest
 

@@ -1,5 +1,6 @@
 import AllocBenchGate
 import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 import XCTest
 
@@ -45,8 +46,8 @@ final class GateComparisonTests: XCTestCase {
     }
 
     func testHigherIsBetterPolarityTurnsAnIncreaseIntoAnImprovement() {
-        let throughput = GateMetric(name: "ops_per_second", unit: "ops/s", polarity: .higherIsBetter, defaultTolerance: .exact)
-        let pages = GateMetric(name: "pages", unit: "pages", polarity: .lowerIsBetter, defaultTolerance: .exact)
+        let throughput = Metric(key: "ops_per_second", title: "ops/s", unit: .calls, polarity: .higherIsBetter) { _, _ in nil }
+        let pages = Metric(key: "pages", title: "pages", unit: .pages) { _, _ in nil }
         func snapshot(_ throughputValue: Double, _ pagesValue: Double) -> GateSnapshot {
             let settings = RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: 1, lenient: false)
             return GateSnapshot(source: "test", traces: [GateSnapshot.Trace(
@@ -101,7 +102,7 @@ final class GateComparisonTests: XCTestCase {
         var otherKernel = GateFixtures.environment
         otherKernel.kernel = "6.8.0-other"
         let current = GateFixtures.report(
-            rows: [glibc.with { $0.touched.peak = 99 }, jemalloc.with { $0.status = "crashed"; $0.detail = "SIGSEGV after op 3" }, Row("slab")],
+            rows: [glibc.with { $0.touched.peak = 99 }, jemalloc.with { $0.status = .crashed; $0.detail = "SIGSEGV after op 3" }, Row("slab")],
             environment: otherKernel)
         let result = try GateFixtures.compare(baseline, current)
         XCTAssertEqual(result.outcome, .replayFailed)
@@ -232,8 +233,8 @@ final class GateComparisonTests: XCTestCase {
         let current = GateFixtures.report(rows: [glibc.with { $0.minorFaults = 102 }, jemalloc.with { $0.touched.peak = 15 }])
         let markdown = try GateRenderer().render(try GateFixtures.compare(baseline, current), as: .markdown)
         XCTAssertTrue(markdown.hasPrefix("### ❌ allocbench check: regression (exit 2)\n"), markdown)
-        XCTAssertTrue(markdown.contains("| djb | jemalloc | ❌ regression | 12 → **15** | 10 | 24 | 100 |"), markdown)
-        XCTAssertTrue(markdown.contains("| djb | glibc | ✅ pass | 12 | 10 | 24 | 100 → 102 |"), markdown)
+        XCTAssertTrue(markdown.contains("| djb | jemalloc | ❌ regression | 10 | 12 → **15** | 24 | 100 |"), markdown)
+        XCTAssertTrue(markdown.contains("| djb | glibc | ✅ pass | 10 | 12 | 24 | 100 → 102 |"), markdown)
         XCTAssertTrue(markdown.contains("| djb | jemalloc | touched_peak | 12 | 15 | +3 (+25.0%) | ±0 | REGRESSION |"), markdown)
         XCTAssertTrue(markdown.contains("| djb | glibc | minor_faults | 100 | 102 | +2 (+2.0%) | ±5% or 4 | within tolerance |"), markdown)
     }
@@ -257,7 +258,7 @@ final class GateComparisonTests: XCTestCase {
             return XCTFail("a successful run records")
         }
         XCTAssertEqual(baseline.schema, "allocbench.baseline/1")
-        XCTAssertEqual(Set(try XCTUnwrap(baseline.allocators["jemalloc"]).keys), Set(GateMetric.all.map(\.name)))
+        XCTAssertEqual(Set(try XCTUnwrap(baseline.allocators["jemalloc"]).keys), Set(Metric.gated.map(\.key)))
         XCTAssertEqual(baseline.allocators["jemalloc"]?["ns_per_op_vs_glibc"], 1.225, "rounded to 0.1%")
         XCTAssertNil(baseline.allocators["glibc"]?["ns_per_op_vs_glibc"])
 
@@ -277,7 +278,7 @@ final class GateComparisonTests: XCTestCase {
     }
 
     func testAFailedReplayIsNotRecordedAsABaseline() {
-        let report = GateFixtures.report(rows: [glibc, jemalloc.with { $0.status = "failed"; $0.detail = "out of memory at op 1" }])
+        let report = GateFixtures.report(rows: [glibc, jemalloc.with { $0.status = .failed; $0.detail = "out of memory at op 1" }])
         guard case .failure(let failed) = BaselineFile.record(report.runs[0], environment: report.environment,
                                                               settings: report.settings, conditions: GateFixtures.conditions) else {
             return XCTFail("a failed row must not become a baseline")

@@ -1,9 +1,9 @@
 import AllocBenchGate
 import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 
-/// Builds RunReports for the gate's unit tests through the same JSON decoding `allocbench compare`
-/// uses, since the harness's row types are built only by the harness.
+/// Builds RunReports for the gate's unit tests from the result model's own types.
 enum GateFixtures {
     struct Row {
         var allocator: String
@@ -11,10 +11,9 @@ enum GateFixtures {
         var mapped = (final: 20, peak: 24)
         var minorFaults = 100
         var pageTablesKilobytes = (final: 8, peak: 8)
-        var syscalls = ["mmap": 2, "munmap": 1, "brk": 0, "madvise": 0, "mremap": 0]
+        var syscalls = ["mmap": 2, "munmap": 1, "brk": 0, "madvise": 0, "mremap": 0, "other": 0]
         var nanosecondsPerOp: Double? = 50
-        /// "ok", "failed", "crashed", "timed_out".
-        var status = "ok"
+        var status = AllocatorResult.Status.ok
         var detail: String?
 
         init(_ allocator: String) {
@@ -27,22 +26,17 @@ enum GateFixtures {
             return row
         }
 
-        var json: [String: Any] {
-            var object: [String: Any] = [
-                "allocator": allocator, "status": status, "ideal_pages": 3, "self_reported": [String: Int](),
-                "malloc_provider": "libc.so.6",
-            ]
-            if let detail { object["detail"] = detail }
-            guard status == "ok" else { return object }
-            object["touched_pages"] = ["final": touched.final, "peak": touched.peak]
-            object["mapped_pages"] = ["final": mapped.final, "peak": mapped.peak]
-            object["minor_faults"] = minorFaults
-            object["page_tables_kilobytes"] = ["final": pageTablesKilobytes.final, "peak": pageTablesKilobytes.peak]
-            object["mm_syscalls"] = syscalls
-            if let nanosecondsPerOp {
-                object["ns_per_op"] = ["median": nanosecondsPerOp, "min": nanosecondsPerOp, "max": nanosecondsPerOp, "runs": [nanosecondsPerOp]]
+        var result: AllocatorResult {
+            guard status == .ok else {
+                return AllocatorResult(allocator: allocator, status: status, detail: detail, idealPages: 3, mallocProvider: "libc.so.6")
             }
-            return object
+            return AllocatorResult(
+                allocator: allocator, status: status, detail: detail,
+                touchedPages: FinalAndPeak(final: touched.final, peak: touched.peak),
+                mappedPages: FinalAndPeak(final: mapped.final, peak: mapped.peak), idealPages: 3,
+                minorFaults: minorFaults,
+                pageTablesKilobytes: FinalAndPeak(final: pageTablesKilobytes.final, peak: pageTablesKilobytes.peak),
+                mmSyscalls: syscalls, nsPerOp: nanosecondsPerOp.map { TimePerOp(runs: [$0]) }, mallocProvider: "libc.so.6")
         }
     }
 
@@ -58,25 +52,15 @@ enum GateFixtures {
 
     static func report(traces: [(name: String, ops: Int, rows: [Row])], environment: RunEnvironment = environment,
                        touch: String = "pages") -> RunReport {
-        let runs: [[String: Any]] = traces.map { trace in
-            [
-                "trace": [
-                    "path": "Benchmarks/traces/\(trace.name).txt", "name": trace.name, "lines": trace.ops, "ops": trace.ops,
-                    "threads": 1, "slots": trace.ops, "peak_live_bytes": 1076, "final_live_bytes": 1076, "ideal_pages": 1,
-                    "anomalies_skipped": 0, "failed_allocations_skipped": 0,
-                ],
-                "results": trace.rows.map(\.json),
-            ]
+        let runs = traces.map { trace in
+            TraceRun(
+                trace: TraceSummary(path: "Benchmarks/traces/\(trace.name).txt", name: trace.name, lines: trace.ops, ops: trace.ops,
+                                    threads: 1, slots: trace.ops, peakLiveBytes: 1076, finalLiveBytes: 1076, idealPages: 1,
+                                    anomaliesSkipped: 0, failedAllocationsSkipped: 0),
+                results: trace.rows.map(\.result))
         }
-        let settings = RunSettings(touch: touch, timedRuns: 3, timeoutSeconds: 300, lenient: false)
-        do {
-            let skeleton = try RunReport(environment: environment, settings: settings, runs: []).encoded()
-            var object = try JSONSerialization.jsonObject(with: skeleton) as? [String: Any] ?? [:]
-            object["runs"] = runs
-            return try RunReport.decode(try JSONSerialization.data(withJSONObject: object))
-        } catch {
-            preconditionFailure("fixture report does not decode: \(error)")
-        }
+        return RunReport(environment: environment, settings: RunSettings(touch: touch, timedRuns: 3, timeoutSeconds: 300, lenient: false),
+                         runs: runs)
     }
 
     static func snapshot(_ report: RunReport, source: String = "fixture") -> GateSnapshot {

@@ -1,12 +1,13 @@
 import AllocBenchGate
 @testable import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 import XCTest
 
 /// The committed gate (Benchmarks/baselines and the Makefile) keeps its promises: our own
 /// allocators are gated exactly, and a test run never writes the baselines it gates on.
 final class GateToleranceFileTests: XCTestCase {
-    let pageMetrics = [GateMetric.touchedFinal, .touchedPeak, .mappedFinal, .mappedPeak]
+    let pageMetrics = [Metric.touchedFinal, .touchedPeak, .mappedFinal, .mappedPeak]
 
     func testTheCommittedTolerancesKeepEveryModuleAllocatorExact() throws {
         let path = TestPaths.packageRoot + "/Benchmarks/baselines/tolerances.txt"
@@ -19,7 +20,7 @@ final class GateToleranceFileTests: XCTestCase {
         for module in modules + ["an-allocator-added-later"] {
             for metric in pageMetrics {
                 XCTAssertEqual(table.tolerance(for: metric, allocator: module), .exact,
-                               "\(path) loosens \(metric.name) for \(module), one of our own allocators")
+                               "\(path) loosens \(metric.key) for \(module), one of our own allocators")
             }
         }
         XCTAssertNotEqual(table.tolerance(for: .touchedPeak, allocator: "jemalloc"), .exact,

@@ -1,4 +1,5 @@
 import AllocBenchGate
+import AllocBenchModel
 import XCTest
 
 final class GateToleranceTests: XCTestCase {
@@ -66,7 +67,7 @@ final class GateToleranceTests: XCTestCase {
         let table = try table(["ns_per_op_vs_glibc=+20%"])
         let tolerance = table.tolerance(for: .nanosecondsPerOpVersusGlibc, allocator: "jemalloc")
         XCTAssertEqual(tolerance.increase, Allowance(relative: 0.20, absolute: nil))
-        XCTAssertEqual(tolerance.decrease, GateMetric.nanosecondsPerOpVersusGlibc.defaultTolerance.decrease, "decreases keep the default")
+        XCTAssertEqual(tolerance.decrease, Metric.nanosecondsPerOpVersusGlibc.defaultTolerance.decrease, "decreases keep the default")
         XCTAssertFalse(tolerance.permits(from: 1, to: 1.25))
         XCTAssertTrue(tolerance.permits(from: 1, to: 0.6))
         XCTAssertEqual(tolerance.description, "+20% / −50%")
@@ -98,7 +99,7 @@ final class GateToleranceTests: XCTestCase {
 
     func testDescriptions() {
         XCTAssertEqual(Tolerance.exact.description, "±0")
-        XCTAssertEqual(GateMetric.minorFaults.defaultTolerance.description, "±5% or 4")
+        XCTAssertEqual(Metric.minorFaults.defaultTolerance.description, "±5% or 4")
         XCTAssertEqual(Tolerance(increase: .zero, decrease: Allowance(relative: nil, absolute: .infinity)).description, "+0 / −any")
         XCTAssertEqual(Tolerance(increase: .zero, decrease: .zero, isGated: false).description, "off")
     }

@@ -1,4 +1,5 @@
 @testable import AllocBenchHarness
+import AllocBenchModel
 import XCTest
 
 /// An allocator that maps exactly N pages and writes M must be reported as exactly N and M, at

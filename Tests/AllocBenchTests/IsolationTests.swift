@@ -1,4 +1,5 @@
 @testable import AllocBenchHarness
+import AllocBenchModel
 import XCTest
 
 /// jemalloc replaces malloc for its whole process, so it must live in its own child and nowhere else.

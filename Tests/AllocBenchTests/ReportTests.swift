@@ -1,4 +1,5 @@
 @testable import AllocBenchHarness
+import AllocBenchModel
 @testable import AllocBenchReport
 import Foundation
 import FoundationXML

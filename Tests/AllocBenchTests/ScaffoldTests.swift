@@ -1,4 +1,5 @@
 @testable import AllocBenchHarness
+import AllocBenchModel
 import Foundation
 import XCTest
 

@@ -1,5 +1,6 @@
 import AllocBenchCore
 import AllocBenchHarness
+import AllocBenchModel
 import AllocBenchReplay
 import Foundation
 import Glibc

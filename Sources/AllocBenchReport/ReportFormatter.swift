@@ -1,3 +1,5 @@
+import AllocBenchModel
+import AllocBenchModel
 import Foundation
 
 /// The output formats of a run.
@@ -24,13 +26,38 @@ public struct ReportFormatter: Sendable {
 
     // MARK: - Cells shared by every tabular format
 
-    public static let columns = [
-        "allocator", "touched final", "touched peak", "mapped final", "mapped peak", "ideal", "overhead",
-        "faults", "mm syscalls", "ns/op",
-    ]
+    /// A column of the table (and of Markdown and HTML, which share its cells): one metric, or a
+    /// group of metrics shown in one cell, in `Metric.all`'s order.
+    public struct Column: Sendable {
+        public var title: String
+        public var metrics: [Metric]
+        /// Text (the allocator, a list of syscalls), aligned left; numbers align right.
+        public var isText: Bool
+    }
 
-    /// The text columns (allocator, mm syscalls); the others are numbers, aligned right.
-    static let leftAlignedColumns: Set<Int> = [0, 8]
+    /// The allocator, then every metric of `Metric.all`.
+    public static let columns: [Column] = {
+        var columns = [Column(title: "allocator", metrics: [], isText: true)]
+        for metric in Metric.all {
+            switch metric.column {
+            case .own:
+                columns.append(Column(title: metric.title, metrics: [metric], isText: false))
+            case .listed(let title, _), .finalPeak(let title):
+                if let index = columns.firstIndex(where: { $0.title == title }) {
+                    columns[index].metrics.append(metric)
+                } else {
+                    if case .listed = metric.column {
+                        columns.append(Column(title: title, metrics: [metric], isText: true))
+                    } else {
+                        columns.append(Column(title: title, metrics: [metric], isText: false))
+                    }
+                }
+            }
+        }
+        return columns
+    }()
+
+    public static var columnTitles: [String] { columns.map(\.title) }
 
     /// "crashed: SIGSEGV after op 2", "timed out after op 1", "failed: out of memory at op 4".
     public static func statusText(_ result: AllocatorResult) -> String {
@@ -41,29 +68,33 @@ public struct ReportFormatter: Sendable {
         }
     }
 
-    public static func cells(_ result: AllocatorResult) -> [String] {
-        guard result.isOK, let touched = result.touchedPages, let mapped = result.mappedPages else {
+    /// One cell per column; a failed row has its status in the second.
+    public static func cells(_ result: AllocatorResult, in run: TraceRun?) -> [String] {
+        guard result.isOK else {
             return [result.allocator, statusText(result)] + Array(repeating: "", count: columns.count - 2)
         }
-        return [
-            result.allocator,
-            String(touched.final), String(touched.peak),
-            String(mapped.final), String(mapped.peak),
-            String(result.idealPages),
-            result.overhead.map { String(format: "%.2f", $0) } ?? "-",
-            result.minorFaults.map(String.init) ?? "-",
-            syscallSummary(result.mmSyscalls),
-            result.nsPerOp.map(timeSummary) ?? "-",
-        ]
+        return [result.allocator] + columns.dropFirst().map { cell($0, result, run) }
     }
 
-    static func syscallSummary(_ counts: [String: Int]?) -> String {
-        guard let counts else { return "-" }
-        let parts = MemorySyscall.allCases.compactMap { kind -> String? in
-            guard let count = counts[kind.rawValue], count > 0 else { return nil }
-            return "\(kind.rawValue) \(count)"
+    static func cell(_ column: Column, _ result: AllocatorResult, _ run: TraceRun?) -> String {
+        func value(_ metric: Metric) -> Double? { metric.read(result, run) }
+        guard let first = column.metrics.first else { return "" }
+        switch first.column {
+        case .own where first.unit == .nanoseconds:
+            return result.nsPerOp.map(timeSummary) ?? "-"
+        case .own:
+            return value(first).map(first.text) ?? "-"
+        case .finalPeak:
+            let parts = column.metrics.map { metric in value(metric).map(metric.text) }
+            return parts.contains { $0 == nil } ? "-" : parts.compactMap { $0 }.joined(separator: "/")
+        case .listed:
+            guard column.metrics.contains(where: { value($0) != nil }) else { return "-" }
+            let parts = column.metrics.compactMap { metric -> String? in
+                guard case .listed(_, let label) = metric.column, let number = value(metric), number != 0 else { return nil }
+                return "\(label) \(metric.text(number))"
+            }
+            return parts.isEmpty ? "none" : parts.joined(separator: ", ")
         }
-        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 
     static func timeSummary(_ time: TimePerOp) -> String {
@@ -100,21 +131,22 @@ public struct ReportFormatter: Sendable {
             for line in Self.header(report, run) { output += line + "\n" }
             output += "pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize, both relative to the baseline\n\n"
             // Failed rows print their status after the name instead of numbers, and do not widen columns.
-            let measured = run.results.filter(\.isOK).map(Self.cells)
-            let widths = Self.columns.indices.map { column in
-                ([Self.columns] + measured).map { $0[column].count }.max() ?? 0
+            let titles = Self.columnTitles
+            let measured = run.results.filter(\.isOK).map { Self.cells($0, in: run) }
+            let widths = titles.indices.map { column in
+                ([titles] + measured).map { $0[column].count }.max() ?? 0
             }
             func aligned(_ cells: [String]) -> String {
                 cells.enumerated().map { column, cell in
-                    Self.leftAlignedColumns.contains(column)
+                    Self.columns[column].isText
                         ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
                         : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
                 }.joined(separator: "  ")
             }
-            output += bold(trimmed(aligned(Self.columns))) + "\n"
+            output += bold(trimmed(aligned(titles))) + "\n"
             for result in run.results {
                 let line = result.isOK
-                    ? aligned(Self.cells(result))
+                    ? aligned(Self.cells(result, in: run))
                     : result.allocator.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + Self.statusText(result)
                 output += trimmed(line) + "\n"
             }
@@ -180,25 +212,18 @@ public struct ReportFormatter: Sendable {
 
     // MARK: - CSV and Markdown
 
+    /// One line per row: the trace, the allocator, its status, then every metric by key (and the
+    /// timed runs' range), numbers in full precision.
     func csv(_ report: RunReport) -> String {
-        let header = ["trace", "allocator", "status", "detail", "touched_final", "touched_peak", "mapped_final",
-                      "mapped_peak", "ideal_pages", "overhead", "minor_faults", "page_tables_kb_final",
-                      "mmap", "munmap", "brk", "madvise", "mremap", "ns_per_op_median", "ns_per_op_min", "ns_per_op_max"]
+        let header = ["trace", "allocator", "status", "detail"] + Metric.all.map(\.key) + ["ns_per_op_min", "ns_per_op_max"]
         var lines = [header.joined(separator: ",")]
         for run in report.runs {
             for result in run.results {
-                let syscalls = MemorySyscall.allCases.map { kind in result.mmSyscalls?[kind.rawValue].map(String.init) ?? "" }
-                let fields: [String] = [
-                    run.trace.name, result.allocator, result.status.rawValue, result.detail ?? "",
-                    result.touchedPages.map { String($0.final) } ?? "", result.touchedPages.map { String($0.peak) } ?? "",
-                    result.mappedPages.map { String($0.final) } ?? "", result.mappedPages.map { String($0.peak) } ?? "",
-                    String(result.idealPages), result.overhead.map { String(format: "%.4f", $0) } ?? "",
-                    result.minorFaults.map(String.init) ?? "", result.pageTablesKilobytes.map { String($0.final) } ?? "",
-                ] + syscalls + [
-                    result.nsPerOp.map { String(format: "%.2f", $0.median) } ?? "",
-                    result.nsPerOp.map { String(format: "%.2f", $0.min) } ?? "",
-                    result.nsPerOp.map { String(format: "%.2f", $0.max) } ?? "",
-                ]
+                let values = Metric.all.map { metric in
+                    result.isOK ? metric.read(result, run).map { metric.decimals == 0 ? metric.text($0) : String(format: "%.4f", $0) } ?? "" : ""
+                }
+                let range = [result.nsPerOp?.min, result.nsPerOp?.max].map { $0.map { String(format: "%.2f", $0) } ?? "" }
+                let fields = [run.trace.name, result.allocator, result.status.rawValue, result.detail ?? ""] + values + range
                 lines.append(fields.map(Self.csvField).joined(separator: ","))
             }
         }
@@ -215,10 +240,10 @@ public struct ReportFormatter: Sendable {
         for run in report.runs {
             output += "### \(run.trace.name)\n\n"
             output += Self.header(report, run).map { $0 + "  \n" }.joined() + "\n"
-            output += "| " + Self.columns.joined(separator: " | ") + " |\n"
-            output += "|" + Self.columns.indices.map { Self.leftAlignedColumns.contains($0) ? " --- |" : " ---: |" }.joined() + "\n"
+            output += "| " + Self.columnTitles.joined(separator: " | ") + " |\n"
+            output += "|" + Self.columns.map { $0.isText ? " --- |" : " ---: |" }.joined() + "\n"
             for result in run.results {
-                let cells = Self.cells(result).map { $0.replacingOccurrences(of: "|", with: "\\|") }
+                let cells = Self.cells(result, in: run).map { $0.replacingOccurrences(of: "|", with: "\\|") }
                 output += "| " + cells.joined(separator: " | ") + " |\n"
             }
             output += "\n"

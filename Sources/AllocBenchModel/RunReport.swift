@@ -1,4 +1,3 @@
-import AllocBenchCore
 import Foundation
 
 /// The machine a run was taken on. Baselines compare it before comparing numbers; which of these
@@ -74,6 +73,23 @@ public struct TraceSummary: Codable, Sendable, Equatable {
     public var idealPages: Int
     public var anomaliesSkipped: Int
     public var failedAllocationsSkipped: Int
+
+    public init(path: String, name: String, lines: Int, ops: Int, threads: Int, threadsDone: Int? = nil, slots: Int,
+                peakLiveBytes: UInt64, finalLiveBytes: UInt64, idealPages: Int, anomaliesSkipped: Int,
+                failedAllocationsSkipped: Int) {
+        self.path = path
+        self.name = name
+        self.lines = lines
+        self.ops = ops
+        self.threads = threads
+        self.threadsDone = threadsDone
+        self.slots = slots
+        self.peakLiveBytes = peakLiveBytes
+        self.finalLiveBytes = finalLiveBytes
+        self.idealPages = idealPages
+        self.anomaliesSkipped = anomaliesSkipped
+        self.failedAllocationsSkipped = failedAllocationsSkipped
+    }
 }
 
 /// A final value and the largest value at any instant of the replay, both relative to the baseline.
@@ -94,7 +110,7 @@ public struct TimePerOp: Codable, Sendable, Equatable {
     public var max: Double
     public var runs: [Double]
 
-    init(runs: [Double]) {
+    public init(runs: [Double]) {
         let sorted = runs.sorted()
         self.runs = runs
         min = sorted.first ?? 0
@@ -148,6 +164,32 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     /// Touched and mapped pages by region at the touched peak and at the end (only with --breakdown).
     public var breakdown: MemoryBreakdown?
 
+    public init(allocator: String, status: Status, detail: String? = nil, touchedPages: FinalAndPeak? = nil,
+                mappedPages: FinalAndPeak? = nil, idealPages: Int, overhead: Double? = nil, minorFaults: Int? = nil,
+                pageTablesKilobytes: FinalAndPeak? = nil, mmSyscalls: [String: Int]? = nil, nsPerOp: TimePerOp? = nil,
+                baseline: MemorySample? = nil, selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
+                mallocProvider: String = "", runtimeMallocDeltaBytes: Int64? = nil, timeline: [TimelinePoint]? = nil,
+                breakdown: MemoryBreakdown? = nil) {
+        self.allocator = allocator
+        self.status = status
+        self.detail = detail
+        self.touchedPages = touchedPages
+        self.mappedPages = mappedPages
+        self.idealPages = idealPages
+        self.overhead = overhead
+        self.minorFaults = minorFaults
+        self.pageTablesKilobytes = pageTablesKilobytes
+        self.mmSyscalls = mmSyscalls
+        self.nsPerOp = nsPerOp
+        self.baseline = baseline
+        self.selfReported = selfReported
+        self.selfReportedBaseline = selfReportedBaseline
+        self.mallocProvider = mallocProvider
+        self.runtimeMallocDeltaBytes = runtimeMallocDeltaBytes
+        self.timeline = timeline
+        self.breakdown = breakdown
+    }
+
     public var isOK: Bool { status == .ok }
 }
 
@@ -157,6 +199,12 @@ public struct TraceRun: Codable, Sendable, Equatable {
     public var results: [AllocatorResult]
     /// Requested bytes live over the trace (only with --timeline): the ideal line.
     public var liveBytes: [LiveBytesPoint]?
+
+    public init(trace: TraceSummary, results: [AllocatorResult], liveBytes: [LiveBytesPoint]? = nil) {
+        self.trace = trace
+        self.results = results
+        self.liveBytes = liveBytes
+    }
 }
 
 /// A whole invocation: `allocbench --format json` prints this.
