@@ -106,7 +106,7 @@ public struct GateSnapshot: Sendable {
                 environment: EnvironmentFact.fields(environment, conditions), settings: settings,
                 pairs: run.results.map { result in
                     result.isOK
-                        ? Pair(allocator: result.allocator, metrics: Metric.values(of: result, in: run))
+                        ? Pair(allocator: result.allocator, metrics: Metric.values(of: result, in: Metric.Context(run: run, pageSize: environment.pageSize)))
                         : Pair(allocator: result.allocator,
                                failure: result.status.rawValue + (result.detail.map { ": " + $0 } ?? ""), metrics: [:])
                 })

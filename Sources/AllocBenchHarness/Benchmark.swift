@@ -175,10 +175,7 @@ public struct Benchmark: Sendable {
 extension AllocatorResult {
     /// A row for a replay that produced no outcome at all.
     init(failed name: String, idealPages: Int, detail: String) {
-        self.init(allocator: name, status: .failed, detail: detail, touchedPages: nil, mappedPages: nil,
-                  idealPages: idealPages, overhead: nil, minorFaults: nil, pageTablesKilobytes: nil, mmSyscalls: nil,
-                  nsPerOp: nil, baseline: nil, selfReported: [:], selfReportedBaseline: nil, mallocProvider: "",
-                  runtimeMallocDeltaBytes: nil, timeline: nil, breakdown: nil)
+        self.init(allocator: name, status: .failed, detail: detail, idealPages: idealPages)
     }
 
     /// Turns a child's outcome into a row: counters in pages relative to the baseline, or the
@@ -235,6 +232,9 @@ extension AllocatorResult {
         minorFaults = counters.minorFaults
         mmSyscalls = Dictionary(uniqueKeysWithValues: MemorySyscall.allCases.map { ($0.rawValue, counters.syscalls[$0] ?? 0) })
         baseline = base
+        endSample = counters.final
+        peakSample = counters.peak
+        touchedPeakSample = counters.atTouchedPeak
         if summary.idealPages > 0, let touched = touchedPages {
             overhead = Double(touched.peak) / Double(summary.idealPages)
         }

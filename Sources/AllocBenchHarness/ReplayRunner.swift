@@ -24,6 +24,8 @@ public struct TracedCounters: Sendable {
     public var final = MemorySample()
     /// The largest value of each counter at any instant between the marks.
     public var peak = MemorySample()
+    /// Every counter at the first instant RssAnon reached its peak.
+    public var atTouchedPeak = MemorySample()
     public var minorFaults = 0
     public var syscalls: [MemorySyscall: Int] = [:]
     /// The counters at every mm syscall, in op order.
@@ -181,8 +183,9 @@ public struct ReplayRunner: Sendable {
         var faultsAtBegin = 0
         /// Every reading between the marks goes through here: it may be the peak.
         func record(_ sample: MemorySample) throws(SystemError) {
-            if breakdown && sample.rssAnonKilobytes > counters.peak.rssAnonKilobytes {
-                counters.mapsAtPeak = try proc.smaps()
+            if sample.rssAnonKilobytes > counters.peak.rssAnonKilobytes {
+                counters.atTouchedPeak = sample
+                if breakdown { counters.mapsAtPeak = try proc.smaps() }
             }
             counters.peak = Self.maximum(counters.peak, sample)
             counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
@@ -215,6 +218,7 @@ public struct ReplayRunner: Sendable {
                         counters.sawBegin = true
                         counters.baseline = sample
                         counters.peak = sample
+                        counters.atTouchedPeak = sample
                         faultsAtBegin = try proc.minorFaults()
                         counters.timeline.append(TimelinePoint(opsCompleted: 0, sample: sample))
                         if breakdown {

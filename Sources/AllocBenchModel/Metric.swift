@@ -37,13 +37,24 @@ public struct Metric: Sendable {
     public var column: TableColumn
     /// Decimal places in text outputs (CSV keeps more).
     public var decimals: Int
-    /// The value of a successful row; `run` is the trace run the row belongs to (for ratios to
-    /// another row of the same run).
-    public let read: @Sendable (_ row: AllocatorResult, _ run: TraceRun?) -> Double?
+    /// The value of a successful row, in the context of its run.
+    public let read: @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?
+
+    /// What a metric may need besides its row: the other rows of its trace run (a ratio to
+    /// glibc's time) and the page size (counters are in kB).
+    public struct Context: Sendable {
+        public var run: TraceRun?
+        public var pageSize: Int
+
+        public init(run: TraceRun?, pageSize: Int) {
+            self.run = run
+            self.pageSize = pageSize
+        }
+    }
 
     public init(key: String, title: String, unit: Unit, polarity: Polarity = .lowerIsBetter, defaultTolerance: Tolerance = .exact,
                 isGated: Bool = true, isTiming: Bool = false, isHeadline: Bool = false, column: TableColumn = .own, decimals: Int = 0,
-                read: @escaping @Sendable (_ row: AllocatorResult, _ run: TraceRun?) -> Double?) {
+                read: @escaping @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?) {
         self.key = key
         self.title = title
         self.unit = unit
@@ -128,11 +139,30 @@ extension Metric {
     public static let nanosecondsPerOpVersusGlibc = Metric(
         key: "ns_per_op_vs_glibc", title: "vs glibc", unit: .ratio,
         defaultTolerance: .both(Tolerance.Allowance(relative: 0.50, absolute: nil)), isTiming: true, isHeadline: true, decimals: 3
-    ) { row, run in
+    ) { row, context in
         guard row.allocator != glibcName, let time = row.nsPerOp?.median,
-              let glibc = run?.results.first(where: { $0.allocator == glibcName && $0.isOK })?.nsPerOp?.median, glibc > 0
+              let glibc = context.run?.results.first(where: { $0.allocator == glibcName && $0.isOK })?.nsPerOp?.median, glibc > 0
         else { return nil }
         return (time / glibc * ratioDecimals).rounded() / ratioDecimals
+    }
+
+    /// The instants a counter metric can be read at.
+    public enum Instant: Sendable {
+        /// The end marker.
+        case end
+        /// The first instant RssAnon reached its peak.
+        case touchedPeak
+    }
+
+    /// A counter of the row's samples as a delta from the baseline, in pages, at `instant`: a new
+    /// /proc counter is a field of `MemorySample`, the code that reads it, and these declarations.
+    public static func sampled(key: String, title: String, at instant: Instant, column: TableColumn = .own,
+                               _ counter: @escaping @Sendable (MemorySample) -> Int) -> Metric {
+        Metric(key: key, title: title, unit: .pages, column: column) { row, context in
+            guard let base = row.baseline,
+                  let sample = instant == .end ? row.endSample : row.touchedPeakSample else { return nil }
+            return Double(pages(kilobytes: counter(sample) - counter(base), pageSize: context.pageSize))
+        }
     }
 
     /// Every metric, in the order every output shows them.
@@ -161,10 +191,10 @@ extension Metric {
     public static let glibcName = "glibc"
 
     /// Every value of `metrics` one successful row has, by key.
-    public static func values(of row: AllocatorResult, in run: TraceRun?, metrics: [Metric] = gated) -> [String: Double] {
+    public static func values(of row: AllocatorResult, in context: Context, metrics: [Metric] = gated) -> [String: Double] {
         var values: [String: Double] = [:]
         for metric in metrics {
-            if let value = metric.read(row, run) { values[metric.key] = value }
+            if let value = metric.read(row, context) { values[metric.key] = value }
         }
         return values
     }

@@ -152,6 +152,12 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     /// RssAnon and VmSize of the child at the baseline, in kB: what every such process pays before
     /// its first allocation.
     public var baseline: MemorySample?
+    /// The child's counters at the end marker, the largest value of each between the markers, and
+    /// all of them at the instant of the touched (RssAnon) peak: a metric of a counter reads its
+    /// delta from `baseline` here, so a new counter needs no new field in the row.
+    public var endSample: MemorySample?
+    public var peakSample: MemorySample?
+    public var touchedPeakSample: MemorySample?
     public var selfReported: [String: Int64]
     /// The same statistics read just before the baseline (allocators that run before the replay).
     public var selfReportedBaseline: [String: Int64]?
@@ -167,7 +173,8 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     public init(allocator: String, status: Status, detail: String? = nil, touchedPages: FinalAndPeak? = nil,
                 mappedPages: FinalAndPeak? = nil, idealPages: Int, overhead: Double? = nil, minorFaults: Int? = nil,
                 pageTablesKilobytes: FinalAndPeak? = nil, mmSyscalls: [String: Int]? = nil, nsPerOp: TimePerOp? = nil,
-                baseline: MemorySample? = nil, selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
+                baseline: MemorySample? = nil, endSample: MemorySample? = nil, peakSample: MemorySample? = nil,
+                touchedPeakSample: MemorySample? = nil, selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
                 mallocProvider: String = "", runtimeMallocDeltaBytes: Int64? = nil, timeline: [TimelinePoint]? = nil,
                 breakdown: MemoryBreakdown? = nil) {
         self.allocator = allocator
@@ -182,6 +189,9 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
         self.mmSyscalls = mmSyscalls
         self.nsPerOp = nsPerOp
         self.baseline = baseline
+        self.endSample = endSample
+        self.peakSample = peakSample
+        self.touchedPeakSample = touchedPeakSample
         self.selfReported = selfReported
         self.selfReportedBaseline = selfReportedBaseline
         self.mallocProvider = mallocProvider

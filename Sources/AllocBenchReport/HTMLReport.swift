@@ -59,7 +59,7 @@ public enum HTMLReport {
             (Format.pages(trace.idealPages), "ideal: live bytes at the peak ÷ page size"),
             (Format.count(trace.threads), trace.threads == 1 ? "thread" : "threads"),
         ]))
-        section.append(resultsTable(run, palette: palette))
+        section.append(resultsTable(run, pageSize: pageSize, palette: palette))
 
         section.append(Element("h3", text: "Pages over time"))
         section.append(Element("p", text:
@@ -122,7 +122,7 @@ public enum HTMLReport {
     // MARK: - The table
 
     /// The terminal table's columns and cells.
-    static func resultsTable(_ run: TraceRun, palette: Palette) -> Element {
+    static func resultsTable(_ run: TraceRun, pageSize: Int, palette: Palette) -> Element {
         let columns = ReportFormatter.columns
         var table = Element("table", ["class": "results"])
         table.append(Element("thead", [:], [.element(row(columns.map { column in
@@ -130,7 +130,7 @@ public enum HTMLReport {
         }))]))
         var body = Element("tbody")
         for result in run.results {
-            let cells = ReportFormatter.cells(result, in: run)
+            let cells = ReportFormatter.cells(result, in: Metric.Context(run: run, pageSize: pageSize))
             var name = Element("td", ["class": "text name"], [.element(swatch(palette.style(allocator: result.allocator).color))])
             name.append(text: result.allocator)
             if result.isOK {

@@ -69,15 +69,15 @@ public struct ReportFormatter: Sendable {
     }
 
     /// One cell per column; a failed row has its status in the second.
-    public static func cells(_ result: AllocatorResult, in run: TraceRun?) -> [String] {
+    public static func cells(_ result: AllocatorResult, in context: Metric.Context) -> [String] {
         guard result.isOK else {
             return [result.allocator, statusText(result)] + Array(repeating: "", count: columns.count - 2)
         }
-        return [result.allocator] + columns.dropFirst().map { cell($0, result, run) }
+        return [result.allocator] + columns.dropFirst().map { cell($0, result, context) }
     }
 
-    static func cell(_ column: Column, _ result: AllocatorResult, _ run: TraceRun?) -> String {
-        func value(_ metric: Metric) -> Double? { metric.read(result, run) }
+    static func cell(_ column: Column, _ result: AllocatorResult, _ context: Metric.Context) -> String {
+        func value(_ metric: Metric) -> Double? { metric.read(result, context) }
         guard let first = column.metrics.first else { return "" }
         switch first.column {
         case .own where first.unit == .nanoseconds:
@@ -132,7 +132,7 @@ public struct ReportFormatter: Sendable {
             output += "pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize, both relative to the baseline\n\n"
             // Failed rows print their status after the name instead of numbers, and do not widen columns.
             let titles = Self.columnTitles
-            let measured = run.results.filter(\.isOK).map { Self.cells($0, in: run) }
+            let measured = run.results.filter(\.isOK).map { Self.cells($0, in: Metric.Context(run: run, pageSize: report.environment.pageSize)) }
             let widths = titles.indices.map { column in
                 ([titles] + measured).map { $0[column].count }.max() ?? 0
             }
@@ -146,7 +146,7 @@ public struct ReportFormatter: Sendable {
             output += bold(trimmed(aligned(titles))) + "\n"
             for result in run.results {
                 let line = result.isOK
-                    ? aligned(Self.cells(result, in: run))
+                    ? aligned(Self.cells(result, in: Metric.Context(run: run, pageSize: report.environment.pageSize)))
                     : result.allocator.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + Self.statusText(result)
                 output += trimmed(line) + "\n"
             }
@@ -220,7 +220,7 @@ public struct ReportFormatter: Sendable {
         for run in report.runs {
             for result in run.results {
                 let values = Metric.all.map { metric in
-                    result.isOK ? metric.read(result, run).map { metric.decimals == 0 ? metric.text($0) : String(format: "%.4f", $0) } ?? "" : ""
+                    result.isOK ? metric.read(result, Metric.Context(run: run, pageSize: report.environment.pageSize)).map { metric.decimals == 0 ? metric.text($0) : String(format: "%.4f", $0) } ?? "" : ""
                 }
                 let range = [result.nsPerOp?.min, result.nsPerOp?.max].map { $0.map { String(format: "%.2f", $0) } ?? "" }
                 let fields = [run.trace.name, result.allocator, result.status.rawValue, result.detail ?? ""] + values + range
@@ -243,7 +243,7 @@ public struct ReportFormatter: Sendable {
             output += "| " + Self.columnTitles.joined(separator: " | ") + " |\n"
             output += "|" + Self.columns.map { $0.isText ? " --- |" : " ---: |" }.joined() + "\n"
             for result in run.results {
-                let cells = Self.cells(result, in: run).map { $0.replacingOccurrences(of: "|", with: "\\|") }
+                let cells = Self.cells(result, in: Metric.Context(run: run, pageSize: report.environment.pageSize)).map { $0.replacingOccurrences(of: "|", with: "\\|") }
                 output += "| " + cells.joined(separator: " | ") + " |\n"
             }
             output += "\n"

@@ -22,13 +22,14 @@ final class MetricTableTests: XCTestCase {
         trace: TraceSummary(path: "t.txt", name: "t", lines: 20_000, ops: 20_000, threads: 1, slots: 10, peakLiveBytes: 4_000_000,
                             finalLiveBytes: 0, idealPages: 1001, anomaliesSkipped: 0, failedAllocationsSkipped: 0),
         results: [glibc, row])
+    static let context = Metric.Context(run: run, pageSize: 4096)
     static let report = RunReport(environment: GateFixtures.environment,
                                   settings: RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: 60, lenient: false), runs: [run])
 
     /// How each metric's value reads in a text output.
     func expectedTexts() throws -> [(metric: Metric, text: String)] {
         try Metric.all.map { metric in
-            let value = try XCTUnwrap(metric.read(Self.row, Self.run), "\(metric.key) has no value in the fixture row")
+            let value = try XCTUnwrap(metric.read(Self.row, Self.context), "\(metric.key) has no value in the fixture row")
             if case .listed(_, let label) = metric.column { return (metric, "\(label) \(metric.text(value))") }
             return (metric, metric.text(value))
         }
@@ -66,7 +67,7 @@ final class MetricTableTests: XCTestCase {
         for metric in Metric.all {
             let index = try XCTUnwrap(header.firstIndex(of: metric.key), "CSV has no column \(metric.key)")
             let value = try XCTUnwrap(Double(slab[index]), "CSV \(metric.key) is '\(slab[index])'")
-            XCTAssertEqual(value, metric.read(Self.row, Self.run) ?? .nan, accuracy: 0.0001, metric.key)
+            XCTAssertEqual(value, metric.read(Self.row, Self.context) ?? .nan, accuracy: 0.0001, metric.key)
         }
     }
 
@@ -74,7 +75,7 @@ final class MetricTableTests: XCTestCase {
         let decoded = try RunReport.decode(try Self.report.encoded())
         let row = try XCTUnwrap(decoded.runs.first?.results.first { $0.allocator == "slab" })
         for metric in Metric.all {
-            XCTAssertEqual(metric.read(row, decoded.runs.first), metric.read(Self.row, Self.run), metric.key)
+            XCTAssertEqual(metric.read(row, Metric.Context(run: decoded.runs.first, pageSize: 4096)), metric.read(Self.row, Self.context), metric.key)
         }
     }
 
