@@ -1,4 +1,5 @@
 import AllocBenchModel
+import CAllocBench
 import Glibc
 
 /// Reads /proc/PID/status and /proc/PID/stat through descriptors opened once, into a fixed buffer:
@@ -6,6 +7,7 @@ import Glibc
 final class ProcReader {
     private let status: FileDescriptor
     private let stat: FileDescriptor
+    private var smapsRollup: FileDescriptor?
     private let buffer: UnsafeMutableRawBufferPointer
 
     private let pid: pid_t
@@ -19,9 +21,22 @@ final class ProcReader {
 
     deinit { buffer.deallocate() }
 
-    func sample() throws(SystemError) -> MemorySample {
+    /// /proc/PID/status, and with `lazyFree` /proc/PID/smaps_rollup too: the kernel walks every
+    /// mapping for that one, so it is read only where LazyFree can have moved.
+    func sample(lazyFree: Bool = false) throws(SystemError) -> MemorySample {
+        var sample = MemorySample()
         let count = try status.read(into: buffer, at: 0)
-        return ProcReader.parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        ProcReader.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &sample)
+        if lazyFree {
+            // Pages MADV_FREE queued on a CPU's batch are not lazily free yet: drain them first.
+            _ = ab_drain_page_batches(pid)
+            if smapsRollup == nil { smapsRollup = try FileDescriptor.open("/proc/\(pid)/smaps_rollup", O_RDONLY) }
+            if let smapsRollup {
+                let count = try smapsRollup.read(into: buffer, at: 0)
+                ProcReader.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &sample)
+            }
+        }
+        return sample
     }
 
     /// /proc/PID/smaps, whole (it is generated as it is read, so it is read in one pass).
@@ -49,8 +64,8 @@ final class ProcReader {
         return ProcReader.parseMinorFaults(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) ?? 0
     }
 
-    static func parseStatus(_ text: UnsafeRawBufferPointer) -> MemorySample {
-        var sample = MemorySample()
+    /// The counters of /proc/PID/status or smaps_rollup text that a sample holds.
+    static func parse(_ text: UnsafeRawBufferPointer, into sample: inout MemorySample) {
         var lineStart = 0
         while lineStart < text.count {
             var lineEnd = lineStart
@@ -59,9 +74,9 @@ final class ProcReader {
             if let value = field(line, "RssAnon:") { sample.rssAnonKilobytes = value }
             else if let value = field(line, "VmSize:") { sample.vmSizeKilobytes = value }
             else if let value = field(line, "VmPTE:") { sample.pageTablesKilobytes = value }
+            else if let value = field(line, "LazyFree:") { sample.lazyFreeKilobytes = value }
             lineStart = lineEnd + 1
         }
-        return sample
     }
 
     private static func field(_ line: UnsafeRawBufferPointer, _ name: StaticString) -> Int? {

@@ -181,6 +181,10 @@ public struct ReplayRunner: Sendable {
         if breakdown { counters.executable = proc.executablePath() }
         var measuring = false
         var faultsAtBegin = 0
+        // Only madvise(MADV_FREE) (or process_madvise) makes pages lazily free, so LazyFree stays
+        // at its baseline value until the first of them; from then on every sample reads it
+        // (smaps_rollup walks every mapping, and each read first drains the kernel's page batches).
+        var readsLazyFree = false
         /// Every reading between the marks goes through here: it may be the peak.
         func record(_ sample: MemorySample) throws(SystemError) {
             if sample.rssAnonKilobytes > counters.peak.rssAnonKilobytes {
@@ -209,12 +213,14 @@ public struct ReplayRunner: Sendable {
                 }
                 if Int(kind) == AB_STOP_MARKER {
                     var mark: UInt64 = 0
-                    guard ab_ptrace_first_argument(thread, &mark) == 0 else {
+                    guard ab_ptrace_argument(thread, 0, &mark) == 0 else {
                         if errno == ESRCH { continue }
                         throw SystemError("ptrace(PTRACE_GETREGS)", errno: errno)
                     }
-                    let sample = try proc.sample()
+                    var sample = try proc.sample(lazyFree: readsLazyFree)
                     if Int(mark) == AB_MARK_BEGIN && !counters.sawBegin {
+                        sample = try proc.sample(lazyFree: true)
+                        readsLazyFree = sample.lazyFreeKilobytes > 0
                         counters.sawBegin = true
                         counters.baseline = sample
                         counters.peak = sample
@@ -240,7 +246,11 @@ public struct ReplayRunner: Sendable {
                     // Stopped on entry: the counters still hold everything since the last mm
                     // syscall, and RssAnon only falls and VmSize only changes inside one.
                     counters.syscalls[syscall, default: 0] += 1
-                    try record(try proc.sample())
+                    try record(try proc.sample(lazyFree: readsLazyFree))
+                    var advice: UInt64 = 0
+                    if syscall == .other || (syscall == .madvise && ab_ptrace_argument(thread, 2, &advice) == 0 && advice == UInt64(MADV_FREE)) {
+                        readsLazyFree = true
+                    }
                 }
             } else if ab_is_event_stop(status) == 0 && (status & 0x7f) == 0x7f {
                 // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).

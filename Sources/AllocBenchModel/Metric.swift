@@ -129,6 +129,22 @@ extension Metric {
     /// shmat, shmdt, process_madvise.
     public static let otherCalls = calls(.other)
 
+    /// Pages handed back with madvise(MADV_FREE) that RssAnon still counts (the kernel reclaims
+    /// them only under memory pressure), at the end and at the instant of the touched peak; and
+    /// touched pages without them, what the allocator holds once the kernel needs the memory.
+    public static let lazyFreeFinal = sampled(key: "lazy_free_final", title: "lazy free final", at: .end,
+                                              column: .finalPeak(column: "lazy free")) { $0.lazyFreeKilobytes }
+    public static let lazyFreeAtPeak = sampled(key: "lazy_free_at_peak", title: "lazy free at peak", at: .touchedPeak,
+                                               column: .finalPeak(column: "lazy free")) { $0.lazyFreeKilobytes }
+    public static let touchedNotLazyFinal = sampled(key: "touched_not_lazy_final", title: "touched − lazy free final", at: .end,
+                                                    gated: false, column: .finalPeak(column: "touched − lazy free")) {
+        $0.rssAnonKilobytes - $0.lazyFreeKilobytes
+    }
+    public static let touchedNotLazyPeak = sampled(key: "touched_not_lazy_peak", title: "touched − lazy free at peak", at: .touchedPeak,
+                                                   gated: false, column: .finalPeak(column: "touched − lazy free")) {
+        $0.rssAnonKilobytes - $0.lazyFreeKilobytes
+    }
+
     /// Median ns/op over the timed runs: shown, never gated (it measures the machine).
     public static let nanosecondsPerOp = Metric(key: "ns_per_op", title: "ns/op", unit: .nanoseconds, isGated: false, decimals: 1) {
         row, _ in row.nsPerOp?.median
@@ -156,9 +172,9 @@ extension Metric {
 
     /// A counter of the row's samples as a delta from the baseline, in pages, at `instant`: a new
     /// /proc counter is a field of `MemorySample`, the code that reads it, and these declarations.
-    public static func sampled(key: String, title: String, at instant: Instant, column: TableColumn = .own,
+    public static func sampled(key: String, title: String, at instant: Instant, gated: Bool = true, column: TableColumn = .own,
                                _ counter: @escaping @Sendable (MemorySample) -> Int) -> Metric {
-        Metric(key: key, title: title, unit: .pages, column: column) { row, context in
+        Metric(key: key, title: title, unit: .pages, isGated: gated, column: column) { row, context in
             guard let base = row.baseline,
                   let sample = instant == .end ? row.endSample : row.touchedPeakSample else { return nil }
             return Double(pages(kilobytes: counter(sample) - counter(base), pageSize: context.pageSize))
@@ -167,7 +183,8 @@ extension Metric {
 
     /// Every metric, in the order every output shows them.
     public static let all: [Metric] = [
-        touchedFinal, touchedPeak, mappedFinal, mappedPeak, ideal, overhead, minorFaults, pageTablesFinal, pageTablesPeak,
+        touchedFinal, touchedPeak, lazyFreeFinal, lazyFreeAtPeak, touchedNotLazyFinal, touchedNotLazyPeak,
+        mappedFinal, mappedPeak, ideal, overhead, minorFaults, pageTablesFinal, pageTablesPeak,
         mmapCalls, munmapCalls, brkCalls, madviseCalls, mremapCalls, otherCalls, nanosecondsPerOp, nanosecondsPerOpVersusGlibc,
     ]
 

@@ -14,11 +14,28 @@ public struct MemorySample: Sendable, Equatable, Codable {
     public var vmSizeKilobytes: Int
     /// VmPTE: page tables.
     public var pageTablesKilobytes: Int
+    /// LazyFree (/proc/PID/smaps_rollup): pages handed back with madvise(MADV_FREE) and still
+    /// resident, which RssAnon counts until the kernel reclaims them under memory pressure.
+    public var lazyFreeKilobytes: Int
 
-    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0) {
+    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0, lazyFreeKilobytes: Int = 0) {
         self.rssAnonKilobytes = rssAnonKilobytes
         self.vmSizeKilobytes = vmSizeKilobytes
         self.pageTablesKilobytes = pageTablesKilobytes
+        self.lazyFreeKilobytes = lazyFreeKilobytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rssAnonKilobytes, vmSizeKilobytes, pageTablesKilobytes, lazyFreeKilobytes
+    }
+
+    /// Reports written before a counter was recorded read it as 0.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        rssAnonKilobytes = try container.decode(Int.self, forKey: .rssAnonKilobytes)
+        vmSizeKilobytes = try container.decode(Int.self, forKey: .vmSizeKilobytes)
+        pageTablesKilobytes = try container.decode(Int.self, forKey: .pageTablesKilobytes)
+        lazyFreeKilobytes = try container.decodeIfPresent(Int.self, forKey: .lazyFreeKilobytes) ?? 0
     }
 }
 

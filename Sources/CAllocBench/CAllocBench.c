@@ -85,17 +85,29 @@ int ab_ptrace_event_message(pid_t pid, unsigned long *message) {
     return (int)ptrace(PTRACE_GETEVENTMSG, pid, 0, message);
 }
 
-int ab_ptrace_first_argument(pid_t pid, uint64_t *argument) {
+int ab_ptrace_argument(pid_t pid, int index, uint64_t *argument) {
+    if (index < 0 || index > 5) {
+        errno = EINVAL;
+        return -1;
+    }
     struct user_regs_struct registers;
 #if defined(__x86_64__)
     if (ptrace(PTRACE_GETREGS, pid, 0, &registers) != 0) return -1;
-    *argument = registers.rdi;
+    const unsigned long long in_order[6] = {registers.rdi, registers.rsi, registers.rdx, registers.r10, registers.r8, registers.r9};
+    *argument = in_order[index];
 #else
     struct iovec vector = {.iov_base = &registers, .iov_len = sizeof(registers)};
     if (ptrace(PTRACE_GETREGSET, pid, (void *)1 /* NT_PRSTATUS */, &vector) != 0) return -1;
-    *argument = registers.regs[0];
+    *argument = registers.regs[index];
 #endif
     return 0;
+}
+
+int ab_drain_page_batches(pid_t pid) {
+    void *no_page = NULL;
+    int node = 0;
+    int status = 0;
+    return (int)syscall(SYS_move_pages, pid, 0UL, &no_page, &node, &status, 0);
 }
 
 int ab_is_seccomp_stop(int status) {

@@ -36,7 +36,9 @@ enum GateFixtures {
                 mappedPages: FinalAndPeak(final: mapped.final, peak: mapped.peak), idealPages: 3,
                 minorFaults: minorFaults,
                 pageTablesKilobytes: FinalAndPeak(final: pageTablesKilobytes.final, peak: pageTablesKilobytes.peak),
-                mmSyscalls: syscalls, nsPerOp: nanosecondsPerOp.map { TimePerOp(runs: [$0]) }, mallocProvider: "libc.so.6")
+                mmSyscalls: syscalls, nsPerOp: nanosecondsPerOp.map { TimePerOp(runs: [$0]) },
+                baseline: MemorySample(), endSample: MemorySample(rssAnonKilobytes: touched.final * 4),
+                touchedPeakSample: MemorySample(rssAnonKilobytes: touched.peak * 4), mallocProvider: "libc.so.6")
         }
     }
 

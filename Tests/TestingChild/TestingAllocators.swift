@@ -17,25 +17,7 @@ struct GroundTruth: Allocator {
     var handedOut = 0
 
     init() {
-        // Parsed by hand: an Array here would be a malloc inside the measurement.
-        guard var cursor = UnsafePointer(getenv("ALLOCBENCH_GROUND_TRUTH")) else { return }
-        var values = (0, 0, 0)
-        var index = 0
-        while cursor.pointee != 0 {
-            let byte = UInt8(bitPattern: cursor.pointee)
-            if byte == UInt8(ascii: " ") {
-                index += 1
-            } else {
-                let digit = Int(byte) - 48
-                switch index {
-                case 0: values.0 = values.0 * 10 + digit
-                case 1: values.1 = values.1 * 10 + digit
-                default: values.2 = values.2 * 10 + digit
-                }
-            }
-            cursor += 1
-        }
-        (mapped, written, unmapped) = values
+        (mapped, written, unmapped, _) = numbers(fromVariable: "ALLOCBENCH_GROUND_TRUTH")
     }
 
     mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
@@ -54,6 +36,75 @@ struct GroundTruth: Allocator {
         guard let region, unmapped > 0 else { return }
         munmap(region + (mapped - unmapped) * Self.pageSize, unmapped * Self.pageSize)
         self.unmapped = 0
+    }
+}
+
+/// Up to four numbers separated by spaces from an environment variable, zero where missing. Parsed
+/// by hand: an Array here would be a malloc inside the measurement.
+func numbers(fromVariable name: String) -> (Int, Int, Int, Int) {
+    var values = (0, 0, 0, 0)
+    guard var cursor = UnsafePointer(getenv(name)) else { return values }
+    var index = 0
+    while cursor.pointee != 0 {
+        let byte = UInt8(bitPattern: cursor.pointee)
+        if byte == UInt8(ascii: " ") {
+            index += 1
+        } else {
+            let digit = Int(byte) - 48
+            switch index {
+            case 0: values.0 = values.0 * 10 + digit
+            case 1: values.1 = values.1 * 10 + digit
+            case 2: values.2 = values.2 * 10 + digit
+            default: values.3 = values.3 * 10 + digit
+            }
+        }
+        cursor += 1
+    }
+    return values
+}
+
+/// LazyFree's ground truth. Its first allocation maps N pages and writes them all; its first
+/// deallocation hands the first F back with madvise(MADV_FREE), which leaves them in RssAnon;
+/// its second allocation writes R of those again (they stop being lazily free) and maps and writes
+/// E more pages, so the touched peak comes after the MADV_FREE. From ALLOCBENCH_LAZY_FREE="N F R E",
+/// replayed with --touch none: touched peak N+E, lazy free F−R at that peak and at the end.
+struct LazyFreeGroundTruth: Allocator {
+    static let name = "lazy-free-ground-truth"
+    static let summary = "Test fixture: maps and writes N pages, MADV_FREEs F, rewrites R, adds E."
+
+    static let pageSize = 4096
+    var region: UnsafeMutableRawPointer?
+    var counts: (mapped: Int, freed: Int, rewritten: Int, extra: Int)
+    var allocations = 0
+    var freedOnce = false
+
+    init() {
+        counts = numbers(fromVariable: "ALLOCBENCH_LAZY_FREE")
+    }
+
+    static func mapWritten(pages: Int) -> UnsafeMutableRawPointer? {
+        guard let address = mmap(nil, pages * pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              address != MAP_FAILED else { return nil }
+        for page in 0..<pages { (address + page * pageSize).storeBytes(of: 1, as: UInt8.self) }
+        return address
+    }
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        allocations += 1
+        if allocations == 1 {
+            region = Self.mapWritten(pages: counts.mapped)
+        } else if allocations == 2, let region {
+            for page in 0..<counts.rewritten { (region + page * Self.pageSize).storeBytes(of: 2, as: UInt8.self) }
+            if counts.extra > 0 && Self.mapWritten(pages: counts.extra) == nil { return nil }
+        }
+        // Every block is the last mapped page's last 16 bytes: written already, so the replay adds nothing.
+        return region.map { $0 + counts.mapped * Self.pageSize - 16 }
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
+        guard let region, !freedOnce else { return }
+        freedOnce = true
+        madvise(region, counts.freed * Self.pageSize, MADV_FREE)
     }
 }
 

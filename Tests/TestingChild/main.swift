@@ -5,6 +5,7 @@ import AllocBenchReplay
 // catalog only looks at allocbench-replay*).
 ReplayChild.main([
     RegisteredAllocator(GroundTruth.self),
+    RegisteredAllocator(LazyFreeGroundTruth.self),
     RegisteredAllocator(CrashingAllocator.self),
     RegisteredAllocator(HangingAllocator.self),
     RegisteredAllocator(OutOfMemoryAllocator.self),

@@ -133,8 +133,14 @@ int ab_ptrace_seize(pid_t pid);
 int ab_ptrace_continue(pid_t pid, int signal);
 /// ptrace(PTRACE_GETEVENTMSG): for a seccomp stop, the filter's data (an AB_STOP_* kind).
 int ab_ptrace_event_message(pid_t pid, unsigned long *message);
-/// The first syscall argument of a stopped tracee (PTRACE_GETREGS), for the marker's AB_MARK_*.
-int ab_ptrace_first_argument(pid_t pid, uint64_t *argument);
+/// Syscall argument `index` (0…5) of a tracee stopped at a syscall's entry (PTRACE_GETREGS): the
+/// marker's AB_MARK_*, madvise's advice.
+int ab_ptrace_argument(pid_t pid, int index, uint64_t *argument);
+/// move_pages(pid, 0 pages): moving nothing, the kernel still drains every CPU's page batches
+/// (lru_cache_disable), among them the pages madvise(MADV_FREE) has queued but not yet marked
+/// lazily free. After it, /proc/PID/smaps_rollup's LazyFree counts every such page; before, it
+/// misses up to a batch per CPU. Returns 0, or -1 with errno (ENOSYS without NUMA support).
+int ab_drain_page_batches(pid_t pid);
 /// Whether a waitpid status is the seccomp event stop.
 int ab_is_seccomp_stop(int status);
 /// Whether a waitpid status is a ptrace event stop other than seccomp's (a new thread, a group
