@@ -75,12 +75,9 @@ public struct TraceParser: ~Copyable {
         public init(lenient: Bool = false) { self.lenient = lenient }
     }
 
-    private let options: Options
     private var result = ParsedTrace()
-    private var live = LivePointerTable()
-    private var freeSlots: [UInt32] = []
-    private var nextSlot: UInt32 = 0
-    private var liveBytes: UInt64 = 0
+    private var live: LiveSet
+    private var opStream = OpStreamRecorder()
     /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 16 | index`, or all
     /// ones when empty. Recordings interleave hundreds of threads, and hashing every line's tid
     /// into the dictionary costs more than parsing its pointer.
@@ -89,8 +86,8 @@ public struct TraceParser: ~Copyable {
     private var line = 0
 
     private init(options: Options, byteCountHint: Int) {
-        self.options = options
-        result.ops.reserveCapacity(byteCountHint / 24)
+        live = LiveSet(lenient: options.lenient)
+        opStream.ops.reserveCapacity(byteCountHint / 24)
     }
 
     /// Parses a whole trace held in memory.
@@ -114,11 +111,15 @@ public struct TraceParser: ~Copyable {
     }
 
     private consuming func finish() throws(TraceError) -> ParsedTrace {
-        if result.ops.isEmpty {
+        if opStream.ops.isEmpty {
             throw TraceError(line: 0, message: "no allocation to replay: none of its \(line) line\(line == 1 ? "" : "s") is a malloc, calloc, memalign or realloc")
         }
-        result.finalLiveBytes = liveBytes
-        result.slotCount = Int(nextSlot)
+        result.ops = opStream.ops
+        result.slotCount = live.slotCount
+        result.peakLiveBytes = live.peakLiveBytes
+        result.finalLiveBytes = live.liveBytes
+        result.anomalies = live.anomalies
+        result.failedAllocationsSkipped = live.failedAllocationsSkipped
         result.lineCount = line
         return result
     }
@@ -126,30 +127,109 @@ public struct TraceParser: ~Copyable {
     // MARK: - Lines
 
     private mutating func parseAll(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let end = base + bytes.count
-        var start = base
-        while start < end {
+        try ByteCursor.forEachLine(in: bytes) { text throws(TraceError) in
             line += 1
-            let lineEnd = findNewline(from: start, to: end)
-            var content = lineEnd
-            if content > start && content[-1] == UInt8(ascii: "\r") { content -= 1 }
-            try parseLine(start, content)
-            start = lineEnd + 1
+            try parseLine(text)
         }
     }
 
-    /// memchr: the C library's vectorised scan (a pure function, not a system call).
     @inline(__always)
-    private func findNewline(from start: UnsafePointer<UInt8>, to end: UnsafePointer<UInt8>) -> UnsafePointer<UInt8> {
-        guard let found = memchr(start, Int32(UInt8(ascii: "\n")), end - start) else { return end }
-        return UnsafePointer(found.assumingMemoryBound(to: UInt8.self))
+    private mutating func parseLine(_ text: ByteCursor) throws(TraceError) {
+        guard let operation = try TraceOperation(reading: text, lineNumber: line) else { return }
+        opStream.thread = try threadIndex(operation.tid)
+        try live.apply(operation, line: line, observer: &opStream)
+        if operation.action == .threadDone { result.threadsDone += 1 }
     }
 
-    private mutating func parseLine(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) throws(TraceError) {
-        var cursor = ByteCursor(position: start, end: end)
+    private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
+        let way = Int(tid & 63)
+        let recent = recentThreads[way]
+        if recent >> 16 == UInt64(tid) { return UInt16(truncatingIfNeeded: recent) }
+        let index: UInt16
+        if let known = threadIndexByTid[tid] {
+            index = known
+        } else {
+            guard result.threadIDs.count <= Int(UInt16.max) else {
+                throw TraceError(line: line, message: "more than 65536 thread ids")
+            }
+            index = UInt16(result.threadIDs.count)
+            threadIndexByTid[tid] = index
+            result.threadIDs.append(tid)
+        }
+        recentThreads[way] = UInt64(tid) << 16 | UInt64(index)
+        return index
+    }
+}
+
+/// The op stream replay children map: one op per change of the live set, on the line's thread.
+private struct OpStreamRecorder: LiveSetObserver {
+    var ops: [ab_op] = []
+    /// The thread index of the line being applied.
+    var thread: UInt16 = 0
+
+    @inline(__always)
+    mutating func allocated(_ block: LiveBlock, kind: AllocationKind) {
+        let opKind = switch kind {
+        case .malloc: AB_OP_MALLOC
+        case .calloc: AB_OP_CALLOC
+        case .memalign: AB_OP_MEMALIGN
+        }
+        append(block, kind: opKind)
+    }
+
+    @inline(__always)
+    mutating func freed(_ block: LiveBlock) {
+        append(block, kind: AB_OP_FREE)
+    }
+
+    @inline(__always)
+    mutating func reallocated(_ block: LiveBlock) {
+        append(block, kind: AB_OP_REALLOC)
+    }
+
+    @inline(__always)
+    private mutating func append(_ block: LiveBlock, kind: Int) {
+        ops.append(ab_op(size: block.size, slot: block.slot, thread: thread, kind: UInt8(kind), align_log2: block.alignLog2))
+    }
+}
+
+/// How record_allocs text writes a pointer, and error messages quote one: `0x` and lowercase hex
+/// digits, what `ByteCursor.hexPointer()` reads.
+public func hexPointerText(_ pointer: UInt64) -> String { "0x" + String(pointer, radix: 16) }
+
+/// Bytes for a one-line error message: control bytes and non-ASCII shown as \xNN, cut at `limit`.
+private func printable(_ bytes: UnsafeBufferPointer<UInt8>, limit: Int) -> String {
+    var text = ""
+    for byte in bytes.prefix(limit) {
+        if byte >= 0x20 && byte < 0x7F {
+            text.unicodeScalars.append(Unicode.Scalar(byte))
+        } else {
+            text += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }
+    }
+    return bytes.count > limit ? text + "…" : text
+}
+
+// MARK: - Operations
+
+/// What one line of record_allocs text says a thread did. The parser reads every line through
+/// this, and so does the recorder's fork bookkeeping: one reading of the format.
+public struct TraceOperation: Sendable {
+    public var tid: UInt32
+    public var action: TraceAction
+    /// The pointers, sizes and alignment in the line's order, 0 past the action's last; the
+    /// timestamps are checked and dropped.
+    public var fields: (UInt64, UInt64, UInt64)
+
+    /// Reads `line`, its line break excluded; nil when it is blank or a comment. `lineNumber` is
+    /// the error's.
+    @inline(__always)
+    public init?(reading line: ByteCursor, lineNumber: Int) throws(TraceError) {
+        func fail(_ message: String) -> TraceError { TraceError(line: lineNumber, message: message) }
+        let start = line.position
+        var cursor = line
         cursor.skipBlanks()
-        if cursor.atEnd || cursor.peek == UInt8(ascii: "#") { return }
+        if cursor.atEnd || cursor.peek == UInt8(ascii: "#") { return nil }
 
         guard let tidValue = cursor.decimal(), tidValue <= UInt64(UInt32.max) else {
             throw fail("expected '<tid>: <action> <pointer> ...', found '\(cursor.lineText(from: start))'")
@@ -163,7 +243,7 @@ public struct TraceParser: ~Copyable {
             if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
             throw fail("unknown action '\(printable(action, limit: 40))'")
         }
-        var fields = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var values = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         var count = 0
         while true {
             cursor.skipBlanks()
@@ -180,21 +260,113 @@ public struct TraceParser: ~Copyable {
                 let what = count < kind.hexFieldCount ? "a 0x pointer" : "a decimal number"
                 throw fail("\(kind.name): field \(count + 1) is not \(what): '\(cursor.lineText(from: start))'")
             }
-            withUnsafeMutableBytes(of: &fields) { $0.storeBytes(of: value, toByteOffset: count * 8, as: UInt64.self) }
+            withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: value, toByteOffset: count * 8, as: UInt64.self) }
             count += 1
         }
         guard count == kind.fieldCount || count == kind.fieldCount + kind.timestampCount else {
             throw fail("\(kind.name) takes \(kind.usage), found \(count) field\(count == 1 ? "" : "s")")
         }
-        let thread = try threadIndex(UInt32(tidValue))
-        switch kind {
+        tid = UInt32(tidValue)
+        self.action = kind
+        fields = (values.0, values.1, values.2)
+    }
+}
+
+// MARK: - Live set
+
+/// A block allocated and not yet freed.
+public struct LiveBlock: Sendable {
+    public var pointer: UInt64
+    /// The bytes asked for (calloc's product); a realloc changes it.
+    public var size: UInt64
+    /// Names the block while it is live and is given to the next block once it is freed, so that
+    /// there are only as many slots as blocks live at once: the replay child's table is indexed by
+    /// it, and an observer can index its own by it.
+    public var slot: UInt32
+    /// The line that allocated or last reallocated the block, for error messages.
+    public var line: UInt32
+    /// log2 of the alignment asked for: 4 except for memalign. A realloc keeps it.
+    public var alignLog2: UInt8
+}
+
+/// How a block was allocated: what replay calls to allocate it again.
+public enum AllocationKind: Sendable, Equatable {
+    case malloc
+    /// The block's size is `count` × `elementSize`.
+    case calloc(count: UInt64, elementSize: UInt64)
+    /// The alignment is the block's `1 << alignLog2`.
+    case memalign
+}
+
+/// Told of every change `LiveSet` makes, in trace order.
+public protocol LiveSetObserver {
+    /// `block` became live.
+    mutating func allocated(_ block: LiveBlock, kind: AllocationKind)
+    /// `block`, as it was, is no longer live.
+    mutating func freed(_ block: LiveBlock)
+    /// A realloc moved or resized the block in `block.slot`: `block` has its new pointer and size.
+    mutating func reallocated(_ block: LiveBlock)
+}
+
+/// The blocks a trace holds live, and the one statement of what each action does to them: the
+/// parser turns the changes into ops, and the recorder's fork bookkeeping keeps the blocks a
+/// forked child inherits. That both follow these rules is what lets a child's trace, which starts
+/// with the inherited blocks, replay strictly.
+///
+/// In lenient mode an operation that throws leaves the blocks as they were, so that a caller may
+/// skip it and go on.
+public struct LiveSet: ~Copyable {
+    private let lenient: Bool
+    private var table = LivePointerTable()
+    private var freeSlots: [UInt32] = []
+    private var nextSlot: UInt32 = 0
+    public private(set) var liveBytes: UInt64 = 0
+    /// The largest `liveBytes` so far.
+    public private(set) var peakLiveBytes: UInt64 = 0
+    public private(set) var anomalies = TraceAnomalies()
+    /// Allocations recorded as failed (a null result): nothing became live.
+    public private(set) var failedAllocationsSkipped = 0
+    /// The line being applied, for error messages.
+    private var line = 0
+
+    /// `lenient`: count and skip the anomalies of interleaved multi-threaded recordings (see
+    /// `TraceAnomalies`) rather than throw.
+    public init(lenient: Bool) {
+        self.lenient = lenient
+    }
+
+    /// The blocks live now.
+    public var count: Int { table.count }
+
+    /// The most blocks live at once: how many slots were handed out.
+    public var slotCount: Int { Int(nextSlot) }
+
+    /// Calls `body` with every live block, in no particular order.
+    public func forEachBlock(_ body: (LiveBlock) -> Void) {
+        table.forEachEntry(body)
+    }
+
+    private static let maximumSize: UInt64 = 1 << 56
+    private static let maximumAlignment: UInt64 = 1 << 40
+    /// No process holds 2^60 bytes; a trace that claims to is corrupt, and capping the sum keeps
+    /// every later computation on it (ideal pages, the live-bytes timeline) free of overflow.
+    private static let maximumLiveBytes: UInt64 = 1 << 60
+
+    /// Applies `operation`, read at `line`, and tells `observer` what changed.
+    @inline(__always)
+    public mutating func apply<Observer: LiveSetObserver>(_ operation: TraceOperation, line: Int,
+                                                          observer: inout Observer) throws(TraceError) {
+        self.line = line
+        let fields = operation.fields
+        switch operation.action {
         case .malloc:
-            try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+            try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: .malloc, observer: &observer)
         case .calloc:
             let (total, overflow) = fields.1.multipliedReportingOverflow(by: fields.2)
             // A calloc that failed because the product overflows is recorded with a null result.
             if overflow && fields.0 != 0 { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
-            try allocate(pointer: fields.0, size: total, alignLog2: 4, kind: AB_OP_CALLOC, thread: thread)
+            try allocate(pointer: fields.0, size: total, alignLog2: 4,
+                         kind: .calloc(count: fields.1, elementSize: fields.2), observer: &observer)
         case .memalign:
             let alignment = fields.1
             guard alignment != 0, alignment & (alignment - 1) == 0 else {
@@ -203,14 +375,14 @@ public struct TraceParser: ~Copyable {
             guard alignment <= Self.maximumAlignment else {
                 throw fail("memalign alignment \(alignment) is larger than 2^40")
             }
-            try allocate(pointer: fields.0, size: fields.2,
-                         alignLog2: UInt8(alignment.trailingZeroBitCount), kind: AB_OP_MEMALIGN, thread: thread)
+            try allocate(pointer: fields.0, size: fields.2, alignLog2: UInt8(alignment.trailingZeroBitCount),
+                         kind: .memalign, observer: &observer)
         case .realloc:
-            try reallocate(new: fields.0, old: fields.1, size: fields.2, thread: thread)
+            try reallocate(new: fields.0, old: fields.1, size: fields.2, observer: &observer)
         case .free:
-            try free(pointer: fields.0, thread: thread)
+            try free(pointer: fields.0, observer: &observer)
         case .threadDone:
-            result.threadsDone += 1
+            break  // a thread's end frees nothing
         }
     }
 
@@ -218,119 +390,109 @@ public struct TraceParser: ~Copyable {
         TraceError(line: line, message: message)
     }
 
-    private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
-        let way = Int(tid & 63)
-        let recent = recentThreads[way]
-        if recent >> 16 == UInt64(tid) { return UInt16(truncatingIfNeeded: recent) }
-        let index: UInt16
-        if let known = threadIndexByTid[tid] {
-            index = known
-        } else {
-            guard result.threadIDs.count <= Int(UInt16.max) else { throw fail("more than 65536 thread ids") }
-            index = UInt16(result.threadIDs.count)
-            threadIndexByTid[tid] = index
-            result.threadIDs.append(tid)
-        }
-        recentThreads[way] = UInt64(tid) << 16 | UInt64(index)
-        return index
-    }
-
-    // MARK: - Semantics
-
-    private static let maximumSize: UInt64 = 1 << 56
-    private static let maximumAlignment: UInt64 = 1 << 40
-
-    private mutating func allocate(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: Int, thread: UInt16) throws(TraceError) {
+    private mutating func allocate<Observer: LiveSetObserver>(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: AllocationKind,
+                                                              observer: inout Observer) throws(TraceError) {
         // Failed first: programs probe with absurd sizes, and those fail.
         if pointer == 0 {
-            result.failedAllocationsSkipped += 1
+            failedAllocationsSkipped += 1
             return
         }
         guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        let (index, inserted) = live.insertIfAbsent(LivePointerTable.Entry(
-            pointer: pointer, size: size, slot: 0, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2))
+        var block = LiveBlock(pointer: pointer, size: size, slot: 0, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2)
+        let (index, inserted) = table.insertIfAbsent(block)
         guard inserted else {
-            if options.lenient {
-                result.anomalies.pointersReturnedWhileLive += 1
+            if lenient {
+                anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("pointer \(hex(pointer)) returned while already live (allocated at line \(live[index].line))")
+            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(table[index].line))")
         }
-        let slot = takeSlot()
-        live[index].slot = slot
-        try addLive(size)
-        result.ops.append(ab_op(size: size, slot: slot, thread: thread, kind: UInt8(kind), align_log2: alignLog2))
+        guard fitsLiveBytes(liveBytes + size) else {
+            table.remove(at: index)
+            throw liveBytesExceeded()
+        }
+        block.slot = takeSlot()
+        table[index].slot = block.slot
+        addLive(size)
+        observer.allocated(block, kind: kind)
     }
 
-    private mutating func free(pointer: UInt64, thread: UInt16) throws(TraceError) {
+    private mutating func free<Observer: LiveSetObserver>(pointer: UInt64, observer: inout Observer) throws(TraceError) {
         if pointer == 0 { return }
-        guard let index = live.find(pointer) else {
-            if options.lenient {
-                result.anomalies.freesOfUnknownPointers += 1
+        guard let index = table.find(pointer) else {
+            if lenient {
+                anomalies.freesOfUnknownPointers += 1
                 return
             }
-            throw fail("free of \(hex(pointer)), which is not live")
+            throw fail("free of \(hexPointerText(pointer)), which is not live")
         }
-        let entry = live[index]
-        live.remove(at: index)
-        freeSlots.append(entry.slot)
-        liveBytes -= entry.size
-        result.ops.append(ab_op(size: entry.size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_FREE), align_log2: entry.alignLog2))
+        let block = table[index]
+        table.remove(at: index)
+        freeSlots.append(block.slot)
+        liveBytes -= block.size
+        observer.freed(block)
     }
 
-    private mutating func reallocate(new: UInt64, old: UInt64, size: UInt64, thread: UInt16) throws(TraceError) {
+    private mutating func reallocate<Observer: LiveSetObserver>(new: UInt64, old: UInt64, size: UInt64,
+                                                                observer: inout Observer) throws(TraceError) {
         if old == 0 {
-            return try allocate(pointer: new, size: size, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+            return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
         }
-        guard let oldIndex = live.find(old) else {
-            if options.lenient {
-                result.anomalies.reallocsOfUnknownPointers += 1
-                return try allocate(pointer: new, size: size, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread)
+        guard let oldIndex = table.find(old) else {
+            if lenient {
+                anomalies.reallocsOfUnknownPointers += 1
+                return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
             }
-            throw fail("realloc of \(hex(old)), which is not live")
+            throw fail("realloc of \(hexPointerText(old)), which is not live")
         }
         if size == 0 {
-            try free(pointer: old, thread: thread)
-            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: 4, kind: AB_OP_MALLOC, thread: thread) }
+            try free(pointer: old, observer: &observer)
+            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: 4, kind: .malloc, observer: &observer) }
             return
         }
         if new == 0 {
             // A failed realloc leaves the old block live and unchanged.
-            result.failedAllocationsSkipped += 1
+            failedAllocationsSkipped += 1
             return
         }
         guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var entry = live[oldIndex]
-        if new != old, let existing = live.find(new) {
-            if options.lenient {
-                result.anomalies.pointersReturnedWhileLive += 1
+        var block = table[oldIndex]
+        if new != old, let existing = table.find(new) {
+            if lenient {
+                anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("realloc returned \(hex(new)) while it is already live (allocated at line \(live[existing].line))")
+            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(table[existing].line))")
         }
-        liveBytes -= entry.size
-        try addLive(size)
-        entry.size = size
-        entry.line = UInt32(truncatingIfNeeded: line)
+        guard fitsLiveBytes(liveBytes - block.size + size) else { throw liveBytesExceeded() }
+        liveBytes -= block.size
+        addLive(size)
+        block.size = size
+        block.line = UInt32(truncatingIfNeeded: line)
         if new == old {
-            live[oldIndex] = entry
+            table[oldIndex] = block
         } else {
-            live.remove(at: oldIndex)
-            entry.pointer = new
-            _ = live.insertIfAbsent(entry)  // absent: checked above
+            table.remove(at: oldIndex)
+            block.pointer = new
+            _ = table.insertIfAbsent(block)  // absent: checked above
         }
-        result.ops.append(ab_op(size: size, slot: entry.slot, thread: thread, kind: UInt8(AB_OP_REALLOC), align_log2: entry.alignLog2))
+        observer.reallocated(block)
     }
 
-    /// No process holds 2^60 bytes; a trace that claims to is corrupt, and capping the sum keeps
-    /// every later computation on it (ideal pages, the live-bytes timeline) free of overflow.
-    private static let maximumLiveBytes: UInt64 = 1 << 60
+    /// Checked before anything changes, so that a lenient caller can skip the operation.
+    @inline(__always)
+    private func fitsLiveBytes(_ total: UInt64) -> Bool {
+        total < Self.maximumLiveBytes  // both terms are below 2^60, so the sum cannot overflow
+    }
+
+    private func liveBytesExceeded() -> TraceError {
+        fail("live bytes exceed 2^60: the sizes cannot be real")
+    }
 
     @inline(__always)
-    private mutating func addLive(_ size: UInt64) throws(TraceError) {
-        liveBytes += size  // both terms are below 2^60, so the sum cannot overflow
-        guard liveBytes < Self.maximumLiveBytes else { throw fail("live bytes exceed 2^60: the sizes cannot be real") }
-        if liveBytes > result.peakLiveBytes { result.peakLiveBytes = liveBytes }
+    private mutating func addLive(_ size: UInt64) {
+        liveBytes += size
+        if liveBytes > peakLiveBytes { peakLiveBytes = liveBytes }
     }
 
     @inline(__always)
@@ -339,21 +501,6 @@ public struct TraceParser: ~Copyable {
         defer { nextSlot += 1 }
         return nextSlot
     }
-}
-
-private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-/// Bytes for a one-line error message: control bytes and non-ASCII shown as \xNN, cut at `limit`.
-private func printable(_ bytes: UnsafeBufferPointer<UInt8>, limit: Int) -> String {
-    var text = ""
-    for byte in bytes.prefix(limit) {
-        if byte >= 0x20 && byte < 0x7F {
-            text.unicodeScalars.append(Unicode.Scalar(byte))
-        } else {
-            text += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
-        }
-    }
-    return bytes.count > limit ? text + "…" : text
 }
 
 // MARK: - Actions
@@ -428,7 +575,7 @@ private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _
 // MARK: - Byte cursor
 
 /// Reads the fields of one line of text in place: the trace parser's, and every other reader of
-/// record_allocs text (the recorder's fork bookkeeping).
+/// trace text (the recorder's fork bookkeeping, the mtrace converter).
 public struct ByteCursor {
     public var position: UnsafePointer<UInt8>
     public let end: UnsafePointer<UInt8>
@@ -438,8 +585,32 @@ public struct ByteCursor {
         self.end = end
     }
 
+    /// Calls `body` with a cursor over each line of `text`, without its `\n` or `\r\n`.
+    @inline(__always)
+    public static func forEachLine<Failure: Error>(in text: UnsafeRawBufferPointer,
+                                                   _ body: (ByteCursor) throws(Failure) -> Void) throws(Failure) {
+        guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let end = base + text.count
+        var start = base
+        while start < end {
+            let lineEnd = findNewline(from: start, to: end)
+            var content = lineEnd
+            if content > start && content[-1] == UInt8(ascii: "\r") { content -= 1 }
+            try body(ByteCursor(position: start, end: content))
+            start = lineEnd + 1
+        }
+    }
+
+    /// memchr: the C library's vectorised scan (a pure function, not a system call).
+    @inline(__always)
+    private static func findNewline(from start: UnsafePointer<UInt8>, to end: UnsafePointer<UInt8>) -> UnsafePointer<UInt8> {
+        guard let found = memchr(start, Int32(UInt8(ascii: "\n")), end - start) else { return end }
+        return UnsafePointer(found.assumingMemoryBound(to: UInt8.self))
+    }
+
     public var atEnd: Bool { position >= end }
-    var peek: UInt8 { position.pointee }
+    /// The byte at `position`; only when not `atEnd`.
+    public var peek: UInt8 { position.pointee }
     public var atBlank: Bool { position < end && (position.pointee == UInt8(ascii: " ") || position.pointee == UInt8(ascii: "\t")) }
 
     public mutating func skipBlanks() {
@@ -521,19 +692,13 @@ public struct ByteCursor {
 /// allocation: every op probes this table, and an array's uniqueness and bounds checks cost the
 /// parser more than the probe itself does.
 struct LivePointerTable: ~Copyable {
-    struct Entry {
-        var pointer: UInt64
-        var size: UInt64
-        var slot: UInt32
-        var line: UInt32
-        var alignLog2: UInt8
-    }
+    typealias Entry = LiveBlock
 
     private var buckets: UnsafeMutablePointer<Entry>
     private var mask: Int
     /// 64 − log2(capacity): Fibonacci hashing keeps the product's top bits.
     private var shift: UInt64
-    private var count = 0
+    private(set) var count = 0
 
     init() {
         (buckets, mask, shift) = Self.emptyBuckets(log2Capacity: 10)
@@ -551,6 +716,10 @@ struct LivePointerTable: ~Copyable {
     subscript(index: Int) -> Entry {
         get { buckets[index] }
         set { buckets[index] = newValue }
+    }
+
+    func forEachEntry(_ body: (Entry) -> Void) {
+        for index in 0...mask where buckets[index].pointer != 0 { body(buckets[index]) }
     }
 
     @inline(__always)

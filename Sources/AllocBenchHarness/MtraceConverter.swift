@@ -77,40 +77,35 @@ private struct Converter {
     /// The `<` line waiting for its `>`: (old pointer, line number).
     private var pendingRealloc: (old: UInt64, line: Int)?
     private var line = 0
+    /// The line being converted, quoted by error messages.
+    private var lineBytes = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
 
     mutating func run(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let end = base + bytes.count
-        var start = base
-        while start < end {
+        try ByteCursor.forEachLine(in: bytes) { cursor throws(TraceError) in
             line += 1
-            var lineEnd = start
-            while lineEnd < end && lineEnd.pointee != UInt8(ascii: "\n") { lineEnd += 1 }
-            var content = lineEnd
-            if content > start && content[-1] == UInt8(ascii: "\r") { content -= 1 }
-            try convertLine(Cursor(position: start, end: content, lineStart: start))
-            start = lineEnd + 1
+            lineBytes = UnsafeBufferPointer(start: cursor.position, count: cursor.end - cursor.position)
+            try convertLine(cursor)
         }
         summary.inputLines = line
         if let pending = pendingRealloc {
-            throw TraceError(line: pending.line, message: "'< \(hex(pending.old))' (realloc) is not followed by its '> <new> <size>' line")
+            throw TraceError(line: pending.line, message: "'< \(hexPointerText(pending.old))' (realloc) is not followed by its '> <new> <size>' line")
         }
     }
 
-    private mutating func convertLine(_ start: Cursor) throws(TraceError) {
-        var cursor = start
+    private mutating func convertLine(_ lineCursor: ByteCursor) throws(TraceError) {
+        var cursor = lineCursor
         if cursor.atEnd { return }
         if cursor.peek == UInt8(ascii: "=") { return }  // = Start, = End
         if cursor.peek == UInt8(ascii: "@") {
             guard cursor.skipCaller() else {
-                throw fail("expected '@ <caller> <op> ...' with <op> one of + - < > !, found '\(cursor.text)'")
+                throw fail("expected '@ <caller> <op> ...' with <op> one of + - < > !, found '\(lineText)'")
             }
         }
         let operation = cursor.peek
         cursor.position += 1
-        guard cursor.consume(UInt8(ascii: " ")) || cursor.atEnd else { throw unknownOperation(cursor) }
-        if pendingRealloc != nil && operation != UInt8(ascii: ">") {
-            throw TraceError(line: pendingRealloc!.line, message: "'< \(hex(pendingRealloc!.old))' (realloc) is followed by '\(start.text)' at line \(line), not by '> <new> <size>'")
+        guard cursor.consume(UInt8(ascii: " ")) || cursor.atEnd else { throw unknownOperation() }
+        if let pending = pendingRealloc, operation != UInt8(ascii: ">") {
+            throw TraceError(line: pending.line, message: "'< \(hexPointerText(pending.old))' (realloc) is followed by '\(lineText)' at line \(line), not by '> <new> <size>'")
         }
         switch operation {
         case UInt8(ascii: "+"):
@@ -156,7 +151,7 @@ private struct Converter {
             // The old block stays live; a failed realloc of an untraced block changes nothing.
             if live.contains(old) { emit("realloc", 0, old, size: size) }
         default:
-            throw unknownOperation(start)
+            throw unknownOperation()
         }
     }
 
@@ -164,33 +159,41 @@ private struct Converter {
         if !live.insert(pointer).inserted { summary.pointersReturnedWhileLive += 1 }
     }
 
-    private func unknownOperation(_ cursor: Cursor) -> TraceError {
-        fail("expected an mtrace line ('= ', '@ ', or one of + - < > ! and a space), found '\(cursor.text)'")
+    private func unknownOperation() -> TraceError {
+        fail("expected an mtrace line ('= ', '@ ', or one of + - < > ! and a space), found '\(lineText)'")
     }
 
     private func fail(_ message: String) -> TraceError {
         TraceError(line: line, message: message)
     }
 
-    private func field(_ cursor: inout Cursor, pointer: Bool, _ usage: String) throws(TraceError) -> UInt64 {
+    /// The whole line, cut to a readable length, for error messages. Decoded as UTF-8 rather than
+    /// escaped like the parser's quotes: a caller's file name is text the user wrote.
+    private var lineText: String {
+        let text = String(decoding: lineBytes.prefix(80), as: UTF8.self)
+        return lineBytes.count > 80 ? text + "…" : text
+    }
+
+    private func field(_ cursor: inout ByteCursor, pointer: Bool, _ usage: String) throws(TraceError) -> UInt64 {
         cursor.skipBlanks()
-        if cursor.atEnd { throw fail("expected '\(usage)', found '\(cursor.text)'") }
+        if cursor.atEnd { throw fail("expected '\(usage)', found '\(lineText)'") }
         if pointer, cursor.consume("(nil)") { return 0 }
         // %#lx prints zero as a bare 0.
         if !pointer, cursor.peek == UInt8(ascii: "0"), cursor.position + 1 == cursor.end || cursor.position[1] == UInt8(ascii: " ") {
             cursor.position += 1
             return 0
         }
-        guard let value = cursor.hex() else {
-            throw fail("expected '\(usage)' with \(pointer ? "a 0x pointer or (nil)" : "a 0x size"), found '\(cursor.text)'")
+        // The trace's pointer reader: 0x and 1 to 16 hex digits, which must end the field here.
+        guard let value = cursor.hexPointer(), cursor.atEnd || cursor.atBlank else {
+            throw fail("expected '\(usage)' with \(pointer ? "a 0x pointer or (nil)" : "a 0x size"), found '\(lineText)'")
         }
         return value
     }
 
-    private func expectEnd(_ cursor: Cursor, _ usage: String) throws(TraceError) {
+    private func expectEnd(_ cursor: ByteCursor, _ usage: String) throws(TraceError) {
         var rest = cursor
         rest.skipBlanks()
-        if !rest.atEnd { throw fail("expected '\(usage)' and nothing after it, found '\(cursor.text)'") }
+        if !rest.atEnd { throw fail("expected '\(usage)' and nothing after it, found '\(lineText)'") }
     }
 
     /// `1: <action> 0x<pointer>[ 0x<second>][ <size>]`
@@ -239,28 +242,9 @@ private struct Converter {
     }
 }
 
-private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-/// A position in one line of the log.
-private struct Cursor {
-    var position: UnsafePointer<UInt8>
-    let end: UnsafePointer<UInt8>
-    let lineStart: UnsafePointer<UInt8>
-
-    var atEnd: Bool { position >= end }
-    var peek: UInt8 { position.pointee }
-
-    mutating func skipBlanks() {
-        while position < end && (position.pointee == UInt8(ascii: " ") || position.pointee == UInt8(ascii: "\t")) { position += 1 }
-    }
-
-    mutating func consume(_ byte: UInt8) -> Bool {
-        guard position < end, position.pointee == byte else { return false }
-        position += 1
-        return true
-    }
-
-    mutating func consume(_ literal: StaticString) -> Bool {
+/// What only mtrace lines need of the trace parser's cursor.
+extension ByteCursor {
+    fileprivate mutating func consume(_ literal: StaticString) -> Bool {
         let count = literal.utf8CodeUnitCount
         guard end - position >= count else { return false }
         for index in 0..<count where position[index] != literal.utf8Start[index] { return false }
@@ -271,7 +255,7 @@ private struct Cursor {
     /// Skips `@ <caller> `. The caller always ends in `[0x<address>] ` (glibc prints it only for a
     /// non-null return address) and the operation and a space (or the line's end) follow; file
     /// names may contain anything, so nothing else is assumed of it.
-    mutating func skipCaller() -> Bool {
+    fileprivate mutating func skipCaller() -> Bool {
         var scan = position + 1
         while end - scan >= 3 {
             if scan[0] == UInt8(ascii: "]") && scan[1] == UInt8(ascii: " ") && isOperation(scan[2])
@@ -299,36 +283,5 @@ private struct Cursor {
     private func isOperation(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "<")
             || byte == UInt8(ascii: ">") || byte == UInt8(ascii: "!")
-    }
-
-    /// `0x` and 1 to 16 hex digits, ending at a blank or the line's end.
-    mutating func hex() -> UInt64? {
-        guard end - position >= 3, position[0] == UInt8(ascii: "0"),
-              position[1] == UInt8(ascii: "x") || position[1] == UInt8(ascii: "X") else { return nil }
-        var scan = position + 2
-        var value: UInt64 = 0
-        while scan < end && scan.pointee != UInt8(ascii: " ") && scan.pointee != UInt8(ascii: "\t") {
-            let byte = scan.pointee
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            value = value << 4 | UInt64(digit)
-            scan += 1
-        }
-        let digits = scan - position - 2
-        guard digits >= 1 && digits <= 16 else { return nil }
-        position = scan
-        return value
-    }
-
-    /// The whole line, cut to a readable length, for error messages.
-    var text: String {
-        let count = min(end - lineStart, 80)
-        let text = String(decoding: UnsafeBufferPointer(start: lineStart, count: count), as: UTF8.self)
-        return end - lineStart > 80 ? text + "…" : text
     }
 }

@@ -273,9 +273,9 @@ public enum Recorder {
                     let heap = try heapWhenForked(header, spool: spool, depth: 0)
                     let inherited = heap.allocationLines(tid: name.pid)
                     lines.text = Array(lines.text[..<header.length])
-                        + Array("# inherited \(heap.blocks.count) blocks live in process \(header.parent.pid) when it forked\n".utf8)
+                        + Array("# inherited \(heap.blockCount) blocks live in process \(header.parent.pid) when it forked\n".utf8)
                         + inherited + Array(lines.text[header.length...])
-                    lines.lineCount += heap.blocks.count + 1
+                    lines.lineCount += heap.blockCount + 1
                 }
                 try AtomicFileWriter.write(lines.text, to: path)
             } catch {
