@@ -89,6 +89,7 @@ var targets: [Target] = [
     // no spawning; the harness produces it, the gate, the reports and the text formats read it.
     .target(
         name: "AllocBenchModel",
+        dependencies: ["AllocBenchCore"],
         swiftSettings: strictSwift
     ),
     .target(

@@ -254,7 +254,7 @@ enum Arena {
         return (end, (end &+ pageSize &- 1) & ~(pageSize &- 1))
     }
 
-    static func systemPageSize() -> UInt { UInt(sysconf(Int32(_SC_PAGESIZE))) }
+    static func systemPageSize() -> UInt { UInt(Page.size) }
 
     /// The tail this process's arena owns: claimed by the first instance (`ab_claim_bss_tail`)
     /// and reused by every later one; empty when another allocator claimed it first.

@@ -1,11 +1,13 @@
 // Size classes and the fixed geometry of the slab allocator. The map of its structures and its
 // invariants is at the top of Slab.swift.
 
+import AllocBenchCore
+
 /// Sizes below the page: units (the grain of runs) and sections (the aligned blocks that carry
 /// their own header). Everything is a power of two so that every lookup is a shift or a mask.
 enum Geometry {
-    static let pageSize = 4096
-    static let pageShift = 12
+    static let pageSize = Page.size
+    static let pageShift = Page.shift
 
     /// Runs (slabs and medium objects) are whole units: 128 bytes, so a medium object wastes less
     /// than 128 bytes and a class's first slab fits its one object closely.

@@ -1,3 +1,5 @@
+import CAllocBench
+
 /// A memory allocator that allocbench can replay traces through.
 ///
 /// Conformers are best written as structs that hold raw pointers: the replay child creates the
@@ -95,4 +97,23 @@ public struct AllocatorStatistic: Sendable, Equatable {
     public init(_ name: String, _ value: Int) {
         self.init(name, Int64(value))
     }
+}
+
+/// How much of each block the replay writes, so that pages touched reflect a program that uses
+/// its memory.
+public enum TouchMode: String, Sendable, CaseIterable, Codable {
+    /// Write nothing: only the allocator's own writes (headers, free lists, zeroing) count.
+    case none
+    /// Write the first byte of the block, the first byte of every later page it spans, and its last byte.
+    case pages
+    /// Write every byte.
+    case all
+}
+
+/// The page size the replay children and the module allocators are built for (AB_PAGE_SIZE in the
+/// C shim): size classes and page arithmetic are constants. The harness measures in the machine's
+/// own pages (sysconf), and a replay child refuses a machine whose page size differs from this.
+public enum Page {
+    public static let size = Int(AB_PAGE_SIZE)
+    public static let shift = Int(AB_PAGE_SHIFT)
 }

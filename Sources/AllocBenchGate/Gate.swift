@@ -226,7 +226,7 @@ public enum Gate {
                            fails: fails && !options.allowEnvironmentChange)
                 }
                 for (field, before, after) in [
-                    ("touch", old.settings.touch, new.settings.touch),
+                    ("touch", old.settings.touch.rawValue, new.settings.touch.rawValue),
                     ("lenient", String(old.settings.lenient), String(new.settings.lenient)),
                     ("timed_runs", String(old.settings.timedRuns), String(new.settings.timedRuns)),
                 ] where before != after {

@@ -1,3 +1,4 @@
+import AllocBenchModel
 import Foundation
 import Glibc
 
@@ -80,10 +81,10 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    public var exitCode: Int32 {
+    public var kind: FailureKind {
         switch self {
-        case .unknownAllocator: 64
-        case .noReplayChild, .childFailed, .unavailable, .badPreload, .preloadDoesNotReplaceMalloc: 66
+        case .unknownAllocator: .usage
+        case .noReplayChild, .childFailed, .unavailable, .badPreload, .preloadDoesNotReplaceMalloc: .missingInput
         }
     }
 }

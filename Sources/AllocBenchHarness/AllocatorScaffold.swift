@@ -1,3 +1,4 @@
+import AllocBenchModel
 import Foundation
 
 /// Writes a new allocator module: `Allocators/<Name>/<Name>.swift` and its registry line in
@@ -7,8 +8,9 @@ import Foundation
 public enum AllocatorScaffold {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
-        /// 64 for a bad name, 66 for a package that cannot take the module, 73 when a file cannot be written.
-        public var exitCode: Int32
+        /// A bad name is a usage error, a package that cannot take the module missing input, a file
+        /// that cannot be written an output that cannot be created.
+        public var kind: FailureKind
     }
 
     /// What was written, for the command to report.
@@ -34,10 +36,10 @@ public enum AllocatorScaffold {
             && moduleName.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
         guard isIdentifier else {
             throw Failure(description: "'\(moduleName)' is not an UpperCamelCase Swift name (letters and digits, starting with a capital)",
-                          exitCode: 64)
+                          kind: .usage)
         }
         guard !["Glibc", "Foundation", "Swift", "Allocator", "AllocBenchCore", "CAllocBench"].contains(moduleName) else {
-            throw Failure(description: "'\(moduleName)' would shadow a module or type allocbench uses", exitCode: 64)
+            throw Failure(description: "'\(moduleName)' would shadow a module or type allocbench uses", kind: .usage)
         }
     }
 
@@ -46,11 +48,11 @@ public enum AllocatorScaffold {
         try validate(moduleName: moduleName)
         let manifestPath = packagePath + "/Package.swift"
         guard let manifest = try? String(contentsOfFile: manifestPath, encoding: .utf8) else {
-            throw Failure(description: "\(manifestPath): no package manifest here (use --package-path)", exitCode: 66)
+            throw Failure(description: "\(manifestPath): no package manifest here (use --package-path)", kind: .missingInput)
         }
         let folder = packagePath + "/Allocators/" + moduleName
         guard !FileManager.default.fileExists(atPath: folder) else {
-            throw Failure(description: "\(folder) already exists", exitCode: 64)
+            throw Failure(description: "\(folder) already exists", kind: .usage)
         }
         let updated = try manifestAddingRegistryLine(manifest, moduleName: moduleName, path: manifestPath)
         let sourceFile = folder + "/" + moduleName + ".swift"
@@ -60,7 +62,7 @@ public enum AllocatorScaffold {
             try Data(updated.utf8).write(to: URL(fileURLWithPath: manifestPath), options: .atomic)
         } catch {
             try? FileManager.default.removeItem(atPath: folder)
-            throw Failure(description: "cannot write the module: \(error.localizedDescription)", exitCode: 73)
+            throw Failure(description: "cannot write the module: \(error.localizedDescription)", kind: .cannotCreateOutput)
         }
         return Outcome(sourceFile: sourceFile, allocatorName: allocatorName(forModule: moduleName))
     }
@@ -71,10 +73,10 @@ public enum AllocatorScaffold {
         guard let opening = lines.firstIndex(where: { $0.hasPrefix(registryOpening) }),
               let closing = lines[opening...].firstIndex(where: { $0.hasPrefix("]") })
         else {
-            throw Failure(description: "\(path): no '\(registryOpening)' … ']' registry to add the module to", exitCode: 66)
+            throw Failure(description: "\(path): no '\(registryOpening)' … ']' registry to add the module to", kind: .missingInput)
         }
         if lines[opening..<closing].contains(where: { $0.contains("\"\(moduleName)\"") }) {
-            throw Failure(description: "\(path): the registry already lists \(moduleName)", exitCode: 64)
+            throw Failure(description: "\(path): the registry already lists \(moduleName)", kind: .usage)
         }
         lines.insert("    .module(\"\(moduleName)\"),", at: closing)
         return lines.joined(separator: "\n")

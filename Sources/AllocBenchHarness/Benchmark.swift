@@ -123,7 +123,7 @@ public struct Benchmark: Sendable {
                                      pageSize: Benchmark.pageSize, recording: detail)
         if let library = allocator.expectedMallocProvider {
             // Only a child that got as far as recording its provider can be blamed for it.
-            if measured.state != UInt32(AB_STATE_STARTING) && !AllocatorCatalog.sameFile(measured.mallocProvider, library) {
+            if measured.state != .starting && !AllocatorCatalog.sameFile(measured.mallocProvider, library) {
                 result.status = .failed
                 result.detail = "malloc resolved into \(measured.mallocProvider), not the preloaded \(library)"
             }
@@ -204,12 +204,12 @@ extension AllocatorResult {
             status = .crashed
             detail = "\(signalName(signal)) after op \(outcome.opsCompleted)"
             return
-        case .exited(let code) where outcome.state != UInt32(AB_STATE_DONE) || code != 0:
+        case .exited(let code) where outcome.state != .done || code != 0:
             status = .failed
-            switch Int(outcome.failure) {
-            case AB_FAILURE_OUT_OF_MEMORY: detail = "out of memory at op \(outcome.opsCompleted + 1)"
-            case AB_FAILURE_MISALIGNED: detail = "misaligned block at op \(outcome.opsCompleted + 1)"
-            case AB_FAILURE_SETUP: detail = "the replay child could not start (exit \(code)); see its message above"
+            switch outcome.state {
+            case .failed(.outOfMemory): detail = "out of memory at op \(outcome.opsCompleted + 1)"
+            case .failed(.misaligned): detail = "misaligned block at op \(outcome.opsCompleted + 1)"
+            case .failed(.setup): detail = "the replay child could not start (exit \(code)); see its message above"
             default: detail = "the replay child exited with status \(code)"
             }
             return

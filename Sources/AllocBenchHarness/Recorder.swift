@@ -1,3 +1,4 @@
+import AllocBenchModel
 import Foundation
 import Glibc
 
@@ -92,13 +93,13 @@ public enum RecordError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// As `env` and the shells: 127 command not found, 126 not executable; else sysexits.h.
-    public var exitCode: Int32 {
+    /// As `env` and the shells for a command that cannot run; else sysexits.h.
+    public var kind: FailureKind {
         switch self {
-        case .libraryMissing, .libraryPathUnusable, .output: 66
-        case .commandNotFound: 127
-        case .commandNotExecutable: 126
-        case .system: 71
+        case .libraryMissing, .libraryPathUnusable, .output: .missingInput
+        case .commandNotFound: .commandNotFound
+        case .commandNotExecutable: .commandNotExecutable
+        case .system: .system
         }
     }
 }

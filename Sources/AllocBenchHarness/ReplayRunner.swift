@@ -47,9 +47,49 @@ public struct ChildOutcome: Sendable {
         case signaled(Int32)
     }
 
+    /// How far the child got, from its control block (AB_STATE_*).
+    public enum State: Sendable, Equatable {
+        /// It never got to map its inputs (AB_STATE_STARTING): it cannot be blamed for its malloc.
+        case starting
+        case replaying
+        case done
+        case failed(Failure)
+        /// A value no child writes: a corrupt control block.
+        case unknown(UInt32)
+
+        init(state: UInt32, failure: UInt32) {
+            switch Int(state) {
+            case AB_STATE_STARTING: self = .starting
+            case AB_STATE_REPLAYING: self = .replaying
+            case AB_STATE_DONE: self = .done
+            case AB_STATE_FAILED: self = .failed(Failure(failure))
+            default: self = .unknown(state)
+            }
+        }
+    }
+
+    /// Why a child gave up (AB_FAILURE_*).
+    public enum Failure: Sendable, Equatable {
+        /// The allocator returned nil.
+        case outOfMemory
+        /// A block did not honour its alignment.
+        case misaligned
+        /// The child could not map its inputs (its stderr says why).
+        case setup
+        case unspecified(UInt32)
+
+        init(_ code: UInt32) {
+            switch Int(code) {
+            case AB_FAILURE_OUT_OF_MEMORY: self = .outOfMemory
+            case AB_FAILURE_MISALIGNED: self = .misaligned
+            case AB_FAILURE_SETUP: self = .setup
+            default: self = .unspecified(code)
+            }
+        }
+    }
+
     public var termination: Termination
-    public var state: UInt32
-    public var failure: UInt32
+    public var state: State
     public var opsCompleted: Int
     public var replayNanoseconds: UInt64
     public var runtimeMallocDelta: Int64?
@@ -58,7 +98,7 @@ public struct ChildOutcome: Sendable {
     public var mallocProvider: String
     public var traced: TracedCounters?
 
-    public var succeeded: Bool { termination == .exited(0) && state == UInt32(AB_STATE_DONE) }
+    public var succeeded: Bool { termination == .exited(0) && state == .done }
 }
 
 /// Spawns replay children and, for measurement runs, traces their mm syscalls.
@@ -66,7 +106,7 @@ public struct ReplayRunner: Sendable {
     public struct Request: Sendable {
         public var executable: String
         public var allocator: String
-        public var touch: String
+        public var touch: TouchMode
         public var traced: Bool
         public var deadlineMilliseconds: UInt64
         /// Extra environment entries (e.g. LD_PRELOAD=...); LD_PRELOAD is otherwise removed.
@@ -78,7 +118,7 @@ public struct ReplayRunner: Sendable {
         /// Leave address-space randomization on in the child (off by default: layouts repeat).
         public var addressRandomization: Bool
 
-        public init(executable: String, allocator: String, touch: String, traced: Bool,
+        public init(executable: String, allocator: String, touch: TouchMode, traced: Bool,
                     deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
                     collectBreakdown: Bool = false, addressRandomization: Bool = false) {
             self.executable = executable
@@ -97,13 +137,13 @@ public struct ReplayRunner: Sendable {
 
     public func run(_ request: Request, stream: OpStreamFile) throws(SystemError) -> ChildOutcome {
         let controlFile = try FileDescriptor.memory(named: "allocbench-control")
-        try controlFile.truncate(to: 4096)
-        let controlMapping = try SharedMapping(controlFile, size: 4096, writable: true)
+        try controlFile.truncate(to: Int(AB_CONTROL_BLOCK_SIZE))
+        let controlMapping = try SharedMapping(controlFile, size: Int(AB_CONTROL_BLOCK_SIZE), writable: true)
         let control = controlMapping.address.bindMemory(to: ab_control.self, capacity: 1)
         control.pointee.magic = AB_CONTROL_MAGIC
 
         let (goRead, goWrite) = try FileDescriptor.pipe()
-        var arguments = [request.executable, "run", request.allocator, "--touch", request.touch,
+        var arguments = [request.executable, "run", request.allocator, "--touch", request.touch.rawValue,
                          request.traced ? "--traced" : "--timed"]
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
@@ -132,8 +172,7 @@ public struct ReplayRunner: Sendable {
         }
         return ChildOutcome(
             termination: termination,
-            state: control.pointee.state,
-            failure: control.pointee.failure,
+            state: ChildOutcome.State(state: control.pointee.state, failure: control.pointee.failure),
             opsCompleted: Int(control.pointee.ops_completed),
             replayNanoseconds: control.pointee.replay_nanoseconds,
             runtimeMallocDelta: control.pointee.runtime_malloc_checked != 0 ? control.pointee.runtime_malloc_delta : nil,

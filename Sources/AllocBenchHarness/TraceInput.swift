@@ -1,10 +1,12 @@
 import AllocBenchCore
 import CAllocBenchZlib
+import AllocBenchModel
 import Foundation
 import Glibc
 import ZIPFoundation
 
-/// Why allocbench stopped before measuring anything. Each case has its documented exit code.
+/// Why allocbench stopped before measuring anything. Each case is a kind of failure with its
+/// documented exit code.
 public enum InputError: Error, Sendable, CustomStringConvertible {
     /// A file that does not exist or cannot be read (exit 66).
     case missing(path: String, reason: String)
@@ -22,12 +24,11 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// sysexits.h: EX_NOINPUT, EX_DATAERR, EX_OSERR.
-    public var exitCode: Int32 {
+    public var kind: FailureKind {
         switch self {
-        case .missing: 66
-        case .badTrace: 65
-        case .system: 71
+        case .missing: .missingInput
+        case .badTrace: .badInput
+        case .system: .system
         }
     }
 }

@@ -1,3 +1,4 @@
+import AllocBenchCore
 import Foundation
 
 /// The machine a run was taken on. Baselines compare it before comparing numbers; which of these
@@ -42,14 +43,14 @@ public struct RunEnvironment: Codable, Sendable, Equatable {
 
 /// How the replays were run.
 public struct RunSettings: Codable, Sendable, Equatable {
-    public var touch: String
+    public var touch: TouchMode
     public var timedRuns: Int
     public var timeoutSeconds: Double
     public var lenient: Bool
     /// Whether the replay children kept address-space randomization (off unless --aslr).
     public var addressRandomization: Bool
 
-    public init(touch: String, timedRuns: Int, timeoutSeconds: Double, lenient: Bool, addressRandomization: Bool = false) {
+    public init(touch: TouchMode, timedRuns: Int, timeoutSeconds: Double, lenient: Bool, addressRandomization: Bool = false) {
         self.touch = touch
         self.timedRuns = timedRuns
         self.timeoutSeconds = timeoutSeconds

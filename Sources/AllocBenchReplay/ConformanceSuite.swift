@@ -5,7 +5,7 @@ import CAllocBench
 /// the allocator's own replay child, so a process-wide malloc such as jemalloc is checked in the
 /// process it is measured in. Returns one line per failed check; empty means conformant.
 public enum ConformanceSuite {
-    public static let pageSize = 4096
+    public static let pageSize = Page.size
 
     @inlinable
     public static func run<A: Allocator>(_: A.Type) -> [String] {

@@ -1,17 +1,6 @@
 import AllocBenchCore
 import CAllocBench
 
-/// How much of each block the replay writes, so that pages touched reflect a program that uses
-/// its memory.
-public enum TouchMode: String, Sendable, CaseIterable {
-    /// Write nothing: only the allocator's own writes (headers, free lists, zeroing) count.
-    case none
-    /// Write the first byte of the block, the first byte of every later page it spans, and its last byte.
-    case pages
-    /// Write every byte.
-    case all
-}
-
 /// One entry of the child's slot table: the live block a trace pointer stands for.
 @usableFromInline
 struct Slot {
@@ -142,7 +131,7 @@ func touchBlock(_ block: UnsafeMutableRawPointer, byteCount: Int, mode: TouchMod
     case .all:
         block.initializeMemory(as: UInt8.self, repeating: 0xA5, count: byteCount)
     case .pages:
-        let pageSize = 4096
+        let pageSize = Page.size
         block.storeBytes(of: 0xA5, as: UInt8.self)
         let address = UInt(bitPattern: block)
         var page = (address | UInt(pageSize - 1)) &+ 1

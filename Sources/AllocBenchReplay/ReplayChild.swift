@@ -109,7 +109,10 @@ public enum ReplayChild {
               ab_die_with_parent(parent) == 0 else {
             setupFailure("the harness that started this replay is gone (or ALLOCBENCH_PARENT is not set)")
         }
-        guard let controlAddress = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, controlDescriptor, 0),
+        guard sysconf(Int32(_SC_PAGESIZE)) == Page.size else {
+            setupFailure("this kernel's pages are \(sysconf(Int32(_SC_PAGESIZE))) bytes; the replay children are built for \(Page.size)")
+        }
+        guard let controlAddress = mmap(nil, Int(AB_CONTROL_BLOCK_SIZE), PROT_READ | PROT_WRITE, MAP_SHARED, controlDescriptor, 0),
               controlAddress != MAP_FAILED else { setupFailure("cannot map the control block (descriptor 4)") }
         let control = controlAddress.assumingMemoryBound(to: ab_control.self)
         guard control.pointee.magic == AB_CONTROL_MAGIC else { setupFailure("descriptor 4 is not a control block") }

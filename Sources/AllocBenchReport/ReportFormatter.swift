@@ -110,7 +110,7 @@ public struct ReportFormatter: Sendable {
             "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s"), "
                 + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
             "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
-                + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch)"
+                + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch.rawValue)"
                 + " · \(report.settings.timedRuns) timed run\(report.settings.timedRuns == 1 ? "" : "s")",
         ]
         if trace.anomaliesSkipped > 0 {

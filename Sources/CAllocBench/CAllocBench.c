@@ -198,7 +198,7 @@ uint64_t ab_monotonic_nanoseconds(void) {
 
 __attribute__((noinline)) void ab_prefault_stack(size_t bytes) {
     volatile char *area = __builtin_alloca(bytes);
-    for (size_t offset = 0; offset < bytes; offset += 4096) area[offset] = 0;
+    for (size_t offset = 0; offset < bytes; offset += AB_PAGE_SIZE) area[offset] = 0;
     area[bytes - 1] = 0;
 }
 
@@ -234,7 +234,7 @@ void ab_malloc_provider(char *buffer, size_t capacity) {
 }
 
 // External and `used`, so that neither the compiler nor --gc-sections drops a record nothing reads.
-__attribute__((section(".lbss"), aligned(4096), used, retain)) ab_child_record ab_replay_child_record;
+__attribute__((section(".lbss"), aligned(AB_PAGE_SIZE), used, retain)) ab_child_record ab_replay_child_record;
 
 void ab_record_child_setup(const ab_child_record *record) {
     ab_replay_child_record = *record;
@@ -252,8 +252,7 @@ uintptr_t ab_claim_bss_tail(size_t *length) {
     *length = 0;
     if (__atomic_exchange_n(&ab_bss_tail_claimed, 1, __ATOMIC_ACQ_REL)) return 0;
     uintptr_t end = (uintptr_t)_end;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    *length = ((end + page - 1) & ~(page - 1)) - end;
+    *length = ((end + AB_PAGE_SIZE - 1) & ~(uintptr_t)(AB_PAGE_SIZE - 1)) - end;
     return end;
 }
 

@@ -1,17 +1,33 @@
+import AllocBenchCore
 import AllocBenchHarness
 import AllocBenchModel
 import ArgumentParser
 import Foundation
 
-/// Exit codes, as documented in `--help` and the README.
-enum ExitStatus {
-    static let ok: Int32 = 0
-    static let allocatorFailed: Int32 = 1
-    static let usage: Int32 = 64
-    static let badTrace: Int32 = 65
-    static let missingInput: Int32 = 66
-    static let systemError: Int32 = 71
-    static let cannotCreateOutput: Int32 = 73
+/// Every exit code of the command line, as documented in `--help` and the README: the one map
+/// from what happened to a number (`check` and `compare` exit with their verdict's, 1–5).
+enum ExitStatus: Int32 {
+    case ok = 0
+    case allocatorFailed = 1
+    case usage = 64
+    case badTrace = 65
+    case missingInput = 66
+    case systemError = 71
+    case cannotCreateOutput = 73
+    case commandNotExecutable = 126
+    case commandNotFound = 127
+
+    init(_ kind: FailureKind) {
+        self = switch kind {
+        case .usage: .usage
+        case .badInput: .badTrace
+        case .missingInput: .missingInput
+        case .system: .systemError
+        case .cannotCreateOutput: .cannotCreateOutput
+        case .commandNotExecutable: .commandNotExecutable
+        case .commandNotFound: .commandNotFound
+        }
+    }
 }
 
 struct AllocBenchCommand: ParsableCommand {
@@ -52,7 +68,7 @@ struct ReplayOptions: ParsableArguments {
     var `repeat`: Int = 3
 
     @Option(name: .long, help: "What the replay writes into each block: none, pages (one byte per page), all.")
-    var touch: String = "pages"
+    var touch: TouchMode = .pages
 
     @Option(name: .long, help: "Seconds a single replay may take before its row reads 'timed out'.")
     var timeout: Double = 300
@@ -69,7 +85,6 @@ struct ReplayOptions: ParsableArguments {
             throw ValidationError("--timeout must be between 0.001 and 1000000 seconds")
         }
         if trace.contains(where: \.isEmpty) { throw ValidationError("--trace needs a file name, not an empty string") }
-        guard ["none", "pages", "all"].contains(touch) else { throw ValidationError("--touch must be none, pages or all") }
         if let allocators, allocatorNameList(allocators).isEmpty {
             throw ValidationError("--allocators needs at least one name")
         }
@@ -113,22 +128,23 @@ struct PreloadOptions: ParsableArguments {
 
 /// An error that ends the command with a one-line message and an exit code.
 struct CommandFailure: Error {
-    var code: Int32
+    var status: ExitStatus
     var message: String
 
-    init(_ code: Int32, _ message: String) {
-        self.code = code
+    init(_ status: ExitStatus, _ message: String) {
+        self.status = status
         self.message = message
     }
 
-    init(_ error: InputError) { self.init(error.exitCode, error.description) }
-    init(_ error: CatalogError) { self.init(error.exitCode, error.description) }
+    init(_ kind: FailureKind, _ message: String) { self.init(ExitStatus(kind), message) }
+    init(_ error: InputError) { self.init(error.kind, error.description) }
+    init(_ error: CatalogError) { self.init(error.kind, error.description) }
 }
 
 /// Prints `allocbench: message` on stderr and exits with the failure's code.
 func fail(_ failure: CommandFailure) -> Never {
     Diagnostics.error(failure.message)
-    Foundation.exit(failure.code)
+    Foundation.exit(failure.status.rawValue)
 }
 
 enum Diagnostics {

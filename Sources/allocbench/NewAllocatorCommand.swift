@@ -38,7 +38,7 @@ struct NewAllocator: ParsableCommand {
                   .build/debug/allocbench --trace Benchmarks/traces/djb.txt --allocators glibc,\(outcome.allocatorName)
                 """)
         } catch {
-            fail(CommandFailure(error.exitCode, error.description))
+            fail(CommandFailure(error.kind, error.description))
         }
     }
 }

@@ -61,7 +61,7 @@ struct Record: ParsableCommand {
         do {
             outcome = try Recorder.record(request)
         } catch {
-            fail(CommandFailure(error.exitCode, error.description))
+            fail(CommandFailure(error.kind, error.description))
         }
         if case .signaled(let signal) = outcome.termination {
             Diagnostics.error("\(commandLine[0]) was killed by signal \(signal) (\(String(cString: strsignal(signal))))")

@@ -10,8 +10,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var replay: ReplayOptions
 
-    @Option(name: .long, help: "Output format: table, json, csv, markdown.")
-    var format: String = "table"
+    @Option(name: .long, help: "Output format.")
+    var format: ReportFormat = .table
 
     @Option(name: .long, help: "Write the output to this file instead of stdout (written whole or not at all).")
     var output: String?
@@ -31,9 +31,6 @@ struct Run: ParsableCommand {
     var reportFiles: ReportFiles { ReportFiles(htmlPath: reportPath, svgDirectory: svgDirectory) }
 
     func validate() throws {
-        guard ReportFormat(rawValue: format) != nil else {
-            throw ValidationError("--format must be one of: \(ReportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         if let problem = reportFiles.problem() { fail(problem) }
     }
 
@@ -48,7 +45,7 @@ struct Run: ParsableCommand {
             let rendered: String
             do {
                 rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
-                    .render(ReportFiles.printable(report, keeping: detail), as: ReportFormat(rawValue: format)!)
+                    .render(ReportFiles.printable(report, keeping: detail), as: format)
             } catch {
                 throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
             }
@@ -56,7 +53,7 @@ struct Run: ParsableCommand {
         } catch {
             fail(error)
         }
-        if !report.allSucceeded { throw ExitCode(ExitStatus.allocatorFailed) }
+        if !report.allSucceeded { throw ExitCode(ExitStatus.allocatorFailed.rawValue) }
     }
 
     /// Discovers the allocators, replays every trace, and returns the report.
@@ -138,7 +135,7 @@ struct Conformance: ParsableCommand {
             print(outcome.summary)
             failed = failed || !outcome.passed
         }
-        if failed { throw ExitCode(ExitStatus.allocatorFailed) }
+        if failed { throw ExitCode(ExitStatus.allocatorFailed.rawValue) }
     }
 }
 

@@ -160,19 +160,19 @@ final class CLITests: XCTestCase {
         }
         try ZipTestSupport.makeArchive(at: directory + "/two.zip", entries: ["a.txt": Data(text.utf8), "b.txt": Data(text.utf8)])
         XCTAssertThrowsError(try TraceInput.parse(path: directory + "/two.zip", options: .init())) { error in
-            XCTAssertEqual((error as? InputError)?.exitCode, 65)
+            XCTAssertEqual((error as? InputError)?.kind, .badInput)
             XCTAssertTrue("\(error)".contains("exactly one file; this one holds 2"), "\(error)")
         }
         try "not gzip at all, but long enough to look like something".write(toFile: directory + "/fake.gz", atomically: true, encoding: .utf8)
         // zlib reads a file without a gzip header as plain text, so this is a trace error, not a crash.
         XCTAssertThrowsError(try TraceInput.parse(path: directory + "/fake.gz", options: .init())) { error in
-            XCTAssertEqual((error as? InputError)?.exitCode, 65, "\(error)")
+            XCTAssertEqual((error as? InputError)?.kind, .badInput, "\(error)")
         }
         let truncated = directory + "/truncated.gz"
         let gz = try Data(contentsOf: URL(fileURLWithPath: directory + "/djb.txt.gz"))
         try gz.prefix(gz.count - 10).write(to: URL(fileURLWithPath: truncated))
         XCTAssertThrowsError(try TraceInput.parse(path: truncated, options: .init())) { error in
-            XCTAssertEqual((error as? InputError)?.exitCode, 65, "\(error)")
+            XCTAssertEqual((error as? InputError)?.kind, .badInput, "\(error)")
         }
         // Cut inside the compressed data, where everything before the cut still inflates: the
         // lost tail must be an error, not a shorter trace.

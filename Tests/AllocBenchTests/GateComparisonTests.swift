@@ -49,7 +49,7 @@ final class GateComparisonTests: XCTestCase {
         let throughput = Metric(key: "ops_per_second", title: "ops/s", unit: .calls, polarity: .higherIsBetter) { _, _ in nil }
         let pages = Metric(key: "pages", title: "pages", unit: .pages) { _, _ in nil }
         func snapshot(_ throughputValue: Double, _ pagesValue: Double) -> GateSnapshot {
-            let settings = RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: 1, lenient: false)
+            let settings = RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 1, lenient: false)
             return GateSnapshot(source: "test", traces: [GateSnapshot.Trace(
                 name: "t", ops: 1, peakLiveBytes: 1, environment: [:], settings: settings,
                 pairs: [GateSnapshot.Pair(allocator: "a", metrics: ["ops_per_second": throughputValue, "pages": pagesValue])])])
@@ -220,7 +220,7 @@ final class GateComparisonTests: XCTestCase {
 
     func testSettingsDifferencesAreReportedButDoNotFail() throws {
         let report = GateFixtures.report(rows: [glibc])
-        let result = try GateFixtures.compare(report, GateFixtures.report(rows: [glibc], touch: "none"))
+        let result = try GateFixtures.compare(report, GateFixtures.report(rows: [glibc], touch: .none))
         XCTAssertEqual(result.exitCode, 0)
         let difference = try XCTUnwrap(result.settingsDifferences.first)
         XCTAssertEqual(result.settingsDifferences.count, 1)

@@ -1,3 +1,4 @@
+import AllocBenchCore
 import AllocBenchGate
 import AllocBenchHarness
 import AllocBenchModel
@@ -48,12 +49,12 @@ enum GateFixtures {
     static let conditions = MeasurementConditions(build: "release", addressRandomization: true)
 
     static func report(trace: String = "djb", ops: Int = 5, rows: [Row], environment: RunEnvironment = environment,
-                       touch: String = "pages") -> RunReport {
+                       touch: TouchMode = .pages) -> RunReport {
         report(traces: [(trace, ops, rows)], environment: environment, touch: touch)
     }
 
     static func report(traces: [(name: String, ops: Int, rows: [Row])], environment: RunEnvironment = environment,
-                       touch: String = "pages") -> RunReport {
+                       touch: TouchMode = .pages) -> RunReport {
         let runs = traces.map { trace in
             TraceRun(
                 trace: TraceSummary(path: "Benchmarks/traces/\(trace.name).txt", name: trace.name, lines: trace.ops, ops: trace.ops,

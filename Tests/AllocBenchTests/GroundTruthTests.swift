@@ -10,7 +10,7 @@ final class GroundTruthTests: XCTestCase {
 
     private func measure(mapped: Int, written: Int, unmapped: Int) throws -> AllocatorResult {
         let path = try writeTrace(Self.trace)
-        let benchmark = Benchmark(settings: RunSettings(touch: "none", timedRuns: 0, timeoutSeconds: 60, lenient: false),
+        let benchmark = Benchmark(settings: RunSettings(touch: .none, timedRuns: 0, timeoutSeconds: 60, lenient: false),
                                   detail: [.timeline, .breakdown])
         let run = try benchmark.run(tracePath: path, allocators: [
             testingEntry("ground-truth", environment: ["ALLOCBENCH_GROUND_TRUTH=\(mapped) \(written) \(unmapped)"]),
@@ -51,7 +51,7 @@ final class GroundTruthTests: XCTestCase {
 final class FailureRowTests: XCTestCase {
     private func run(_ names: [String], trace: String, timeout: Double = 30) throws -> [AllocatorResult] {
         let path = try writeTrace(trace)
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: timeout, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: timeout, lenient: false))
         return try benchmark.run(tracePath: path, allocators: names.map {
             testingEntry($0, environment: ["ALLOCBENCH_GROUND_TRUTH=4 1 0"])
         }).results
@@ -103,7 +103,7 @@ final class FailureRowTests: XCTestCase {
 final class TimelineAndBreakdownTests: XCTestCase {
     func testGroundTruthBreakdownNamesTheAllocatorsMapping() throws {
         let path = try writeTrace(GroundTruthTests.trace)
-        let benchmark = Benchmark(settings: RunSettings(touch: "none", timedRuns: 0, timeoutSeconds: 60, lenient: false),
+        let benchmark = Benchmark(settings: RunSettings(touch: .none, timedRuns: 0, timeoutSeconds: 60, lenient: false),
                                   detail: [.timeline, .breakdown])
         let run = try benchmark.run(tracePath: path, allocators: [
             testingEntry("ground-truth", environment: ["ALLOCBENCH_GROUND_TRUTH=50 20 10"]),
@@ -118,7 +118,7 @@ final class TimelineAndBreakdownTests: XCTestCase {
     func testOnARealTraceTheRegionsSumToTheTotalsAndTheTimelineReachesThePeak() throws {
         guard let trace = TestPaths.sharedTrace("real/gcc-hello.txt") else { return }
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 120, lenient: false),
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 120, lenient: false),
                                   detail: [.timeline, .breakdown])
         let run = try benchmark.run(tracePath: trace, allocators: catalog.entries.filter(\.isAvailable))
         XCTAssertFalse(run.results.isEmpty)

@@ -7,7 +7,7 @@ final class IsolationTests: XCTestCase {
     func testEachChildRunsOnlyItsOwnMalloc() throws {
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
         let path = try writeTrace("1: malloc 0x10 100\n1: free 0x10\n")
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 60, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: path, allocators: try catalog.select(["glibc", "jemalloc"]))
         let providers = Dictionary(uniqueKeysWithValues: run.results.map { ($0.allocator, $0.mallocProvider) })
         XCTAssertTrue(providers["glibc"]?.contains("libc.so") == true, "glibc child's malloc comes from \(providers["glibc"] ?? "?")")
@@ -20,7 +20,7 @@ final class IsolationTests: XCTestCase {
     func testPreloadedLibrariesReallyRunAndBadPathsAreRefused() throws {
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
         let path = try writeTrace((1...2000).map { "1: malloc 0x\(String($0 * 16, radix: 16)) \($0 % 300 + 1)" }.joined(separator: "\n"))
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 60, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: path, allocators: try catalog.select(["glibc", "mimalloc", "tcmalloc"]))
         let rows = Dictionary(uniqueKeysWithValues: run.results.map { ($0.allocator, $0) })
         let glibc = try XCTUnwrap(rows["glibc"])
@@ -106,7 +106,7 @@ final class DeterminismTests: XCTestCase {
     func testPageCountsRepeatExactly() throws {
         guard let trace = TestPaths.sharedTrace("real/dogfood.txt") else { return }
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 120, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 120, lenient: false))
         let allocators = try catalog.select([])
         let first = try benchmark.run(tracePath: trace, allocators: allocators)
         let second = try benchmark.run(tracePath: trace, allocators: allocators)
@@ -129,7 +129,7 @@ final class DeterminismTests: XCTestCase {
         for child in ["allocbench-replay", "allocbench-replay-jemalloc"] {
             try FileManager.default.copyItem(atPath: TestPaths.products + "/" + child, toPath: deeper + "/" + child)
         }
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 120, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 120, lenient: false))
         let here = try benchmark.run(tracePath: trace, allocators: try AllocatorCatalog.discover(in: TestPaths.products).select([]))
 
         setenv("ALLOCBENCH_TEST_NOISE", String(repeating: "x", count: 3000), 1)

@@ -9,7 +9,7 @@ final class LazyFreeTests: XCTestCase {
 
     func measure(mapped: Int, freed: Int, rewritten: Int, extra: Int) throws -> AllocatorResult {
         let path = try writeTrace("1: malloc 0x10 16\n1: free 0x10\n1: malloc 0x20 16\n")
-        let benchmark = Benchmark(settings: RunSettings(touch: "none", timedRuns: 0, timeoutSeconds: 60, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .none, timedRuns: 0, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: path, allocators: [
             testingEntry("lazy-free-ground-truth", environment: ["ALLOCBENCH_LAZY_FREE=\(mapped) \(freed) \(rewritten) \(extra)"]),
         ])
@@ -44,7 +44,7 @@ final class LazyFreeTests: XCTestCase {
     /// glibc gives memory back with munmap, brk and MADV_DONTNEED, never MADV_FREE.
     func testGlibcNeverLeavesLazyFreePages() throws {
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 120, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 120, lenient: false))
         let run = try benchmark.run(tracePath: TestPaths.bundledTraces + "/sqlite3.txt.gz", allocators: try catalog.select(["glibc"]))
         let glibc = try XCTUnwrap(run.results.first)
         XCTAssertEqual(glibc.status, .ok, glibc.detail ?? "")

@@ -29,7 +29,7 @@ final class MetricTableTests: XCTestCase {
         results: [glibc, row])
     static let context = Metric.Context(run: run, pageSize: 4096)
     static let report = RunReport(environment: GateFixtures.environment,
-                                  settings: RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: 60, lenient: false), runs: [run])
+                                  settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 60, lenient: false), runs: [run])
 
     /// How each metric's value reads in a text output.
     func expectedTexts() throws -> [(metric: Metric, text: String)] {

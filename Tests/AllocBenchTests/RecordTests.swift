@@ -410,12 +410,12 @@ final class RecordTests: XCTestCase {
 
     func testCommandNotFoundAndMissingLibraryAreReported() throws {
         XCTAssertThrowsError(try RecordFixture.record(["allocbench-no-such-command"], in: directory)) { error in
-            XCTAssertEqual((error as? RecordError)?.exitCode, 127)
+            XCTAssertEqual((error as? RecordError)?.kind, .commandNotFound)
             XCTAssertEqual("\(error)", "allocbench-no-such-command: command not found")
         }
         let request = RecordRequest(command: ["true"], outputPath: directory + "/trace.txt", libraryPath: directory + "/missing.so")
         XCTAssertThrowsError(try Recorder.record(request)) { error in
-            XCTAssertEqual((error as? RecordError)?.exitCode, 66)
+            XCTAssertEqual((error as? RecordError)?.kind, .missingInput)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [], "no spool directory left behind")
     }

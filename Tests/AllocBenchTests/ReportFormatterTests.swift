@@ -10,7 +10,7 @@ final class ReportFormatterTests: XCTestCase {
         return RunReport(
             environment: RunEnvironment(kernel: "6.18", glibc: "2.36", jemalloc: "5.3.0", pageSize: 4096,
                                         machine: "x86_64", allocbenchVersion: allocbenchVersion),
-            settings: RunSettings(touch: "pages", timedRuns: 3, timeoutSeconds: 300, lenient: false),
+            settings: RunSettings(touch: .pages, timedRuns: 3, timeoutSeconds: 300, lenient: false),
             runs: [TraceRun(trace: trace, results: results)])
     }
 

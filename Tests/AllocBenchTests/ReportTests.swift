@@ -143,7 +143,7 @@ enum ReportFixture {
     static func report(_ runs: [TraceRun]) -> RunReport {
         RunReport(environment: RunEnvironment(kernel: "6.18", glibc: "2.36", jemalloc: "5.3.0", pageSize: pageSize,
                                               machine: "x86_64", allocbenchVersion: "test"),
-                  settings: RunSettings(touch: "pages", timedRuns: 0, timeoutSeconds: 60, lenient: false),
+                  settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 60, lenient: false),
                   runs: runs)
     }
 }

@@ -53,7 +53,7 @@ final class ScaffoldTests: XCTestCase {
 
         let entry = CatalogEntry(name: "bump", kind: .module, summary: "", note: "", executable: child,
                                  childAllocator: "bump", environment: [], unavailableReason: nil)
-        let benchmark = Benchmark(settings: RunSettings(touch: "pages", timedRuns: 1, timeoutSeconds: 60, lenient: false))
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: TestPaths.bundledTraces + "/djb.txt", allocators: [entry])
         let row = try XCTUnwrap(run.results.first)
         XCTAssertEqual(row.status, .ok, row.detail ?? "")

@@ -33,6 +33,14 @@ _Static_assert(offsetof(ab_op, kind) == 14, "ab_op layout");
 
 #define AB_STREAM_MAGIC 0x314D525453424Aull  /* "JBSTRM1" */
 #define AB_STREAM_VERSION 1u
+/// The page size the replay children and the module allocators are built for: their size classes
+/// and page arithmetic are compile-time constants (Swift: `Page.size`, `Page.shift`). A replay child
+/// refuses to start on a kernel whose page size differs.
+#define AB_PAGE_SIZE 4096
+#define AB_PAGE_SHIFT 12
+/// The shared control block's mapping: one page, written by the child, read by the parent.
+#define AB_CONTROL_BLOCK_SIZE 4096
+
 #define AB_STREAM_HEADER_BYTES 4096u
 
 typedef struct ab_stream_header {
@@ -86,7 +94,8 @@ typedef struct ab_control {
     char malloc_provider[256];      // the file that `malloc` resolves into in the child
 } ab_control;
 
-_Static_assert(sizeof(ab_control) <= 4096, "the control block fits one page");
+_Static_assert(sizeof(ab_control) <= AB_CONTROL_BLOCK_SIZE, "the control block fits its mapping");
+_Static_assert(AB_CONTROL_BLOCK_SIZE == AB_PAGE_SIZE, "the control block is one page");
 
 /// The progress counter's address. (A Swift key path to it would be a heap object in debug builds,
 /// allocated between the snapshots.)
