@@ -15,7 +15,7 @@ MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gn
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
-.PHONY: all deps build bench test gate baselines targets clean
+.PHONY: all deps build bench test test-fast gate baselines targets clean
 
 all: build
 
@@ -56,6 +56,11 @@ test: deps
 	$(MAKE) gate
 	@[ "$$($(BASELINES_SUM))" = "$$(cat $(BASELINES_SUM_FILE))" ] || \
 	  { echo "make test: Benchmarks/baselines changed during the run; they are recorded only by the baselines target" >&2; exit 1; }
+
+# The pure tests only (parser, gate, metric table, text formats): no child process, seconds.
+test-fast:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-swift-testing --filter AllocBenchUnitTests
 
 # Our own allocators against the committed baselines: a change that makes one touch or map more
 # pages on a bundled trace fails here. The baselines were taken with a release build.

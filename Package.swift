@@ -141,6 +141,14 @@ var targets: [Target] = [
         path: "Tests/TestingChild",
         swiftSettings: replayChildSwift
     ),
+    // Pure logic (the parser, the gate, the metric table, the text formats): no child process,
+    // seconds to run. `swift test --filter AllocBenchUnitTests` runs these alone.
+    .testTarget(
+        name: "AllocBenchUnitTests",
+        dependencies: ["AllocBenchCore", "AllocBenchModel", "AllocBenchHarness", "AllocBenchGate", "AllocBenchReport", "CAllocBench"],
+        swiftSettings: strictSwift
+    ),
+    // Everything that spawns replay children, the CLI, the recorder or a compiler.
     .testTarget(
         name: "AllocBenchTests",
         dependencies: ["AllocBenchCore", "AllocBenchModel", "AllocBenchHarness", "AllocBenchReplay", "CAllocBench", "AllocBenchGate",

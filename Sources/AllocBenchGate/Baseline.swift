@@ -51,10 +51,7 @@ public struct BaselineFile: Codable, Sendable, Equatable {
 
     /// Pretty, sorted keys, one value per line: diffs show exactly the metrics that moved.
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self) + Data("\n".utf8)
+        try AllocBenchJSON.encode(self)
     }
 }
 
@@ -161,9 +158,7 @@ public struct GateSnapshot: Sendable {
         case BaselineFile.schema:
             let baseline: BaselineFile
             do {
-                let decoder = JSONDecoder()
-                decoder.keyDecodingStrategy = .convertFromSnakeCase
-                baseline = try decoder.decode(BaselineFile.self, from: data)
+                baseline = try AllocBenchJSON.decode(BaselineFile.self, from: data)
             } catch {
                 throw GateInputError("\(source): not a valid \(BaselineFile.schema) file (\(describe(error)))")
             }

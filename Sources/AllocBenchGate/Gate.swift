@@ -153,10 +153,17 @@ public struct GateReport: Codable, Sendable {
     public var notes: [String]
 
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self) + Data("\n".utf8)
+        try AllocBenchJSON.encode(self)
+    }
+
+    /// The comparison of one (trace, allocator) pair.
+    public func pair(_ trace: String, _ allocator: String) -> PairComparison? {
+        pairs.first { $0.trace == trace && $0.allocator == allocator }
+    }
+
+    /// One metric of one pair.
+    public func metric(_ trace: String, _ allocator: String, _ metric: String) -> MetricComparison? {
+        pair(trace, allocator)?.metrics.first { $0.metric == metric }
     }
 }
 

@@ -237,15 +237,28 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var allSucceeded: Bool { runs.allSatisfy { $0.results.allSatisfy(\.isOK) } }
 
     public static func decode(_ data: Data) throws -> RunReport {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(RunReport.self, from: data)
+        try AllocBenchJSON.decode(RunReport.self, from: data)
     }
 
     public func encoded() throws -> Data {
+        try AllocBenchJSON.encode(self)
+    }
+}
+
+/// The one JSON form of every file allocbench writes (run reports, baselines, gate reports):
+/// snake_case keys, sorted, one value per line and a final newline, so a diff of two files shows
+/// exactly the values that moved.
+public enum AllocBenchJSON {
+    public static func encode(_ value: some Encodable) throws -> Data {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
+        return try encoder.encode(value) + Data("\n".utf8)
+    }
+
+    public static func decode<Value: Decodable>(_ type: Value.Type, from data: Data) throws -> Value {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(type, from: data)
     }
 }

@@ -17,7 +17,7 @@ public struct ReportFormatter: Sendable {
 
     public func render(_ report: RunReport, as format: ReportFormat) throws -> String {
         switch format {
-        case .json: String(decoding: try report.encoded(), as: UTF8.self) + "\n"
+        case .json: String(decoding: try report.encoded(), as: UTF8.self)
         case .table: table(report)
         case .csv: csv(report)
         case .markdown: markdown(report)

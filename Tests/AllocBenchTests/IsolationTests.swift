@@ -110,7 +110,13 @@ final class DeterminismTests: XCTestCase {
         let allocators = try catalog.select([])
         let first = try benchmark.run(tracePath: trace, allocators: allocators)
         let second = try benchmark.run(tracePath: trace, allocators: allocators)
+        XCTAssertEqual(first.results.map(\.allocator), allocators.map(\.name))
+        XCTAssertEqual(second.results.map(\.allocator), allocators.map(\.name))
         for (a, b) in zip(first.results, second.results) {
+            // Two failed rows have equal (absent) numbers: only measured rows can prove anything.
+            XCTAssertEqual(a.status, .ok, "\(a.allocator): \(a.detail ?? "")")
+            XCTAssertEqual(b.status, .ok, "\(b.allocator): \(b.detail ?? "")")
+            XCTAssertNotNil(a.touchedPages, a.allocator)
             XCTAssertEqual(a.touchedPages, b.touchedPages, a.allocator)
             XCTAssertEqual(a.mappedPages, b.mappedPages, a.allocator)
             XCTAssertEqual(a.mmSyscalls, b.mmSyscalls, a.allocator)

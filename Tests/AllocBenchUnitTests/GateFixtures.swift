@@ -78,13 +78,3 @@ enum GateFixtures {
                             tolerances: table, options: options, command: "check")
     }
 }
-
-extension GateReport {
-    func pair(_ trace: String, _ allocator: String) -> PairComparison? {
-        pairs.first { $0.trace == trace && $0.allocator == allocator }
-    }
-
-    func metric(_ trace: String, _ allocator: String, _ metric: String) -> MetricComparison? {
-        pair(trace, allocator)?.metrics.first { $0.metric == metric }
-    }
-}

@@ -124,7 +124,8 @@ final class GateEnvironmentTests: XCTestCase {
 
     /// docs/gating.md's table names every fact and says what it does, in the table's own words.
     func testTheDocumentedTableIsTheCodesTable() throws {
-        let document = try String(contentsOfFile: TestPaths.packageRoot + "/docs/gating.md", encoding: .utf8)
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let document = try String(contentsOf: packageRoot.appendingPathComponent("docs/gating.md"), encoding: .utf8)
         let words: [EnvironmentFact.Effect: String] = [
             .countsEveryRow: "every row", .countsOwnRow: "its own rows", .kernelRelease: "warning", .describes: "note",
         ]
