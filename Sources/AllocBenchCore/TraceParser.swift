@@ -656,8 +656,14 @@ public struct ByteCursor {
         return position > start ? value : nil
     }
 
-    /// `0x` followed by 1 to 16 hex digits.
+    /// `0x` followed by 1 to 16 hex digits, or `(nil)`, which is how glibc's printf("%p") writes
+    /// a null pointer (bionic writes `0x0`).
     public mutating func hexPointer() -> UInt64? {
+        if end - position >= 5 && position[0] == UInt8(ascii: "(") && position[1] == UInt8(ascii: "n")
+            && position[2] == UInt8(ascii: "i") && position[3] == UInt8(ascii: "l") && position[4] == UInt8(ascii: ")") {
+            position += 5
+            return 0
+        }
         guard end - position >= 3, position[0] == UInt8(ascii: "0"),
               position[1] == UInt8(ascii: "x") || position[1] == UInt8(ascii: "X") else { return nil }
         position += 2

@@ -163,9 +163,15 @@ public struct GateSnapshot: Sendable {
                 throw GateInputError("\(source): not a valid \(BaselineFile.schema) file (\(describe(error)))")
             }
             for (allocator, values) in baseline.allocators.sorted(by: { $0.key < $1.key }) {
-                for name in values.keys.sorted() where Metric.named(name, in: metrics) == nil {
-                    throw GateInputError("\(source): allocator '\(allocator)' has unknown metric '\(name)' "
-                        + "(written by another allocbench version? re-record with `allocbench baseline update`)")
+                for name in values.keys.sorted() {
+                    guard let metric = Metric.named(name, in: metrics) else {
+                        throw GateInputError("\(source): allocator '\(allocator)' has unknown metric '\(name)' "
+                            + "(written by another allocbench version? re-record with `allocbench baseline update`)")
+                    }
+                    if let value = values[name], !metric.admits(value) {
+                        throw GateInputError("\(source): allocator '\(allocator)', \(name) is \(value); "
+                            + (metric.unit == .ratio ? "a ratio is a finite number ≥ 0" : "a count of \(metric.unit.rawValue) is a whole number from 0 to 2^53"))
+                    }
                 }
             }
             return .baseline(baseline)

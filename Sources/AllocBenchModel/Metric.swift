@@ -68,6 +68,16 @@ public struct Metric: Sendable {
         self.read = read
     }
 
+    /// Whether `value` can be this metric's: a count (pages, faults, calls, kB) is a whole number
+    /// from 0 to 2^53, where every integer is exact in a Double; a ratio or a time is finite and ≥ 0.
+    public func admits(_ value: Double) -> Bool {
+        guard value.isFinite, value >= 0 else { return false }
+        switch unit {
+        case .ratio, .nanoseconds: return true
+        case .pages, .faults, .calls, .kilobytes: return value == value.rounded() && value <= 9_007_199_254_740_992
+        }
+    }
+
     /// The value as text outputs print it: "2309", "1.02", "413.4".
     public func text(_ value: Double) -> String {
         decimals == 0 ? String(Int(value.rounded())) : String(format: "%.\(decimals)f", value)

@@ -308,6 +308,16 @@ final class GateComparisonTests: XCTestCase {
         let text = String(decoding: try baseline.encoded(), as: UTF8.self).replacingOccurrences(of: "\"brk_calls\"", with: "\"brk_cals\"")
         XCTAssertTrue(message(text).contains("allocator 'glibc' has unknown metric 'brk_cals'"), message(text))
 
+        // A page count that is not a whole number from 0 to 2^53 is a malformed baseline (65),
+        // never a regression or an improvement.
+        let touched = #""touched_peak" : 12"#
+        XCTAssertTrue(String(decoding: try baseline.encoded(), as: UTF8.self).contains(touched))
+        for bad in ["13.7", "1e300", "18446744073709551616", "-5"] {
+            let edited = String(decoding: try baseline.encoded(), as: UTF8.self).replacingOccurrences(of: touched, with: #""touched_peak" : "# + bad)
+            XCTAssertTrue(message(edited).contains("allocator 'glibc', touched_peak is"), "\(bad): \(message(edited))")
+            XCTAssertTrue(message(edited).contains("a count of pages is a whole number from 0 to 2^53"), message(edited))
+        }
+
         guard case .run(let decoded) = try GateSnapshot.decode(try report.encoded(), source: "run.json") else { return XCTFail("a run report") }
         XCTAssertEqual(decoded, report)
     }

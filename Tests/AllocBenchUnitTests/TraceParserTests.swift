@@ -77,6 +77,17 @@ final class TraceParserTests: XCTestCase {
         XCTAssertEqual(trace.finalLiveBytes, 8)
     }
 
+    /// glibc's printf("%p") writes a null pointer as (nil): the same trace with (nil) for 0x0.
+    func testNilIsTheNullPointer() throws {
+        let bionic = try parse("1: free 0x0\n1: realloc 0x10 0x0 32\n1: malloc 0x0 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
+        let glibc = try parse("1: free (nil)\n1: realloc 0x10 (nil) 32\n1: malloc (nil) 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
+        XCTAssertEqual(glibc.ops.map(\.kind), bionic.ops.map(\.kind))
+        XCTAssertEqual(glibc.ops.map(\.size), bionic.ops.map(\.size))
+        XCTAssertEqual(glibc.failedAllocationsSkipped, 1)
+        assertError("1: malloc (nill) 8\n", line: 1, contains: "field 1 is not a 0x pointer")
+        assertError("1: malloc (nil)x 8\n", line: 1, contains: "field 1 is not a 0x pointer")
+    }
+
     func testReallocInPlaceUpdatesSize() throws {
         let trace = try parse("1: malloc 0x10 100\n1: realloc 0x10 0x10 1000\n1: realloc 0x10 0x10 10\n")
         XCTAssertEqual(trace.peakLiveBytes, 1000)
