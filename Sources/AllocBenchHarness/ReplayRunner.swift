@@ -256,9 +256,10 @@ public struct ReplayRunner: Sendable {
                         if errno == ESRCH { continue }
                         throw SystemError("ptrace(PTRACE_GETREGS)", errno: errno)
                     }
-                    var sample = try proc.sample(lazyFree: readsLazyFree)
-                    if Int(mark) == AB_MARK_BEGIN && !counters.sawBegin {
-                        sample = try proc.sample(lazyFree: true)
+                    let begins = Int(mark) == AB_MARK_BEGIN && !counters.sawBegin
+                    // The baseline reads LazyFree once: pages freed lazily before it keep it read.
+                    let sample = try proc.sample(lazyFree: readsLazyFree || begins)
+                    if begins {
                         readsLazyFree = sample.lazyFreeKilobytes > 0
                         counters.sawBegin = true
                         counters.baseline = sample
