@@ -196,7 +196,7 @@ extension AllocatorResult {
             breakdown: nil)
 
         switch outcome.termination {
-        case .signaled(let signal) where signal == SIGALRM:
+        case .signaled(SIGALRM), .timedOut:
             status = .timedOut
             detail = "timed out after op \(outcome.opsCompleted)"
             return
