@@ -291,4 +291,16 @@ public struct ReplayRunner: Sendable {
             + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
     }
 
+    /// How long an errand may take when the command has no `--timeout` (`allocbench list`,
+    /// `allocbench conformance`): a describe takes milliseconds, the conformance suite about a second.
+    public static let defaultErrandTimeout: Duration = .seconds(60)
+
+    /// Runs a replay child for a short errand (`describe`, `malloc-provider`, `conformance NAME`)
+    /// with the environment a replay gets (`extra`: the entry's LD_PRELOAD), both streams captured,
+    /// and `timeout`: a preloaded malloc that hangs or crashes ends the errand, not allocbench.
+    public static func errand(_ arguments: [String], adding extra: [String] = [], timeout: Duration)
+        throws(SystemError) -> Subprocess.Completion
+    {
+        try Subprocess.run(arguments, options: Subprocess.Options(environment: childEnvironment(adding: extra)), timeout: timeout)
+    }
 }
