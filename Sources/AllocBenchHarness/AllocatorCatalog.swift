@@ -28,6 +28,9 @@ public struct CatalogEntry: Sendable, Equatable {
     public var unavailableReason: String?
     /// For a preload: the library `malloc` must resolve into in the child, or the row is refused.
     public var expectedMallocProvider: String?
+    /// Why a selected allocator cannot be measured: its child hung, crashed or failed before it
+    /// could say where malloc resolves. Its row reads `failed: <this>`; the others still run.
+    public var failure: String?
 
     public init(name: String, kind: Kind, summary: String, note: String, executable: String,
                 childAllocator: String, environment: [String], unavailableReason: String?) {
@@ -40,6 +43,7 @@ public struct CatalogEntry: Sendable, Equatable {
         self.environment = environment
         self.unavailableReason = unavailableReason
         self.expectedMallocProvider = nil
+        self.failure = nil
     }
 
     /// A malloc-replacing shared library, run by LD_PRELOAD in the glibc child.
@@ -58,7 +62,7 @@ public struct CatalogEntry: Sendable, Equatable {
 /// Why a catalog could not be assembled or an allocator not selected (exit 64 or 66).
 public enum CatalogError: Error, Sendable, CustomStringConvertible {
     case noReplayChild(directory: String)
-    case childFailed(executable: String, detail: String)
+    case childFailed(executable: String, errand: String, detail: String)
     case unknownAllocator(name: String, known: [String])
     case unavailable(name: String, reason: String)
     case badPreload(String)
@@ -68,8 +72,8 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .noReplayChild(let directory):
             "no allocbench-replay executable beside allocbench in \(directory); build the package first (swift build)"
-        case .childFailed(let executable, let detail):
-            "\(executable) describe failed: \(detail)"
+        case .childFailed(let executable, let errand, let detail):
+            "\(executable) \(errand) failed: \(detail)"
         case .unknownAllocator(let name, let known):
             "unknown allocator '\(name)' (known: \(known.joined(separator: ", ")))"
         case .unavailable(let name, let reason):
@@ -122,10 +126,11 @@ public struct AllocatorCatalog: Sendable {
     }
 
     /// The catalog: every allocator the children next to this executable offer, then the known
-    /// preload libraries (available when installed), then the user's `--preload NAME=PATH`s.
-    public static func discover(in directory: String = AllocatorCatalog.executableDirectory(),
-                                preloads: [String] = []) throws(CatalogError) -> AllocatorCatalog {
-        var catalog = try discoverChildren(in: directory)
+    /// preload libraries (available when installed), then the user's `--preload NAME=PATH`s. Each
+    /// child's `describe` may take `timeout`.
+    public static func discover(in directory: String = AllocatorCatalog.executableDirectory(), preloads: [String] = [],
+                                timeout: Duration = ReplayRunner.defaultErrandTimeout) throws(CatalogError) -> AllocatorCatalog {
+        var catalog = try discoverChildren(in: directory, timeout: timeout)
         guard let glibcChild = catalog.entry(named: "glibc")?.executable else { return catalog }
         for known in knownPreloads {
             let found = libraryDirectories.map { $0 + "/" + known.library }.first { FileManager.default.fileExists(atPath: $0) }
@@ -157,7 +162,7 @@ public struct AllocatorCatalog: Sendable {
     }
 
     /// Asks each `allocbench-replay*` executable in `directory` to describe itself.
-    static func discoverChildren(in directory: String) throws(CatalogError) -> AllocatorCatalog {
+    static func discoverChildren(in directory: String, timeout: Duration) throws(CatalogError) -> AllocatorCatalog {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0 == "allocbench-replay" || $0.hasPrefix("allocbench-replay-") }
             .filter { !$0.contains(".") }
@@ -167,13 +172,16 @@ public struct AllocatorCatalog: Sendable {
         for name in names {
             let executable = directory + "/" + name
             guard access(executable, X_OK) == 0 else { continue }
-            let output: String
+            let described: Subprocess.Completion
             do {
-                output = try ChildProcess.output(of: [executable, "describe"])
+                described = try ReplayRunner.errand([executable, "describe"], timeout: timeout)
             } catch {
-                throw CatalogError.childFailed(executable: executable, detail: error.message)
+                throw CatalogError.childFailed(executable: executable, errand: "describe", detail: error.description)
             }
-            for line in output.split(separator: "\n") {
+            if let failure = described.failure {
+                throw CatalogError.childFailed(executable: executable, errand: "describe", detail: failure)
+            }
+            for line in described.output.split(separator: "\n") {
                 let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
                 guard fields.count >= 3 else { continue }
                 entries.append(CatalogEntry(
@@ -201,8 +209,9 @@ public struct AllocatorCatalog: Sendable {
     }
 
     /// The entries for a selection, or every available one when `names` is empty. Preloads are
-    /// verified: their child must report that malloc resolves into the library.
-    public func select(_ names: [String]) throws(CatalogError) -> [CatalogEntry] {
+    /// verified, each check within `timeout`: their child must report that malloc resolves into
+    /// the library.
+    public func select(_ names: [String], timeout: Duration = ReplayRunner.defaultErrandTimeout) throws(CatalogError) -> [CatalogEntry] {
         var selected: [CatalogEntry] = []
         if names.isEmpty {
             selected = entries.filter(\.isAvailable)
@@ -215,22 +224,29 @@ public struct AllocatorCatalog: Sendable {
                 if !selected.contains(entry) { selected.append(entry) }
             }
         }
-        for entry in selected where entry.kind == .preload {
-            try Self.verifyPreload(entry)
+        for index in selected.indices where selected[index].kind == .preload {
+            try Self.verifyPreload(&selected[index], timeout: timeout)
         }
         return selected
     }
 
-    /// Runs the entry's child with its LD_PRELOAD and checks where malloc resolves.
-    public static func verifyPreload(_ entry: CatalogEntry) throws(CatalogError) {
+    /// Runs the entry's child with its LD_PRELOAD and checks where malloc resolves. A child that
+    /// says it resolves elsewhere is a library that does not replace malloc (a usage error); one
+    /// that hangs, crashes or fails first is a malloc that does not work, and only its row fails
+    /// (`failure`).
+    public static func verifyPreload(_ entry: inout CatalogEntry, timeout: Duration) throws(CatalogError) {
         guard let library = entry.expectedMallocProvider else { return }
-        let provider: String
+        let checked: Subprocess.Completion
         do {
-            provider = try ChildProcess.output(of: [entry.executable, "malloc-provider"], adding: entry.environment)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            checked = try ReplayRunner.errand([entry.executable, "malloc-provider"], adding: entry.environment, timeout: timeout)
         } catch {
-            throw CatalogError.childFailed(executable: entry.executable, detail: error.message)
+            throw CatalogError.childFailed(executable: entry.executable, errand: "malloc-provider", detail: error.description)
         }
+        if let failure = checked.failure {
+            entry.failure = "its malloc-provider check \(failure)"
+            return
+        }
+        let provider = checked.output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard sameFile(provider, library) else {
             throw CatalogError.preloadDoesNotReplaceMalloc(name: entry.name, library: library, provider: provider)
         }
@@ -242,69 +258,5 @@ public struct AllocatorCatalog: Sendable {
         var second = stat()
         guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
         return first.st_dev == second.st_dev && first.st_ino == second.st_ino
-    }
-}
-
-struct ChildProcessError: Error {
-    var message: String
-}
-
-/// Runs a replay child for a short errand (describe, malloc-provider, conformance) and collects
-/// what it printed, with the same environment a replay gets.
-enum ChildProcess {
-    struct Completion {
-        var output: String
-        var errors: String
-        var status: Int32
-        var killedBySignal: Bool
-
-        var succeeded: Bool { !killedBySignal && status == 0 }
-    }
-
-    /// Runs `arguments` and collects stdout and, apart, stderr (through a file, so that neither
-    /// stream can fill up and block the child while the other is read).
-    static func run(_ arguments: [String], adding environment: [String] = []) throws(ChildProcessError) -> Completion {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        var variables: [String: String] = [:]
-        for assignment in ReplayRunner.childEnvironment(adding: environment) {
-            let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            if parts.count == 2 { variables[parts[0]] = parts[1] }
-        }
-        process.environment = variables
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("allocbench-\(getpid())-\(UUID().uuidString).stderr")
-        guard FileManager.default.createFile(atPath: errorFile.path, contents: nil),
-              let errorHandle = try? FileHandle(forUpdating: errorFile) else {
-            throw ChildProcessError(message: "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path)")
-        }
-        defer {
-            try? errorHandle.close()
-            try? FileManager.default.removeItem(at: errorFile)
-        }
-        process.standardError = errorHandle
-        do {
-            try process.run()
-        } catch {
-            throw ChildProcessError(message: "cannot start: \(error.localizedDescription)")
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let errors = (try? String(contentsOf: errorFile, encoding: .utf8)) ?? ""
-        return Completion(output: String(decoding: data, as: UTF8.self), errors: errors, status: process.terminationStatus,
-                          killedBySignal: process.terminationReason == .uncaughtSignal)
-    }
-
-    /// Runs `arguments` and returns what they printed, or fails unless they exited 0.
-    static func output(of arguments: [String], adding environment: [String] = []) throws(ChildProcessError) -> String {
-        let completion = try run(arguments, adding: environment)
-        guard completion.succeeded else {
-            let how = completion.killedBySignal ? "was killed by signal" : "exited with status"
-            let said = completion.errors.split(separator: "\n").last.map { ": " + $0 } ?? ""
-            throw ChildProcessError(message: "\(how) \(completion.status)\(said)")
-        }
-        return completion.output
     }
 }

@@ -107,11 +107,14 @@ public struct Benchmark: Sendable {
     }
 
     func replay(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> AllocatorResult {
+        if let failure = allocator.failure {
+            return AllocatorResult(failed: allocator.name, idealPages: summary.idealPages, detail: failure)
+        }
         let runner = ReplayRunner()
         func request(traced: Bool) -> ReplayRunner.Request {
             ReplayRunner.Request(
                 executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
-                traced: traced, deadlineMilliseconds: UInt64((settings.timeoutSeconds * 1000).rounded(.up)),
+                traced: traced, deadlineMilliseconds: settings.timeoutMilliseconds,
                 environment: allocator.environment,
                 samples: detail.contains(.timeline) ? timelineSamples : 0,
                 collectBreakdown: detail.contains(.breakdown),
@@ -196,7 +199,7 @@ extension AllocatorResult {
             breakdown: nil)
 
         switch outcome.termination {
-        case .signaled(let signal) where signal == SIGALRM:
+        case .signaled(SIGALRM), .timedOut:
             status = .timedOut
             detail = "timed out after op \(outcome.opsCompleted)"
             return

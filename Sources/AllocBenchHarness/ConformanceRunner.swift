@@ -12,14 +12,17 @@ public enum ConformanceRunner {
         }
     }
 
-    public static func run(_ entry: CatalogEntry) -> Outcome {
+    /// The suite may take `timeout`; an entry whose preload check already failed is not conformant.
+    public static func run(_ entry: CatalogEntry, timeout: Duration = ReplayRunner.defaultErrandTimeout) -> Outcome {
+        if let failure = entry.failure { return Outcome(allocator: entry.name, passed: false, output: failure + "\n") }
         do {
-            let completion = try ChildProcess.run([entry.executable, "conformance", entry.childAllocator], adding: entry.environment)
-            let output = completion.output + completion.errors
-                + (completion.killedBySignal ? "killed by signal \(completion.status)\n" : "")
+            let completion = try ReplayRunner.errand([entry.executable, "conformance", entry.childAllocator],
+                                                     adding: entry.environment, timeout: timeout)
+            var output = completion.output + completion.errors
+            if case .exited = completion.termination {} else { output += completion.termination.description + "\n" }
             return Outcome(allocator: entry.name, passed: completion.succeeded, output: output)
         } catch {
-            return Outcome(allocator: entry.name, passed: false, output: "cannot start \(entry.executable): \(error.message)")
+            return Outcome(allocator: entry.name, passed: false, output: "cannot start \(entry.executable): \(error)")
         }
     }
 }

@@ -52,7 +52,7 @@ public struct RecordedTrace: Sendable, Equatable {
 /// How the command ended and what was recorded.
 public struct RecordOutcome: Sendable {
     public var pid: Int32
-    public var termination: ChildOutcome.Termination
+    public var termination: Subprocess.Termination
     /// The command's trace first, then the other processes by pid, each process's images in order.
     public var traces: [RecordedTrace]
 
@@ -63,6 +63,7 @@ public struct RecordOutcome: Sendable {
         switch termination {
         case .exited(let status): status
         case .signaled(let signal): 128 + signal
+        case .timedOut: 128 + SIGKILL
         }
     }
 }
@@ -137,10 +138,10 @@ public enum Recorder {
         let spool = try makeSpoolDirectory(beside: output)
         defer { removeSpoolDirectory(spool) }
 
-        let pid = try spawn(request.command, environment: environment(for: request, library: library, spool: spool))
-        let termination = try waitIgnoringInterrupts(pid)
-        let traces = try finish(spool: spool, output: output, commandPID: pid)
-        return RecordOutcome(pid: pid, termination: termination, traces: traces)
+        let command = try spawn(request.command, environment: environment(for: request, library: library, spool: spool))
+        let termination = try waitIgnoringInterrupts(command)
+        let traces = try finish(spool: spool, output: output, commandPID: command.pid)
+        return RecordOutcome(pid: command.pid, termination: termination, traces: traces)
     }
 
     // MARK: - Running the command
@@ -166,38 +167,35 @@ public enum Recorder {
         return environment
     }
 
-    private static func spawn(_ command: [String], environment: [String]) throws(RecordError) -> pid_t {
-        var pid: pid_t = 0
-        let error = SystemFacts.withCStringArray(command) { arguments in
-            SystemFacts.withCStringArray(environment) { entries in
-                posix_spawnp(&pid, command[0], nil, nil, &arguments, &entries)
+    /// Runs the command as a shell would (PATH searched, stdio, descriptors and ignored signals
+    /// inherited), except that it dies with allocbench.
+    private static func spawn(_ command: [String], environment: [String]) throws(RecordError) -> Subprocess {
+        do {
+            return try Subprocess(command, options: Subprocess.Options(
+                environment: environment, standardOutput: .inherited, standardError: .inherited,
+                isolated: false, searchesPath: true))
+        } catch {
+            switch error.errno {
+            case ENOENT: throw RecordError.commandNotFound(command[0])
+            case EACCES, ENOEXEC, EISDIR, EPERM: throw RecordError.commandNotExecutable(command[0], errno: error.errno)
+            default: throw RecordError.system(error)
             }
-        }
-        switch error {
-        case 0: return pid
-        case ENOENT: throw RecordError.commandNotFound(command[0])
-        case EACCES, ENOEXEC, EISDIR, EPERM: throw RecordError.commandNotExecutable(command[0], errno: error)
-        default: throw RecordError.system(SystemError("posix_spawnp \(command[0])", errno: error))
         }
     }
 
     /// Waits for the command as a shell waits for a foreground job: ^C and ^\ go to the command
     /// (the whole process group gets them), and `record` stays to write what was recorded.
-    private static func waitIgnoringInterrupts(_ pid: pid_t) throws(RecordError) -> ChildOutcome.Termination {
+    private static func waitIgnoringInterrupts(_ command: Subprocess) throws(RecordError) -> Subprocess.Termination {
         let previousInterrupt = signal(SIGINT, SIG_IGN)
         let previousQuit = signal(SIGQUIT, SIG_IGN)
         defer {
             signal(SIGINT, previousInterrupt)
             signal(SIGQUIT, previousQuit)
         }
-        while true {
-            var status: Int32 = 0
-            do {
-                try SystemCall.check("waitpid") { waitpid(pid, &status, 0) }
-            } catch {
-                throw RecordError.system(error)
-            }
-            if let termination = ReplayRunner.termination(status) { return termination }
+        do {
+            return try command.wait().termination
+        } catch {
+            throw RecordError.system(error)
         }
     }
 

@@ -42,11 +42,6 @@ public struct TracedCounters: Sendable {
 
 /// How one child ended and what it left in its control block.
 public struct ChildOutcome: Sendable {
-    public enum Termination: Sendable, Equatable {
-        case exited(Int32)
-        case signaled(Int32)
-    }
-
     /// How far the child got, from its control block (AB_STATE_*).
     public enum State: Sendable, Equatable {
         /// It never got to map its inputs (AB_STATE_STARTING): it cannot be blamed for its malloc.
@@ -88,7 +83,7 @@ public struct ChildOutcome: Sendable {
         }
     }
 
-    public var termination: Termination
+    public var termination: Subprocess.Termination
     public var state: State
     public var opsCompleted: Int
     public var replayNanoseconds: UInt64
@@ -148,20 +143,21 @@ public struct ReplayRunner: Sendable {
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
-        let pid = try spawn(request.executable, arguments: arguments,
-                            environment: Self.childEnvironment(adding: request.environment), keep: keep,
-                            randomizeAddresses: request.addressRandomization)
+        let child = try Subprocess(arguments, options: Subprocess.Options(
+            environment: Self.childEnvironment(adding: request.environment), descriptors: keep,
+            standardOutput: .standardError, standardError: .inherited,
+            addressRandomization: request.addressRandomization))
 
         var counters: TracedCounters?
-        let termination: ChildOutcome.Termination
+        let termination: Subprocess.Termination
         // The parent's read end stays open until the go byte is written: a child that died early
         // then cannot turn that write into SIGPIPE.
         if request.traced {
             (termination, counters) = try withExtendedLifetime(goRead) { () throws(SystemError) in
-                try trace(pid: pid, go: goWrite, control: control, breakdown: request.collectBreakdown)
+                try trace(child, go: goWrite, control: control, breakdown: request.collectBreakdown)
             }
         } else {
-            termination = try waitForExit(pid)
+            termination = try child.wait(timeout: Self.backstop(request.deadlineMilliseconds)).termination
         }
 
         let statistics = Self.statistics(&control.pointee.statistics, count: control.pointee.statistic_count)
@@ -195,21 +191,21 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Tracing
 
-    private func trace(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
-        throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
+    private func trace(_ child: Subprocess, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
+        throws(SystemError) -> (Subprocess.Termination, TracedCounters)
     {
         do {
-            return try traceSeized(pid: pid, go: go, control: control, breakdown: breakdown)
+            return try traceSeized(pid: child.pid, go: go, control: control, breakdown: breakdown)
         } catch {
             // Whatever went wrong, no child outlives this replay.
-            kill(pid, SIGKILL)
-            _ = try? waitForExit(pid)
+            child.kill()
+            _ = try? child.wait()
             throw error
         }
     }
 
     private func traceSeized(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
-        throws(SystemError) -> (ChildOutcome.Termination, TracedCounters)
+        throws(SystemError) -> (Subprocess.Termination, TracedCounters)
     {
         try SystemCall.check("ptrace(PTRACE_SEIZE)") { ab_ptrace_seize(pid) }
         let proc = try ProcReader(pid: pid)
@@ -237,7 +233,7 @@ public struct ReplayRunner: Sendable {
             // Any thread of the child may stop (PTRACE_O_TRACECLONE); the child is our only one.
             var status: Int32 = 0
             let thread = try SystemCall.check("waitpid") { waitpid(-1, &status, __WALL) }
-            if let termination = Self.termination(status) {
+            if let termination = Subprocess.Termination(status: status) {
                 if thread == pid { return (termination, counters) }
                 continue
             }
@@ -292,9 +288,9 @@ public struct ReplayRunner: Sendable {
                         readsLazyFree = true
                     }
                 }
-            } else if ab_is_event_stop(status) == 0 && (status & 0x7f) == 0x7f {
+            } else {
                 // A signal-delivery stop: pass the signal on (SIGSEGV, SIGALRM from the deadline, …).
-                signalToDeliver = (status >> 8) & 0xff
+                signalToDeliver = ab_delivery_stop_signal(status)
             }
             if ab_ptrace_continue(thread, signalToDeliver) != 0 && errno != ESRCH {
                 throw SystemError("ptrace(PTRACE_CONT)", errno: errno)
@@ -307,19 +303,11 @@ public struct ReplayRunner: Sendable {
                      pageTablesKilobytes: max(a.pageTablesKilobytes, b.pageTablesKilobytes))
     }
 
-    static func termination(_ status: Int32) -> ChildOutcome.Termination? {
-        let signal = status & 0x7f
-        if signal == 0 { return .exited((status >> 8) & 0xff) }
-        if signal != 0x7f { return .signaled(signal) }
-        return nil
-    }
-
-    private func waitForExit(_ pid: pid_t) throws(SystemError) -> ChildOutcome.Termination {
-        while true {
-            var status: Int32 = 0
-            try SystemCall.check("waitpid") { waitpid(pid, &status, 0) }
-            if let termination = Self.termination(status) { return termination }
-        }
+    /// How long the parent waits for an untraced replay: the child's own deadline (its SIGALRM,
+    /// armed once its `main` runs, which reports the op it stopped at), then as long again, so that
+    /// a child that never reaches its `main` still ends. nil: no deadline.
+    static func backstop(_ deadlineMilliseconds: UInt64) -> Duration? {
+        deadlineMilliseconds > 0 ? .milliseconds(deadlineMilliseconds) * 2 : nil
     }
 
     // MARK: - Spawning
@@ -335,25 +323,24 @@ public struct ReplayRunner: Sendable {
     ///   replay writes its GOT entry, and copying that page on write would be charged to the
     ///   allocator as a touched page;
     /// - SWIFT_BACKTRACE=enable=no: a crash is reported in its row, not as a backtrace on stderr;
-    /// - ALLOCBENCH_PARENT: so that the child can die with this process;
+    /// - ALLOCBENCH_PARENT: so that the child can check that it runs for this process (ab_spawn has
+    ///   already made it die with it);
     /// - `extra`: what the allocator's catalog entry needs (LD_PRELOAD=...).
     public static func childEnvironment(adding extra: [String]) -> [String] {
         SystemFacts.environment.filter { text in inheritedVariables.contains { text.hasPrefix($0) } }
             + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
     }
 
-    private func spawn(_ path: String, arguments: [String], environment: [String], keep: [Int32],
-                       randomizeAddresses: Bool) throws(SystemError) -> pid_t {
-        var pid: pid_t = 0
-        let error = SystemFacts.withCStringArray(arguments) { cArguments in
-            SystemFacts.withCStringArray(environment) { cEnvironment in
-                keep.withUnsafeBufferPointer { descriptors in
-                    ab_spawn(&pid, path, &cArguments, &cEnvironment, descriptors.baseAddress, Int32(descriptors.count),
-                             randomizeAddresses ? 0 : 1)
-                }
-            }
-        }
-        guard error == 0 else { throw SystemError("posix_spawn \(path)", errno: error) }
-        return pid
+    /// How long an errand may take when the command has no `--timeout` (`allocbench list`,
+    /// `allocbench conformance`): a describe takes milliseconds, the conformance suite about a second.
+    public static let defaultErrandTimeout: Duration = .seconds(60)
+
+    /// Runs a replay child for a short errand (`describe`, `malloc-provider`, `conformance NAME`)
+    /// with the environment a replay gets (`extra`: the entry's LD_PRELOAD), both streams captured,
+    /// and `timeout`: a preloaded malloc that hangs or crashes ends the errand, not allocbench.
+    public static func errand(_ arguments: [String], adding extra: [String] = [], timeout: Duration)
+        throws(SystemError) -> Subprocess.Completion
+    {
+        try Subprocess.run(arguments, options: Subprocess.Options(environment: childEnvironment(adding: extra)), timeout: timeout)
     }
 }

@@ -57,6 +57,9 @@ public struct RunSettings: Codable, Sendable, Equatable {
         self.lenient = lenient
         self.addressRandomization = addressRandomization
     }
+
+    /// The timeout in whole milliseconds, rounded up: the deadline of every child of the run.
+    public var timeoutMilliseconds: UInt64 { UInt64((timeoutSeconds * 1000).rounded(.up)) }
 }
 
 /// What the parser found in a trace.

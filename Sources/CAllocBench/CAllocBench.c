@@ -9,7 +9,7 @@
 #include <linux/seccomp.h>
 #include <malloc.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -118,58 +118,115 @@ int ab_is_event_stop(int status) {
     return WIFSTOPPED(status) && (status >> 16) != 0 && (status >> 16) != PTRACE_EVENT_SECCOMP;
 }
 
-int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *keep, int keep_count, int no_aslr) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attributes;
-    int error = posix_spawn_file_actions_init(&actions);
-    if (error != 0) return error;
-    error = posix_spawnattr_init(&attributes);
-    if (error != 0) {
-        posix_spawn_file_actions_destroy(&actions);
-        return error;
+int ab_delivery_stop_signal(int status) {
+    return WIFSTOPPED(status) && (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+}
+
+/// The child's side of ab_spawn, on the parent's memory and stack (vfork): only system calls, and
+/// an errno for the parent on failure. Never returns.
+__attribute__((noreturn)) static void ab_spawn_child(const char *path, char *const argv[], char *const envp[], const ab_spawn_options *options,
+                           pid_t parent, const sigset_t *parent_mask, volatile int *error) {
+    // Dies with the thread that spawned it; the parent may have died before the prctl, and then
+    // we were reparented already.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) goto failed;
+    if (getppid() != parent) {
+        errno = ESRCH;
+        goto failed;
     }
+    // A handler of the parent must not run here, on its memory: a caught signal goes back to its
+    // default (as the exec would do anyway), an ignored one stays ignored unless isolated.
+    for (int signal = 1; signal < NSIG; signal++) {
+        struct sigaction action;
+        if (sigaction(signal, NULL, &action) != 0) continue;
+        if (action.sa_handler == SIG_DFL || (action.sa_handler == SIG_IGN && !options->isolate)) continue;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = SIG_DFL;
+        sigaction(signal, &action, NULL);
+    }
+    if (options->standard_output >= 0 && dup2(options->standard_output, 1) < 0) goto failed;
+    if (options->standard_error >= 0 && dup2(options->standard_error, 2) < 0) goto failed;
     // Raise every kept descriptor above all of them and above the target range first, so that
     // dup2 onto 3, 4, ... never overwrites a descriptor that is still to be copied.
-    int staging = 3 + keep_count;
-    for (int index = 0; index < keep_count; index++)
-        if (keep[index] >= staging) staging = keep[index] + 1;
-    for (int index = 0; index < keep_count && error == 0; index++)
-        error = posix_spawn_file_actions_adddup2(&actions, keep[index], staging + index);
-    for (int index = 0; index < keep_count && error == 0; index++)
-        error = posix_spawn_file_actions_adddup2(&actions, staging + index, 3 + index);
-    // The child's stdout is the user's data stream: anything a child prints goes to stderr.
-    if (error == 0) error = posix_spawn_file_actions_adddup2(&actions, 2, 1);
-    if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + keep_count);
-    // Default dispositions and an empty mask, whatever the parent inherited: the deadline is a
-    // SIGALRM that must kill, and a crash must not be ignored.
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all);
-    if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &none);
-    if (error == 0) error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    int previous = personality(0xffffffff);
-    if (no_aslr && previous != -1) personality((unsigned long)previous | ADDR_NO_RANDOMIZE);
-    // The stack limit places every mapping: the kernel puts mmap_base the limit (clamped to at
-    // least 128 MiB) below the stack, and an unlimited stack selects the legacy bottom-up layout.
-    // Addresses decide page counts (jemalloc seeds its large-block offsets from its TLS address),
-    // so every child gets Linux's default 8 MiB (or the hard limit, if lower), as a CI runner with
-    // `ulimit -s unlimited` would otherwise count other pages (docs/gating.md).
-    struct rlimit stack_limit;
-    int restore_stack = getrlimit(RLIMIT_STACK, &stack_limit) == 0;
-    if (restore_stack) {
-        struct rlimit fixed = stack_limit;
-        fixed.rlim_cur = AB_CHILD_STACK_LIMIT;
-        if (fixed.rlim_max != RLIM_INFINITY && fixed.rlim_max < fixed.rlim_cur) fixed.rlim_cur = fixed.rlim_max;
-        restore_stack = setrlimit(RLIMIT_STACK, &fixed) == 0;
+    int staging = 3 + options->keep_count;
+    for (int index = 0; index < options->keep_count; index++)
+        if (options->keep[index] >= staging) staging = options->keep[index] + 1;
+    for (int index = 0; index < options->keep_count; index++)
+        if (dup2(options->keep[index], staging + index) < 0) goto failed;
+    for (int index = 0; index < options->keep_count; index++)
+        if (dup2(staging + index, 3 + index) < 0) goto failed;
+    if (options->isolate) {
+        if (close_range(3 + options->keep_count, ~0U, 0) != 0) goto failed;
+        // The stack limit places every mapping: the kernel puts mmap_base the limit (clamped to
+        // at least 128 MiB) below the stack, and an unlimited stack selects the legacy bottom-up
+        // layout. Addresses decide page counts (jemalloc seeds its large-block offsets from its
+        // TLS address), so every child gets Linux's default 8 MiB (or the hard limit, if lower),
+        // as a CI runner with `ulimit -s unlimited` would otherwise count other pages
+        // (docs/gating.md).
+        struct rlimit stack_limit;
+        if (getrlimit(RLIMIT_STACK, &stack_limit) == 0) {
+            stack_limit.rlim_cur = AB_CHILD_STACK_LIMIT;
+            if (stack_limit.rlim_max != RLIM_INFINITY && stack_limit.rlim_max < stack_limit.rlim_cur)
+                stack_limit.rlim_cur = stack_limit.rlim_max;
+            if (setrlimit(RLIMIT_STACK, &stack_limit) != 0) goto failed;
+        }
     }
-    if (error == 0) error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
-    if (restore_stack) setrlimit(RLIMIT_STACK, &stack_limit);
-    if (no_aslr && previous != -1) personality((unsigned long)previous);
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
+    if (options->no_aslr) {
+        int previous = personality(0xffffffff);
+        if (previous != -1) personality((unsigned long)previous | ADDR_NO_RANDOMIZE);
+    }
+    if (options->directory != NULL && chdir(options->directory) != 0) goto failed;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, options->isolate ? &none : parent_mask, NULL);
+    if (options->search_path) execvpe(path, argv, envp);
+    else execve(path, argv, envp);
+failed:
+    *error = errno;
+    _exit(127);
+}
+
+int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+             const ab_spawn_options *options) {
+    sigset_t all, previous;
+    sigfillset(&all);
+    int error = pthread_sigmask(SIG_SETMASK, &all, &previous);
+    if (error != 0) return error;
+    volatile int child_error = 0;
+    pid_t parent = getpid();
+    pid_t child = vfork();
+    if (child == 0) ab_spawn_child(path, argv, envp, options, parent, &previous, &child_error);
+    // The child has exec'd or exited: its error, if any, is in child_error.
+    error = child < 0 ? errno : child_error;
+    if (child > 0 && error != 0) waitpid(child, NULL, 0);
+    if (error == 0) *pid = child;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
     return error;
+}
+
+int ab_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int ab_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int ab_pidfd_wait(int pidfd, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0) return -1;
+    if (info.si_code == CLD_EXITED) *status = (info.si_status & 0xff) << 8;
+    else *status = (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
+    return 0;
+}
+
+int ab_set_nonblocking(int descriptor) {
+    int flags = fcntl(descriptor, F_GETFL);
+    return flags < 0 ? -1 : fcntl(descriptor, F_SETFL, flags | O_NONBLOCK);
 }
 
 int ab_die_with_parent(pid_t parent) {

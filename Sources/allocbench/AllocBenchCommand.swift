@@ -116,10 +116,11 @@ struct PreloadOptions: ParsableArguments {
                                valueName: "name=path"))
     var libraries: [String] = []
 
-    /// The catalog of the children beside this executable, with these preloads added.
-    func catalog() throws(CommandFailure) -> AllocatorCatalog {
+    /// The catalog of the children beside this executable, with these preloads added; each child's
+    /// `describe` may take `timeout`.
+    func catalog(timeout: Duration = ReplayRunner.defaultErrandTimeout) throws(CommandFailure) -> AllocatorCatalog {
         do {
-            return try AllocatorCatalog.discover(preloads: libraries)
+            return try AllocatorCatalog.discover(preloads: libraries, timeout: timeout)
         } catch {
             throw CommandFailure(error)
         }

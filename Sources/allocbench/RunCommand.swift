@@ -59,10 +59,12 @@ struct Run: ParsableCommand {
     /// Discovers the allocators, replays every trace, and returns the report.
     static func measure(_ options: ReplayOptions, detail: Benchmark.Detail) throws(CommandFailure) -> RunReport {
         let paths = try options.tracePaths()
-        let catalog = try options.preloads.catalog()
+        // Every child of the run, the errands included, gets the run's --timeout.
+        let timeout = Duration.milliseconds(options.settings.timeoutMilliseconds)
+        let catalog = try options.preloads.catalog(timeout: timeout)
         let selected: [CatalogEntry]
         do {
-            selected = try catalog.select(options.selectedAllocators)
+            selected = try catalog.select(options.selectedAllocators, timeout: timeout)
         } catch {
             throw CommandFailure(error)
         }

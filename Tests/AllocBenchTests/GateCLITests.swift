@@ -227,28 +227,8 @@ final class GateCLITests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CLIError("no allocbench at \(executable); build the package first (swift build)")
         }
-        // Files rather than pipes: nothing to drain while the child runs.
-        let outputPath = path("stdout-\(UUID().uuidString)")
-        let errorPath = path("stderr-\(UUID().uuidString)")
-        for file in [outputPath, errorPath] { _ = FileManager.default.createFile(atPath: file, contents: nil) }
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        let error = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
-        defer {
-            try? output.close()
-            try? error.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["NO_COLOR"] = "1"
-        process.environment = environment
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        process.waitUntilExit()
-        return (process.terminationStatus, try String(contentsOfFile: outputPath, encoding: .utf8),
-                try String(contentsOfFile: errorPath, encoding: .utf8))
+        let result = try runCommand(executable, arguments, environment: ["NO_COLOR": "1"])
+        return (result.status, result.stdout, result.stderr)
     }
 }
 

@@ -57,11 +57,9 @@ final class RecordMtraceTests: XCTestCase {
     func testConvertsARealMtraceLog() throws {
         let program = try RecordFixture.compile(Self.traced, named: "traced", in: directory)
         let log = directory + "/log.mtrace"
-        var environment = ProcessInfo.processInfo.environment
-        environment["MALLOC_TRACE"] = log
-        environment["LD_PRELOAD"] = "libc_malloc_debug.so.0"
-        let run = try RecordFixture.run(program, [directory + "/report"], environment: environment)
-        XCTAssertEqual(run.status, 0, run.standardError)
+        let run = try runCommand(program, [directory + "/report"],
+                                 environment: ["MALLOC_TRACE": log, "LD_PRELOAD": "libc_malloc_debug.so.0"])
+        XCTAssertEqual(run.status, 0, run.stderr)
         let logText = try String(contentsOfFile: log, encoding: .utf8)
         XCTAssertTrue(logText.hasPrefix("= Start\n"), logText)
         XCTAssertTrue(logText.hasSuffix("= End\n"), logText)
@@ -165,24 +163,24 @@ final class RecordMtraceTests: XCTestCase {
         let output = directory + "/out.txt"
         try "keep me\n".write(toFile: output, atomically: true, encoding: .utf8)
 
-        let malformed = try RecordFixture.run(cli, ["convert", "--from", "mtrace", bad, "-o", output])
+        let malformed = try runCommand(cli, ["convert", "--from", "mtrace", bad, "-o", output])
         XCTAssertEqual(malformed.status, 65)
-        XCTAssertEqual(malformed.standardError, "allocbench: \(bad):3: expected '+ <pointer> <size>', found '+ 0x20'\n")
+        XCTAssertEqual(malformed.stderr, "allocbench: \(bad):3: expected '+ <pointer> <size>', found '+ 0x20'\n")
         XCTAssertEqual(try String(contentsOfFile: output, encoding: .utf8), "keep me\n", "a failed conversion leaves the output alone")
 
-        let missing = try RecordFixture.run(cli, ["convert", "--from", "mtrace", directory + "/none.mtrace", "-o", output])
+        let missing = try runCommand(cli, ["convert", "--from", "mtrace", directory + "/none.mtrace", "-o", output])
         XCTAssertEqual(missing.status, 66)
-        XCTAssertTrue(missing.standardError.hasPrefix("allocbench: \(directory)/none.mtrace: no such file"), missing.standardError)
+        XCTAssertTrue(missing.stderr.hasPrefix("allocbench: \(directory)/none.mtrace: no such file"), missing.stderr)
 
         let good = directory + "/good.mtrace"
         try "= Start\n@ [0x1] + 0x10 0x8\n@ [0x1] - 0x10\n= End\n".write(toFile: good, atomically: true, encoding: .utf8)
-        let converted = try RecordFixture.run(cli, ["convert", "--from", "mtrace", good, "-o", output])
-        XCTAssertEqual(converted.status, 0, converted.standardError)
+        let converted = try runCommand(cli, ["convert", "--from", "mtrace", good, "-o", output])
+        XCTAssertEqual(converted.status, 0, converted.stderr)
         XCTAssertEqual(try RecordFixture.lines(of: output).dropFirst(), ["1: malloc 0x10 8", "1: free 0x10"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).sorted(),
                        ["bad.mtrace", "good.mtrace", "out.txt"], "no temporary file left behind")
 
-        let usage = try RecordFixture.run(cli, ["convert", "--from", "valgrind", good])
+        let usage = try runCommand(cli, ["convert", "--from", "valgrind", good])
         XCTAssertEqual(usage.status, 64)
     }
 

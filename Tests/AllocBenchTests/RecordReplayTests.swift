@@ -30,10 +30,10 @@ final class RecordReplayTests: XCTestCase {
 
         let cli = RecordFixture.productsDirectory + "/allocbench"
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: cli), "\(cli) is missing: build the package first")
-        let result = try RecordFixture.run(cli, ["--trace", directory + "/trace.txt", "--allocators", "glibc",
+        let result = try runCommand(cli, ["--trace", directory + "/trace.txt", "--allocators", "glibc",
                                                  "--repeat", "1", "--format", "json"])
-        XCTAssertEqual(result.status, 0, result.standardError)
-        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let run = try XCTUnwrap((report["runs"] as? [[String: Any]])?.first)
         XCTAssertEqual((run["trace"] as? [String: Any])?["ops"] as? Int, parsed.ops.count)
         let row = try XCTUnwrap((run["results"] as? [[String: Any]])?.first)
@@ -44,14 +44,14 @@ final class RecordReplayTests: XCTestCase {
     /// The CLI end to end: record forwards the exit status, writes the files it names on stderr.
     func testRecordCommandForwardsTheExitStatusAndNamesItsFiles() throws {
         let cli = RecordFixture.productsDirectory + "/allocbench"
-        let result = try RecordFixture.run(cli, ["record", "-o", directory + "/trace.txt", "--", "sh", "-c", "ls / >/dev/null; exit 7"])
-        XCTAssertEqual(result.status, 7, result.standardError)
-        XCTAssertTrue(result.standardError.contains("lines (the command) in \(directory)/trace.txt\n"), result.standardError)
+        let result = try runCommand(cli, ["record", "-o", directory + "/trace.txt", "--", "sh", "-c", "ls / >/dev/null; exit 7"])
+        XCTAssertEqual(result.status, 7, result.stderr)
+        XCTAssertTrue(result.stderr.contains("lines (the command) in \(directory)/trace.txt\n"), result.stderr)
         XCTAssertNoThrow(try RecordFixture.parseStrictly(directory + "/trace.txt"))
 
-        let missing = try RecordFixture.run(cli, ["record", "-o", directory + "/x.txt", "--", "allocbench-no-such-command"])
+        let missing = try runCommand(cli, ["record", "-o", directory + "/x.txt", "--", "allocbench-no-such-command"])
         XCTAssertEqual(missing.status, 127)
-        XCTAssertEqual(missing.standardError, "allocbench: allocbench-no-such-command: command not found\n")
+        XCTAssertEqual(missing.stderr, "allocbench: allocbench-no-such-command: command not found\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/x.txt"))
     }
 

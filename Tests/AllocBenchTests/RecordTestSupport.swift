@@ -22,8 +22,8 @@ enum RecordFixture {
         let sourcePath = directory + "/" + name + ".c"
         let executable = directory + "/" + name
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        let result = try run("/usr/bin/env", ["cc", "-O0", "-g", "-pthread", "-o", executable, sourcePath])
-        XCTAssertEqual(result.status, 0, "cc failed: \(result.standardError)", file: file, line: line)
+        let result = try runCommand("/usr/bin/env", ["cc", "-O0", "-g", "-pthread", "-o", executable, sourcePath])
+        XCTAssertEqual(result.status, 0, "cc failed: \(result.stderr)", file: file, line: line)
         return executable
     }
 
@@ -52,30 +52,5 @@ enum RecordFixture {
     static func parseStrictly(_ path: String) throws -> ParsedTrace {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         return try TraceParser.parse(bytes)
-    }
-
-    struct Output {
-        var status: Int32
-        var standardOutput: String
-        var standardError: String
-    }
-
-    /// Runs a program to completion; its output goes through files, so it can never block on a pipe.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Output {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        _ = FileManager.default.createFile(atPath: directory + "/stdout", contents: nil)
-        _ = FileManager.default.createFile(atPath: directory + "/stderr", contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardOutput = FileHandle(forWritingAtPath: directory + "/stdout")
-        process.standardError = FileHandle(forWritingAtPath: directory + "/stderr")
-        try process.run()
-        process.waitUntilExit()
-        return Output(status: process.terminationStatus,
-                      standardOutput: try String(contentsOfFile: directory + "/stdout", encoding: .utf8),
-                      standardError: try String(contentsOfFile: directory + "/stderr", encoding: .utf8))
     }
 }

@@ -122,13 +122,13 @@ final class RecordTests: XCTestCase {
         let library = directory + "/libearly.so"
         try "#include <stdlib.h>\nvoid *early_block;\n__attribute__((constructor)) static void early(void) { early_block = malloc(777); }\n"
             .write(toFile: directory + "/early.c", atomically: true, encoding: .utf8)
-        let built = try RecordFixture.run("/usr/bin/env", ["cc", "-shared", "-fPIC", "-O0", "-o", library, directory + "/early.c"])
-        XCTAssertEqual(built.status, 0, built.standardError)
+        let built = try runCommand("/usr/bin/env", ["cc", "-shared", "-fPIC", "-O0", "-o", library, directory + "/early.c"])
+        XCTAssertEqual(built.status, 0, built.stderr)
         let program = directory + "/uses-early"
         try "#include <stdlib.h>\nextern void *early_block;\nint main(void) { free(early_block); return 0; }\n"
             .write(toFile: program + ".c", atomically: true, encoding: .utf8)
-        let linked = try RecordFixture.run("/usr/bin/env", ["cc", "-O0", "-o", program, program + ".c", library, "-Wl,-rpath," + directory])
-        XCTAssertEqual(linked.status, 0, linked.standardError)
+        let linked = try runCommand("/usr/bin/env", ["cc", "-O0", "-o", program, program + ".c", library, "-Wl,-rpath," + directory])
+        XCTAssertEqual(linked.status, 0, linked.stderr)
 
         let outcome = try RecordFixture.record([program], in: directory)
         XCTAssertEqual(outcome.termination, .exited(0))

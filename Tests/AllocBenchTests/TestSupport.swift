@@ -37,35 +37,30 @@ struct CommandResult {
     var stderr: String
 }
 
-/// Runs an executable with arguments and optional environment additions; captures both streams.
+/// Runs an executable with arguments and optional environment additions through the harness's
+/// own `Subprocess`: both streams captured, and a command that hangs fails the test after
+/// `timeout` instead of hanging the suite (and dies with it, if the suite is killed).
 func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                workingDirectory: String? = nil) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
+                workingDirectory: String? = nil, timeout: Duration = .seconds(900)) throws -> CommandResult {
     var merged = ProcessInfo.processInfo.environment
     for (key, value) in environment { merged[key] = value }
-    process.environment = merged
-    if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read both pipes concurrently with the process so that neither fills and blocks it.
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
+    let completion = try Subprocess.run(
+        [executable] + arguments,
+        options: Subprocess.Options(environment: merged.map { $0.key + "=" + $0.value }, workingDirectory: workingDirectory),
+        timeout: timeout)
+    let status: Int32
+    switch completion.termination {
+    case .exited(let code): status = code
+    case .signaled(let signal): status = 128 + signal
+    case .timedOut: throw CommandTimedOut(command: ([executable] + arguments).joined(separator: " "), termination: completion.termination)
     }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus,
-                         stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    return CommandResult(status: status, stdout: completion.output, stderr: completion.errors)
+}
+
+struct CommandTimedOut: Error, CustomStringConvertible {
+    var command: String
+    var termination: Subprocess.Termination
+    var description: String { "\(command) \(termination)" }
 }
 
 /// A catalog entry for an allocator of the testing child.

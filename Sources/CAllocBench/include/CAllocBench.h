@@ -155,20 +155,63 @@ int ab_is_seccomp_stop(int status);
 /// Whether a waitpid status is a ptrace event stop other than seccomp's (a new thread, a group
 /// stop under SEIZE): continued without a signal.
 int ab_is_event_stop(int status);
+/// The signal of a signal-delivery stop (WSTOPSIG), to be passed on when the tracee is continued;
+/// 0 for any other status.
+int ab_delivery_stop_signal(int status);
 
 // MARK: - Process helpers
 
 /// The soft RLIMIT_STACK of every spawned child, in bytes: Linux's default, 8 MiB.
 #define AB_CHILD_STACK_LIMIT 8388608
 
-/// posix_spawn(path, argv, envp) with `keep_count` descriptors from `keep` duplicated onto
-/// 3, 4, ... in the child and every other descriptor above 2 closed. With `no_aslr`, the child
-/// runs with personality ADDR_NO_RANDOMIZE (set on the calling thread around the spawn, which the
-/// child inherits), so its address layout, and the page counts that depend on it, repeat from run
-/// to run. Every child gets the soft stack limit AB_CHILD_STACK_LIMIT, which places its mappings.
-/// Returns 0 or an errno.
+/// How ab_spawn connects and places a child.
+typedef struct ab_spawn_options {
+    /// Descriptors duplicated onto 3, 4, ... in the child.
+    const int *keep;
+    int keep_count;
+    /// Descriptors that become the child's stdout and stderr (dup2 onto 1, then 2); -1 leaves
+    /// the parent's.
+    int standard_output;
+    int standard_error;
+    /// A replay child's fresh start: every descriptor above 2 + keep_count closed, every signal
+    /// at its default disposition with an empty mask (the deadline is a SIGALRM that must kill, a
+    /// crash must not be ignored), and the soft stack limit AB_CHILD_STACK_LIMIT, which places
+    /// its mappings. Otherwise (a recorded command) the child inherits what a shell's would:
+    /// open descriptors, ignored signals, the signal mask and the limits.
+    int isolate;
+    /// Personality ADDR_NO_RANDOMIZE: the child's address layout, and the page counts that depend
+    /// on it, repeat from run to run.
+    int no_aslr;
+    /// Look `path` up in PATH (execvpe) instead of running it as it is (execve).
+    int search_path;
+    /// chdir(2) here before the exec; NULL keeps the parent's directory.
+    const char *directory;
+} ab_spawn_options;
+
+/// Starts `path` with argv and envp, placed and connected as `options` say, as a child that dies
+/// with the calling thread: vfork(2), then in the child prctl(PR_SET_PDEATHSIG, SIGKILL) *before*
+/// the exec, so that even a child that hangs or loops before its `main` (a preloaded malloc that
+/// never returns) is killed when allocbench ends, however it ends. posix_spawn(3) cannot set that
+/// between its fork and its exec. Every signal is blocked in the parent around the vfork, so no
+/// handler of the parent ever runs on the memory the child borrows. Returns 0 or an errno (of the
+/// vfork, the child's setup or its exec, which the child leaves in the parent's memory).
 int ab_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *keep, int keep_count, int no_aslr);
+             const ab_spawn_options *options);
+
+/// pidfd_open(2): a descriptor (close-on-exec) that poll(2) reports readable once the child has
+/// exited, so a deadline needs no timer and no sleep; -1 with errno on failure.
+int ab_pidfd_open(pid_t pid);
+
+/// pidfd_send_signal(2): a signal to exactly the process of `pidfd`, never to a later process
+/// that reused its pid; -1 with errno on failure.
+int ab_pidfd_send_signal(int pidfd, int signal);
+
+/// waitid(P_PIDFD, pidfd, WEXITED): reaps exactly the process of `pidfd` (never another child that
+/// reused its pid) and stores its end as a waitpid(2) status word; -1 with errno on failure.
+int ab_pidfd_wait(int pidfd, int *status);
+
+/// fcntl(F_SETFL, O_NONBLOCK) on a pipe's read end: draining it never blocks the parent.
+int ab_set_nonblocking(int descriptor);
 
 /// pipe2(O_CLOEXEC): the read end in *read_end, the write end in *write_end.
 int ab_pipe_cloexec(int *read_end, int *write_end);

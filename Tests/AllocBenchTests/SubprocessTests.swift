@@ -1,0 +1,135 @@
+@testable import AllocBenchHarness
+import Foundation
+import Glibc
+import XCTest
+
+/// One way to start a child (`Subprocess`): its streams captured at once, a deadline, and no child
+/// outliving allocbench. The CLI cases are the hardening issue's: a `--preload` whose malloc hangs
+/// or crashes before the child's `main` must fail its own row, not the run, and an interrupted
+/// run must leave neither a child nor a file behind.
+final class SubprocessTests: XCTestCase {
+    func testBothStreamsAreCapturedAtOnceWhateverTheirSize() throws {
+        // 1 MiB on each stream, interleaved: a parent that read one stream to its end before the
+        // other would leave the child blocked on a full pipe.
+        let script = "i=0; while [ $i -lt 64 ]; do head -c 16384 /dev/zero | tr '\\0' o; head -c 16384 /dev/zero | tr '\\0' e >&2; i=$((i+1)); done"
+        let child = try Subprocess.run(["/bin/sh", "-c", script], options: Subprocess.Options(environment: ["PATH=/usr/bin:/bin"]),
+                                       timeout: .seconds(60))
+        XCTAssertEqual(child.termination, .exited(0))
+        XCTAssertEqual(child.output, String(repeating: "o", count: 1 << 20))
+        XCTAssertEqual(child.errors, String(repeating: "e", count: 1 << 20))
+    }
+
+    func testAChildPastItsDeadlineIsKilledAndReaped() throws {
+        let start = Date()
+        let child = try Subprocess(["/bin/sleep", "60"], options: Subprocess.Options(environment: []))
+        let completion = try child.wait(timeout: .milliseconds(300))
+        XCTAssertEqual(completion.termination, .timedOut(after: .milliseconds(300)))
+        XCTAssertEqual(completion.failure, "timed out after 0.3 s")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/proc/\(child.pid)"), "the killed child is reaped, not a zombie")
+    }
+
+    func testAProgramThatCannotRunIsTheExecsError() {
+        XCTAssertThrowsError(try Subprocess(["/nonexistent/program"], options: Subprocess.Options(environment: []))) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
+        }
+    }
+
+    // MARK: - The hardening issue, through the CLI
+
+    /// Before: allocbench waited forever in the malloc-provider check, --timeout notwithstanding.
+    func testAPreloadWhoseMallocHangsFailsItsRowAtTheTimeout() throws {
+        let library = try MallocLibrary.build(.hangs)
+        let start = Date()
+        let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", "--preload", "hang=" + library,
+                                                    "--allocators", "glibc,hang", "--timeout", "5", "--repeat", "0"],
+                                    timeout: .seconds(60))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stdout.contains("hang       failed: its malloc-provider check timed out after 5 s"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("\nglibc "), result.stdout)
+        XCTAssertFalse(result.stdout.contains("glibc      failed"), result.stdout)
+    }
+
+    /// Before: exit 66, "allocbench-replay describe failed: was killed by signal 11", and no row ran.
+    func testAPreloadWhoseMallocCrashesFailsOnlyItsRow() throws {
+        let library = try MallocLibrary.build(.crashes)
+        let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", "--preload", "crash=" + library,
+                                                    "--allocators", "crash,glibc", "--repeat", "0", "--format", "csv"],
+                                    timeout: .seconds(60))
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stdout.contains(",crash,failed,its malloc-provider check was killed by SIGSEGV,"), result.stdout)
+        XCTAssertTrue(result.stdout.contains(",glibc,ok,"), result.stdout)
+    }
+
+    /// Before: the hanging child ran on after allocbench died, and its stderr file stayed in /tmp.
+    func testAnInterruptedRunLeavesNoChildAndNoFile() throws {
+        let library = try MallocLibrary.build(.hangs)
+        for signal in [SIGINT, SIGTERM] {
+            let allocbench = try Subprocess(
+                [TestPaths.cli, "--trace", TestPaths.bundledTraces + "/djb.txt", "--preload", "hang=" + library,
+                 "--allocators", "hang", "--repeat", "0"],
+                options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
+            let helper = try XCTUnwrap(Self.child(of: allocbench.pid, running: "malloc-provider", within: 30),
+                                       "allocbench never started its malloc-provider check")
+            defer { if Self.isRunning(helper) { kill(helper, SIGKILL) } }
+            XCTAssertTrue(Self.isRunning(helper))
+            kill(allocbench.pid, signal)
+            XCTAssertEqual(try allocbench.wait(timeout: .seconds(10)).termination, .signaled(signal))
+            let deadline = Date().addingTimeInterval(5)
+            while Self.isRunning(helper) && Date() < deadline { usleep(20_000) }
+            XCTAssertFalse(Self.isRunning(helper), "the malloc-provider child \(helper) outlived allocbench (signal \(signal))")
+            let left = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("allocbench-\(allocbench.pid)-") }
+            XCTAssertEqual(left, [], "signal \(signal)")
+        }
+    }
+
+    /// The child of `parent` whose command line has `argument`, once it shows up within `seconds`.
+    private static func child(of parent: pid_t, running argument: String, within seconds: Double) -> pid_t? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let children = (try? String(contentsOfFile: "/proc/\(parent)/task/\(parent)/children", encoding: .utf8)) ?? ""
+            for pid in children.split(separator: " ").compactMap({ pid_t($0) }) {
+                let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+                if arguments.split(separator: 0).contains(Data(argument.utf8)) { return pid }
+            }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    /// Whether `pid` is alive (a zombie waiting for a reaper that is not its parent counts as dead).
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+}
+
+/// A malloc-replacing library, compiled at test time, that forwards to glibc's and misbehaves at
+/// its 5th call: before the replay child's `main`, where nothing in the child can help. (Not set
+/// from the environment: allocbench passes a child only the variables that choose libraries.)
+enum MallocLibrary: String {
+    case hangs = "for (;;) pause();"
+    case crashes = "*(volatile int *)0 = 0;"
+
+    static func build(_ behaviour: MallocLibrary) throws -> String {
+        let directory = try TestPaths.temporaryDirectory()
+        let source = directory + "/malloc.c"
+        let library = directory + "/libmalloc-\(behaviour == .hangs ? "hangs" : "crashes").so"
+        try """
+            #include <stddef.h>
+            #include <unistd.h>
+            extern void *__libc_malloc(size_t);
+            static int calls;
+            void *malloc(size_t size) {
+                if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) == 5) { \(behaviour.rawValue) }
+                return __libc_malloc(size);
+            }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let built = try runCommand("/usr/bin/cc", ["-shared", "-fPIC", "-O2", "-o", library, source], timeout: .seconds(120))
+        guard built.status == 0 else { throw CLIError("cc failed: \(built.stderr)") }
+        return library
+    }
+}
