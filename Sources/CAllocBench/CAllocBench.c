@@ -143,17 +143,30 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
         action.sa_handler = SIG_DFL;
         sigaction(signal, &action, NULL);
     }
-    if (options->standard_output >= 0 && dup2(options->standard_output, 1) < 0) goto failed;
-    if (options->standard_error >= 0 && dup2(options->standard_error, 2) < 0) goto failed;
-    // Raise every kept descriptor above all of them and above the target range first, so that
-    // dup2 onto 3, 4, ... never overwrites a descriptor that is still to be copied.
-    int staging = 3 + options->keep_count;
-    for (int index = 0; index < options->keep_count; index++)
-        if (options->keep[index] >= staging) staging = options->keep[index] + 1;
-    for (int index = 0; index < options->keep_count; index++)
-        if (dup2(options->keep[index], staging + index) < 0) goto failed;
-    for (int index = 0; index < options->keep_count; index++)
+    // Every source descriptor may sit anywhere, 0–2 included (allocbench run with stdout closed
+    // gets its op stream as descriptor 1), so each is first copied above all of them and above
+    // the target range, and only then onto its target: no dup2 overwrites a source still to be
+    // copied. The copies are closed afterwards.
+    int sources[AB_SPAWN_MAX_KEEP + 2];
+    int count = options->keep_count;
+    if (count < 0 || count > AB_SPAWN_MAX_KEEP) {
+        errno = EINVAL;
+        goto failed;
+    }
+    for (int index = 0; index < count; index++) sources[index] = options->keep[index];
+    sources[count] = options->standard_output;
+    sources[count + 1] = options->standard_error;
+    int staging = 3 + count;
+    for (int index = 0; index < count + 2; index++)
+        if (sources[index] >= staging) staging = sources[index] + 1;
+    for (int index = 0; index < count + 2; index++)
+        if (sources[index] >= 0 && dup2(sources[index], staging + index) < 0) goto failed;
+    if (options->standard_output >= 0 && dup2(staging + count, 1) < 0) goto failed;
+    if (options->standard_error >= 0 && dup2(staging + count + 1, 2) < 0) goto failed;
+    for (int index = 0; index < count; index++)
         if (dup2(staging + index, 3 + index) < 0) goto failed;
+    for (int index = 0; index < count + 2; index++)
+        if (sources[index] >= 0) close(staging + index);
     if (options->isolate) {
         if (close_range(3 + options->keep_count, ~0U, 0) != 0) goto failed;
         // The stack limit places every mapping: the kernel puts mmap_base the limit (clamped to

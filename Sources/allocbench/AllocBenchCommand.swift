@@ -152,18 +152,35 @@ enum Diagnostics {
     static let isTerminal = isatty(STDERR_FILENO) == 1
 
     static func error(_ message: String) {
-        FileHandle.standardError.write(Data(("allocbench: " + message + "\n").utf8))
+        write("allocbench: " + message + "\n")
     }
 
     /// A progress line that overwrites itself, shown only when stderr is a terminal.
     static func progress(_ message: String) {
         guard isTerminal else { return }
-        FileHandle.standardError.write(Data(("\r\u{1B}[K" + message).utf8))
+        write("\r\u{1B}[K" + message)
     }
 
     static func clearProgress() {
         guard isTerminal else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        write("\r\u{1B}[K")
+    }
+
+    /// write(2) to stderr, all of it, retrying EINTR; a stderr that is closed, full or gone loses
+    /// the message but never the exit code the command meant (FileHandle raised, and the process
+    /// died of SIGILL instead).
+    private static func write(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            if written > 0 {
+                bytes = bytes.dropFirst(written)
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
     }
 
     /// Color only on a terminal, and never when NO_COLOR is set (https://no-color.org).
@@ -174,6 +191,9 @@ enum Diagnostics {
 
 /// Writes `text` to `path` atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws(CommandFailure) {
+    if path == nil && standardOutputWasClosed {
+        throw CommandFailure(ExitStatus.cannotCreateOutput, "standard output is closed; write to a file with --output")
+    }
     do {
         if let path {
             try AtomicFileWriter.write(Array(text.utf8), to: path)

@@ -165,6 +165,9 @@ int ab_delivery_stop_signal(int status);
 #define AB_CHILD_STACK_LIMIT 8388608
 
 /// How ab_spawn connects and places a child.
+/// The most descriptors ab_spawn places at 3, 4, ...
+#define AB_SPAWN_MAX_KEEP 8
+
 typedef struct ab_spawn_options {
     /// Descriptors duplicated onto 3, 4, ... in the child.
     const int *keep;
