@@ -65,7 +65,11 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
     case childFailed(executable: String, errand: String, detail: String)
     case unknownAllocator(name: String, known: [String])
     case unavailable(name: String, reason: String)
+    /// A `--preload` that is not NAME=PATH, or whose name is taken or cannot be selected.
     case badPreload(String)
+    case preloadMissing(name: String, path: String)
+    /// Nothing to replay: no allocator of the children is available here.
+    case nothingAvailable
     case preloadDoesNotReplaceMalloc(name: String, library: String, provider: String)
 
     public var description: String {
@@ -80,6 +84,10 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
             "allocator '\(name)' is not available: \(reason)"
         case .badPreload(let message):
             message
+        case .preloadMissing(let name, let path):
+            "--preload \(name)=\(path): no such readable file"
+        case .nothingAvailable:
+            "no allocator is available here (allocbench list says why)"
         case .preloadDoesNotReplaceMalloc(let name, let library, let provider):
             "--preload \(name)=\(library): with it preloaded, malloc still resolves into \(provider); is it a malloc replacement?"
         }
@@ -87,8 +95,8 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
 
     public var kind: FailureKind {
         switch self {
-        case .unknownAllocator: .usage
-        case .noReplayChild, .childFailed, .unavailable, .badPreload, .preloadDoesNotReplaceMalloc: .missingInput
+        case .unknownAllocator, .badPreload: .usage
+        case .noReplayChild, .childFailed, .unavailable, .preloadMissing, .nothingAvailable, .preloadDoesNotReplaceMalloc: .missingInput
         }
     }
 }
@@ -143,8 +151,12 @@ public struct AllocatorCatalog: Sendable {
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw CatalogError.badPreload("--preload takes NAME=PATH, not '\(request)'")
             }
+            // A name --allocators could not select (it splits at commas) or a row title could not show.
+            guard parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw CatalogError.badPreload("--preload \(parts[0]): a name is letters, digits, '-', '_' and '.'")
+            }
             guard FileManager.default.isReadableFile(atPath: parts[1]) else {
-                throw CatalogError.badPreload("--preload \(parts[0])=\(parts[1]): no such readable file")
+                throw CatalogError.preloadMissing(name: parts[0], path: parts[1])
             }
             let entry = CatalogEntry.preload(name: parts[0], library: parts[1],
                                              summary: "\(parts[1]) as the process malloc, through LD_PRELOAD.",
@@ -224,6 +236,7 @@ public struct AllocatorCatalog: Sendable {
                 if !selected.contains(entry) { selected.append(entry) }
             }
         }
+        guard !selected.isEmpty else { throw CatalogError.nothingAvailable }
         for index in selected.indices where selected[index].kind == .preload {
             try Self.verifyPreload(&selected[index], timeout: timeout)
         }

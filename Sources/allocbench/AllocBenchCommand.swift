@@ -90,7 +90,14 @@ struct ReplayOptions: ParsableArguments {
         }
     }
 
-    var selectedAllocators: [String] { allocators.map(allocatorNameList) ?? [] }
+    /// The --allocators list, plus every --preload it does not name: whoever passes a preload wants
+    /// its row. Empty: every available allocator.
+    var selectedAllocators: [String] {
+        guard let allocators else { return [] }
+        let named = allocatorNameList(allocators)
+        let preloaded = preloads.libraries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        return named + preloaded.filter { !named.contains($0) }
+    }
 
     var settings: RunSettings {
         RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient, addressRandomization: aslr)

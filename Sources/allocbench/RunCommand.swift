@@ -32,6 +32,12 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         if let problem = reportFiles.problem() { fail(problem) }
+        if let output {
+            guard !output.isEmpty else { throw ValidationError("--output needs a file name, not an empty string") }
+            if let input = replay.trace.first(where: { AllocatorCatalog.sameFile($0, output) }) {
+                throw ValidationError("--output \(output) is the trace \(input): it would be overwritten")
+            }
+        }
     }
 
     func run() throws {

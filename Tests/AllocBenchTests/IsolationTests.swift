@@ -40,9 +40,21 @@ final class IsolationTests: XCTestCase {
         let notMalloc = try runCommand(TestPaths.cli, ["--preload", "z=" + AllocatorCatalog.libraryDirectories[0] + "/libz.so.1", "--allocators", "z"])
         XCTAssertEqual(notMalloc.status, 66)
         XCTAssertTrue(notMalloc.stderr.contains("malloc still resolves into"), notMalloc.stderr)
+        // Malformed --preloads are usage errors (64); only a missing library is missing input (66).
         let malformed = try runCommand(TestPaths.cli, ["list", "--preload", "nameonly"])
-        XCTAssertEqual(malformed.status, 66)
+        XCTAssertEqual(malformed.status, 64)
         XCTAssertEqual(malformed.stderr, "allocbench: --preload takes NAME=PATH, not 'nameonly'\n")
+        let library = catalog.entry(named: "mimalloc")?.expectedMallocProvider ?? ""
+        let builtIn = try runCommand(TestPaths.cli, ["list", "--preload", "glibc=" + library])
+        XCTAssertEqual(builtIn.status, 64, builtIn.stderr)
+        XCTAssertEqual(builtIn.stderr, "allocbench: --preload glibc: that name is a built-in allocator\n")
+        let unselectable = try runCommand(TestPaths.cli, ["list", "--preload", "a,b=" + library])
+        XCTAssertEqual(unselectable.status, 64, unselectable.stderr)
+        XCTAssertTrue(unselectable.stderr.contains("a name is letters, digits"), unselectable.stderr)
+        // A --preload that --allocators does not name still gets its row.
+        let named = try runCommand(TestPaths.cli, ["--allocators", "glibc", "--preload", "mine=" + library, "--repeat", "0", "--format", "csv"])
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertEqual(named.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",")[1] }, ["glibc", "mine"])
         let explicit = try runCommand(TestPaths.cli, ["--preload", "mi2=" + (catalog.entry(named: "mimalloc")?.expectedMallocProvider ?? ""),
                                                       "--allocators", "mi2", "--repeat", "0", "--format", "csv"])
         XCTAssertEqual(explicit.status, 0, explicit.stderr)
