@@ -38,10 +38,19 @@ public enum AtomicFileWriter {
         _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
         do throws(SystemError) {
             try fill(descriptor)
-            // mkstemp creates 0600; the file gets the mode any new file would (0666 less the umask).
-            let mask = umask(0)
-            umask(mask)
-            try SystemCall.check("fchmod \(temporary)") { fchmod(descriptor.rawValue, 0o666 & ~mask) }
+            // mkstemp creates 0600. A file that is replaced keeps its mode (a 0600 report stays
+            // private); a new one gets the mode any new file would (0666 less the umask). Its
+            // other hard links, if any, keep the old contents: the rename replaces this name only.
+            var existing = stat()
+            let mode: mode_t
+            if stat(path, &existing) == 0 {
+                mode = existing.st_mode & 0o7777
+            } else {
+                let mask = umask(0)
+                umask(mask)
+                mode = 0o666 & ~mask
+            }
+            try SystemCall.check("fchmod \(temporary)") { fchmod(descriptor.rawValue, mode) }
             try SystemCall.check("rename \(temporary) to \(path)") { rename(temporary, path) }
         } catch {
             unlink(temporary)

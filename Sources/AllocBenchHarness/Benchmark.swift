@@ -213,7 +213,7 @@ extension AllocatorResult {
             case .failed(.outOfMemory): detail = "out of memory at op \(outcome.opsCompleted + 1)"
             case .failed(.misaligned): detail = "misaligned block at op \(outcome.opsCompleted + 1)"
             case .failed(.setup): detail = "the replay child could not start (exit \(code)); see its message above"
-            default: detail = "the replay child exited with status \(code)"
+            default: detail = "the replay child exited with status \(code) after op \(outcome.opsCompleted)"
             }
             return
         case .exited:

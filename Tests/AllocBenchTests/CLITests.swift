@@ -122,6 +122,20 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.hasPrefix("allocbench: /nonexistent/r.txt: "), missing.stderr)
     }
 
+    /// A replaced --output keeps its mode: a report kept private (0600) does not become 0644.
+    func testAReplacedOutputKeepsItsMode() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let output = directory + "/private.csv"
+        XCTAssertTrue(FileManager.default.createFile(atPath: output, contents: Data("old".utf8), attributes: [.posixPermissions: 0o600]))
+        let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", "--allocators", "glibc",
+                                                    "--repeat", "0", "--format", "csv", "--output", output])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        var status = stat()
+        XCTAssertEqual(stat(output, &status), 0)
+        XCTAssertEqual(status.st_mode & 0o777, 0o600)
+        XCTAssertTrue(try String(contentsOfFile: output, encoding: .utf8).hasPrefix("trace,allocator,"))
+    }
+
     func testTimeoutsOutOfRangeAreUsageErrors() throws {
         for value in ["inf", "nan", "1e300", "0.0001", "0", "-1"] {
             let result = try runCommand(TestPaths.cli, ["--timeout", value, "--repeat", "0"])

@@ -27,6 +27,13 @@ final class FailureRowTests: XCTestCase {
         XCTAssertEqual(results[4].detail, "misaligned block at op 1")
     }
 
+    /// Every failure row names its op, an exit with status 0 in the middle of the replay too.
+    func testAChildThatExitsMidReplayNamesTheOp() throws {
+        let result = try XCTUnwrap(try run(["exiting"], trace: Self.sixMallocs).first)
+        XCTAssertEqual(result.status, .failed)
+        XCTAssertEqual(result.detail, "the replay child exited with status 0 after op 2")
+    }
+
     func testThreadsOfTheChildAreTracedToo() throws {
         let result = try XCTUnwrap(try run(["threaded"], trace: Self.sixMallocs).first)
         XCTAssertEqual(result.status, .ok, "the helper thread's mmap failed: \(result.detail ?? "")")

@@ -108,6 +108,23 @@ struct LazyFreeGroundTruth: Allocator {
     }
 }
 
+/// Exits the process with status 0 on its third allocation, as a preload that calls exit(0) does:
+/// the row must read "failed: the replay child exited with status 0 after op 2".
+struct ExitingAllocator: Allocator {
+    static let name = "exiting"
+    static let summary = "Test fixture: exit(0) on the third allocation."
+    var calls = 0
+    var system = BumpRegion()
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        calls += 1
+        if calls == 3 { exit(0) }
+        return system.allocate(byteCount, alignment)
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {}
+}
+
 /// Dereferences a null pointer on its third allocation: the row must read "SIGSEGV after op 2".
 struct CrashingAllocator: Allocator {
     static let name = "crashing"

@@ -7,6 +7,7 @@ ReplayChild.main([
     RegisteredAllocator(GroundTruth.self),
     RegisteredAllocator(LazyFreeGroundTruth.self),
     RegisteredAllocator(CrashingAllocator.self),
+    RegisteredAllocator(ExitingAllocator.self),
     RegisteredAllocator(HangingAllocator.self),
     RegisteredAllocator(OutOfMemoryAllocator.self),
     RegisteredAllocator(MisalignedAllocator.self),
