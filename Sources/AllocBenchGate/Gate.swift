@@ -277,8 +277,8 @@ public enum Gate {
             }
         }
         for unrecorded in unrecordedFacts {
-            notes.append("\(unrecorded.field) is not recorded in \(unrecorded.baseline) (written by an earlier allocbench), "
-                + "so it is not compared, on \(unrecorded.traces.joined(separator: ", "))")
+            notes.append("\(unrecorded.field) is not recorded in \(unrecorded.baseline) (a run report, or a file an earlier "
+                + "allocbench wrote), so it is not compared, on \(unrecorded.traces.joined(separator: ", "))")
         }
         for difference in environmentDifferences where difference.fails != true {
             switch difference.effect {
