@@ -84,17 +84,69 @@ public struct TraceParser: ~Copyable {
     private var recentThreads = InlineArray<64, UInt64>(repeating: .max)
     private var threadIndexByTid: [UInt32: UInt16] = [:]
     private var line = 0
+    /// The bytes of a line that the last chunk ended inside of (at most `maximumLineLength`).
+    private let pending: UnsafeMutablePointer<UInt8>
+    private var pendingCount = 0
 
-    private init(options: Options, byteCountHint: Int) {
+    /// The longest line a trace may have. record_allocs writes at most about 120 bytes a line (a
+    /// realloc with its two timestamps); a longer one is not a trace, and refusing it at once
+    /// keeps a file of zeros or a binary from being read whole before its first line fails.
+    public static let maximumLineLength = 4096
+
+    /// A parser fed in chunks (`feed`, then `finish`); `byteCountHint` is the trace's expected
+    /// size, for the op array's first capacity.
+    public init(options: Options = Options(), byteCountHint: Int = 0) {
         live = LiveSet(lenient: options.lenient)
-        opStream.ops.reserveCapacity(byteCountHint / 24)
+        opStream.ops.reserveCapacity(min(max(byteCountHint, 0), 1 << 30) / 24)
+        pending = .allocate(capacity: Self.maximumLineLength)
     }
+
+    deinit { pending.deallocate() }
 
     /// Parses a whole trace held in memory.
     public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
         var parser = TraceParser(options: options, byteCountHint: bytes.count)
-        try parser.parseAll(bytes)
+        try parser.feed(bytes)
         return try parser.finish()
+    }
+
+    /// Parses every line `chunk` completes; the bytes after its last line break wait for the next
+    /// chunk (or `finish`). Chunks may split a line anywhere, so a trace read in pieces parses
+    /// exactly as it would whole.
+    public mutating func feed(_ chunk: UnsafeRawBufferPointer) throws(TraceError) {
+        let bytes = chunk.bindMemory(to: UInt8.self)
+        var start = 0
+        if pendingCount > 0 {
+            guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else {
+                try keepPending(bytes[...])
+                return
+            }
+            try keepPending(bytes[..<newline])
+            try parsePending()
+            start = newline + 1
+        }
+        // Everything up to the chunk's last line break is whole lines; the rest waits.
+        var last = bytes.count
+        while last > start && bytes[last - 1] != UInt8(ascii: "\n") { last -= 1 }
+        if last > start {
+            try parseAll(UnsafeRawBufferPointer(rebasing: chunk[start..<last]))
+        }
+        try keepPending(bytes[last...])
+    }
+
+    private mutating func keepPending(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) throws(TraceError) {
+        guard !bytes.isEmpty else { return }
+        guard pendingCount + bytes.count <= Self.maximumLineLength else {
+            throw TraceError(line: line + 1, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+        }
+        (pending + pendingCount).update(from: bytes.base.baseAddress! + bytes.startIndex, count: bytes.count)
+        pendingCount += bytes.count
+    }
+
+    private mutating func parsePending() throws(TraceError) {
+        let count = pendingCount
+        pendingCount = 0
+        try parseAll(UnsafeRawBufferPointer(start: pending, count: count))
     }
 
     /// Parses a trace held in a byte array (tests, small inputs).
@@ -110,7 +162,9 @@ public struct TraceParser: ~Copyable {
         return try outcome.get()
     }
 
-    private consuming func finish() throws(TraceError) -> ParsedTrace {
+    /// Parses the last line if it had no line break, and returns the trace.
+    public consuming func finish() throws(TraceError) -> ParsedTrace {
+        if pendingCount > 0 { try parsePending() }
         if opStream.ops.isEmpty {
             throw TraceError(line: 0, message: "no allocation to replay: none of its \(line) line\(line == 1 ? "" : "s") is a malloc, calloc, memalign or realloc")
         }
@@ -129,6 +183,9 @@ public struct TraceParser: ~Copyable {
     private mutating func parseAll(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
         try ByteCursor.forEachLine(in: bytes) { text throws(TraceError) in
             line += 1
+            guard text.end - text.position <= Self.maximumLineLength else {
+                throw TraceError(line: line, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+            }
             try parseLine(text)
         }
     }

@@ -33,23 +33,48 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// A trace file's text, decompressed when its name ends in `.gz` or `.zip`.
+/// A trace file's text, decompressed when its name ends in `.gz` or `.zip`, read in chunks: the
+/// parser takes each as it comes, so no file is held, mapped or decompressed whole, a file that
+/// is not a trace fails at its first line, and a file that changes while it is read is an error
+/// naming it (a mapping of it would have died of SIGBUS).
 public enum TraceInput {
+    /// How much is read, or decompressed, at a time.
+    static let chunkSize = 1 << 20
+
     /// Reads and parses `path` (`.txt` or anything else as text, `.gz`, or a `.zip` with one entry).
     public static func parse(path: String, options: TraceParser.Options) throws(InputError) -> ParsedTrace {
-        try withText(of: path) { bytes throws(InputError) in
+        let size = try readableSize(path)
+        var parser = TraceParser(options: options, byteCountHint: path.hasSuffix(".gz") || path.hasSuffix(".zip") ? size * 4 : size)
+        func failed(_ error: TraceError) -> InputError {
+            InputError.badTrace(path: path, line: error.line > 0 ? error.line : nil, message: error.message)
+        }
+        try forEachChunk(of: path, size: size) { chunk throws(InputError) in
             do throws(TraceError) {
-                return try TraceParser.parse(bytes, options: options)
+                try parser.feed(chunk)
             } catch {
-                throw InputError.badTrace(path: path, line: error.line > 0 ? error.line : nil, message: error.message)
+                throw failed(error)
             }
+        }
+        do throws(TraceError) {
+            return try parser.finish()
+        } catch {
+            throw failed(error)
         }
     }
 
-    /// Calls `body` with the file's decompressed bytes.
+    /// Calls `body` with the file's whole decompressed text (the mtrace converter's input).
     public static func withText<Result>(
         of path: String, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Result
     ) throws(InputError) -> Result {
+        let size = try readableSize(path)
+        var text: [UInt8] = []
+        text.reserveCapacity(size)
+        try forEachChunk(of: path, size: size) { chunk throws(InputError) in text.append(contentsOf: chunk) }
+        return try text.withUnsafeBytes { buffer in Swift.Result { () throws(InputError) in try body(buffer) } }.get()
+    }
+
+    /// The size of a readable regular file, or why it cannot be read.
+    static func readableSize(_ path: String) throws(InputError) -> Int {
         var status = stat()
         guard stat(path, &status) == 0 else {
             throw InputError.missing(path: path, reason: String(cString: strerror(errno)).lowercased())
@@ -58,54 +83,66 @@ public enum TraceInput {
         guard access(path, R_OK) == 0 else {
             throw InputError.missing(path: path, reason: String(cString: strerror(errno)).lowercased())
         }
-        if path.hasSuffix(".gz") {
-            let bytes = try gunzip(path)
-            return try bytes.withUnsafeBytes { buffer in Swift.Result { () throws(InputError) in try body(buffer) } }.get()
-        }
-        if path.hasSuffix(".zip") {
-            let bytes = try unzipSingleEntry(path)
-            return try bytes.withUnsafeBytes { buffer in Swift.Result { () throws(InputError) in try body(buffer) } }.get()
-        }
-        return try withMappedFile(path, size: Int(status.st_size), body)
+        return Int(status.st_size)
     }
 
-    private static func withMappedFile<Result>(
-        _ path: String, size: Int, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Result
-    ) throws(InputError) -> Result {
-        if size == 0 { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    /// Calls `body` with the file's decompressed bytes, a chunk at a time, in order.
+    static func forEachChunk(of path: String, size: Int, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Void) throws(InputError) {
+        if path.hasSuffix(".gz") {
+            try gunzip(path, body)
+        } else if path.hasSuffix(".zip") {
+            try unzipSingleEntry(path, body)
+        } else {
+            try readPlain(path, size: size, body)
+        }
+    }
+
+    /// read(2) in chunks; a file that ends before or after the size it had when it was opened
+    /// changed underneath: an error, not a parse of half of it.
+    static func readPlain(_ path: String, size: Int, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Void) throws(InputError) {
         let descriptor: FileDescriptor
         do {
             descriptor = try FileDescriptor.open(path, O_RDONLY)
         } catch {
             throw InputError.missing(path: path, reason: String(cString: strerror(error.errno)).lowercased())
         }
-        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, descriptor.rawValue, 0),
-              address != MAP_FAILED else {
-            throw InputError.system(SystemError("mmap \(path)", errno: errno))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while true {
+            let count: Int
+            do {
+                count = try descriptor.read(into: buffer, at: offset)
+            } catch {
+                throw InputError.system(error)
+            }
+            if count == 0 { break }
+            offset += count
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
-        defer { munmap(address, size) }
-        madvise(address, size, MADV_SEQUENTIAL)
-        return try body(UnsafeRawBufferPointer(start: address, count: size))
+        guard offset == size else {
+            throw InputError.badTrace(path: path, line: nil, message: "the file changed while it was read (\(size) bytes when opened, \(offset) read)")
+        }
     }
 
     /// zlib's gzread, which also reads concatenated members and plain text.
-    static func gunzip(_ path: String) throws(InputError) -> [UInt8] {
+    static func gunzip(_ path: String, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Void) throws(InputError) {
         guard let file = gzopen(path, "rb") else {
             throw InputError.missing(path: path, reason: "cannot open")
         }
         defer { gzclose(file) }
-        _ = gzbuffer(file, 1 << 20)
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        _ = gzbuffer(file, UInt32(chunkSize))
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { chunk.deallocate() }
         while true {
-            let count = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32($0.count)) }
+            let count = gzread(file, chunk.baseAddress, UInt32(chunk.count))
             if count < 0 {
                 var code: Int32 = 0
                 let message = gzerror(file, &code).map { String(cString: $0) } ?? "unknown error"
                 throw InputError.badTrace(path: path, line: nil, message: "not a valid gzip stream (\(message))")
             }
             if count == 0 { break }
-            output.append(contentsOf: chunk[0..<Int(count)])
+            try body(UnsafeRawBufferPointer(rebasing: chunk[0..<Int(count)]))
         }
         // gzread also answers 0 when the stream ends early; only gzerror tells the two apart.
         var code: Int32 = 0
@@ -113,10 +150,9 @@ public enum TraceInput {
         guard code == Z_OK else {
             throw InputError.badTrace(path: path, line: nil, message: "truncated or corrupt gzip stream (zlib error \(code))")
         }
-        return output
     }
 
-    static func unzipSingleEntry(_ path: String) throws(InputError) -> [UInt8] {
+    static func unzipSingleEntry(_ path: String, _ body: (UnsafeRawBufferPointer) throws(InputError) -> Void) throws(InputError) {
         let archive: Archive
         do {
             archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
@@ -128,16 +164,21 @@ public enum TraceInput {
             throw InputError.badTrace(path: path, line: nil,
                                       message: "a zip trace holds exactly one file; this one holds \(files.count)")
         }
-        var output: [UInt8] = []
-        // The declared size is the archive's claim, not a fact: reserve no more than deflate can
-        // produce from the file (at most 1032:1).
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        output.reserveCapacity(Int(clamping: min(UInt64(clamping: entry.uncompressedSize), UInt64(fileSize) * 1032)))
+        // The consumer may only throw untyped errors: the body's is carried out beside it.
+        var bodyError: InputError?
+        struct Stopped: Error {}
         do {
-            _ = try archive.extract(entry, skipCRC32: false) { chunk in output.append(contentsOf: chunk) }
+            _ = try archive.extract(entry, bufferSize: chunkSize, skipCRC32: false) { data in
+                do throws(InputError) {
+                    try data.withUnsafeBytes { bytes in Swift.Result { () throws(InputError) in try body(bytes) } }.get()
+                } catch {
+                    bodyError = error
+                    throw Stopped()
+                }
+            }
         } catch {
+            if let bodyError { throw bodyError }
             throw InputError.badTrace(path: path, line: nil, message: "cannot extract \(entry.path) (\(error))")
         }
-        return output
     }
 }

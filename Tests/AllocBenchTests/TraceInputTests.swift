@@ -1,0 +1,41 @@
+@testable import AllocBenchHarness
+import Foundation
+import XCTest
+
+/// Traces are read in chunks: nothing is held, mapped or decompressed whole, so a bomb fails at
+/// its first line and a file that changes while it is read is an error naming it.
+final class TraceInputTests: XCTestCase {
+    /// 256 MiB of zeros compressed to a few hundred kB: before, the whole of it was decompressed
+    /// (and a 2 GB one took 2.1 GB and aborted under `ulimit -v`); now line 1 fails at once.
+    func testADecompressionBombFailsAtItsFirstLine() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let bomb = directory + "/zeros.txt.gz"
+        let made = try runCommand("/bin/sh", ["-c", "head -c 268435456 /dev/zero | gzip -1 > '\(bomb)'"])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let started = Date()
+        XCTAssertThrowsError(try TraceInput.parse(path: bomb, options: .init())) { error in
+            XCTAssertEqual("\(error)", "\(bomb):1: a line longer than 4096 bytes: not a record_allocs trace")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "it stops after its first chunk, not after 256 MiB")
+    }
+
+    func testAFileThatChangesWhileItIsReadIsAnErrorNamingIt() throws {
+        let path = try writeTrace("1: malloc 0x10 16\n1: free 0x10\n")
+        // The size it had when it was opened, as if it had since been truncated.
+        XCTAssertThrowsError(try TraceInput.readPlain(path, size: 1000) { _ throws(InputError) in }) { error in
+            XCTAssertEqual("\(error)", "\(path): the file changed while it was read (1000 bytes when opened, 31 read)")
+        }
+    }
+
+    func testTextGzipAndZipOfOneTraceParseAlike() throws {
+        let text = (1...5000).map { "1: malloc 0x\(String($0, radix: 16))0 \($0 % 500 + 1)" }.joined(separator: "\n") + "\n"
+        let plain = try writeTrace(text)
+        let directory = (plain as NSString).deletingLastPathComponent
+        XCTAssertEqual(try runCommand("/bin/sh", ["-c", "gzip -k -c '\(plain)' > '\(plain).gz'"]).status, 0)
+        let whole = try TraceInput.parse(path: plain, options: .init())
+        let gzipped = try TraceInput.parse(path: plain + ".gz", options: .init())
+        XCTAssertEqual(gzipped.ops.map(\.size), whole.ops.map(\.size))
+        XCTAssertEqual(whole.ops.count, 5000)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory))
+    }
+}
