@@ -198,6 +198,18 @@ extension AllocatorResult {
             timeline: nil,
             breakdown: nil)
 
+        // What the replay recorded before the child died says more than the death: an allocator
+        // that returned nil may crash whatever calls malloc after it (the runtime on its way out).
+        if case .failed(let failure) = outcome.state, failure != .setup {
+            status = .failed
+            let op = outcome.opsCompleted + 1
+            detail = switch failure {
+            case .misaligned: "misaligned block at op \(op)"
+            case .outOfMemory: "out of memory at op \(op)"
+            case .setup, .unspecified: "the replay failed at op \(op)"
+            }
+            return
+        }
         switch outcome.termination {
         case .signaled(SIGALRM), .timedOut:
             status = .timedOut
@@ -210,8 +222,6 @@ extension AllocatorResult {
         case .exited(let code) where outcome.state != .done || code != 0:
             status = .failed
             switch outcome.state {
-            case .failed(.outOfMemory): detail = "out of memory at op \(outcome.opsCompleted + 1)"
-            case .failed(.misaligned): detail = "misaligned block at op \(outcome.opsCompleted + 1)"
             case .failed(.setup): detail = "the replay child could not start (exit \(code)); see its message above"
             default: detail = "the replay child exited with status \(code) after op \(outcome.opsCompleted)"
             }

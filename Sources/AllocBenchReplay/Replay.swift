@@ -56,6 +56,12 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
 
     var allocator = A()
     let failure = replayOps(&allocator, session)
+    // Recorded before anything else runs: an allocator that returned nil may keep returning nil,
+    // and whatever calls malloc next (the statistics, the runtime on its way out) may crash on it.
+    if failure != UInt32(AB_FAILURE_NONE) {
+        session.control.pointee.failure = failure
+        session.control.pointee.state = UInt32(AB_STATE_FAILED)
+    }
 
     if session.traced {
         ab_mark(Int32(AB_MARK_END))
@@ -67,10 +73,7 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
         session.control.pointee.runtime_malloc_delta = Int64(bitPattern: ab_process_malloc_in_use() &- mallocBefore)
     }
     ControlBlock.record(statistics: allocator.statistics(), in: session.control)
-    if failure != UInt32(AB_FAILURE_NONE) {
-        session.control.pointee.failure = failure
-        session.control.pointee.state = UInt32(AB_STATE_FAILED)
-    } else {
+    if failure == UInt32(AB_FAILURE_NONE) {
         session.control.pointee.state = UInt32(AB_STATE_DONE)
     }
 }

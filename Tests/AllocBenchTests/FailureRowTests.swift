@@ -34,6 +34,22 @@ final class FailureRowTests: XCTestCase {
         XCTAssertEqual(result.detail, "the replay child exited with status 0 after op 2")
     }
 
+    /// A malloc that returns NULL from some op on: the replay records out of memory at that op
+    /// before whatever mallocs next (the runtime on its way out) crashes on a NULL of its own.
+    func testAMallocThatKeepsReturningNullIsOutOfMemoryNotACrash() throws {
+        let library = try MallocLibrary.build(named: "null-from-now-on", malloc: """
+            static int broken;
+            void *malloc(size_t size) {
+                if (size == 123457) broken = 1;
+                return broken ? NULL : __libc_malloc(size);
+            }
+            """)
+        let trace = try writeTrace("1: malloc 0x10 100\n1: malloc 0x20 200\n1: malloc 0x30 123457\n1: malloc 0x40 50\n")
+        let result = try runCommand(TestPaths.cli, ["--trace", trace, "--preload", "null=" + library, "--allocators", "null", "--repeat", "0"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stdout.contains("null       failed: out of memory at op 3"), result.stdout)
+    }
+
     func testThreadsOfTheChildAreTracedToo() throws {
         let result = try XCTUnwrap(try run(["threaded"], trace: Self.sixMallocs).first)
         XCTAssertEqual(result.status, .ok, "the helper thread's mmap failed: \(result.detail ?? "")")

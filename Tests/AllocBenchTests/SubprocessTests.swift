@@ -115,19 +115,22 @@ enum MallocLibrary: String {
     case crashes = "*(volatile int *)0 = 0;"
 
     static func build(_ behaviour: MallocLibrary) throws -> String {
-        let directory = try TestPaths.temporaryDirectory()
-        let source = directory + "/malloc.c"
-        let library = directory + "/libmalloc-\(behaviour == .hangs ? "hangs" : "crashes").so"
-        try """
-            #include <stddef.h>
-            #include <unistd.h>
-            extern void *__libc_malloc(size_t);
+        try build(named: behaviour == .hangs ? "hangs" : "crashes", malloc: """
             static int calls;
             void *malloc(size_t size) {
                 if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) == 5) { \(behaviour.rawValue) }
                 return __libc_malloc(size);
             }
-            """.write(toFile: source, atomically: true, encoding: .utf8)
+            """)
+    }
+
+    /// Compiles `malloc`, C source that may call glibc's `__libc_malloc`, into libmalloc-NAME.so.
+    static func build(named name: String, malloc: String) throws -> String {
+        let directory = try TestPaths.temporaryDirectory()
+        let source = directory + "/malloc.c"
+        let library = directory + "/libmalloc-\(name).so"
+        try ("#include <stddef.h>\n#include <unistd.h>\nextern void *__libc_malloc(size_t);\n" + malloc)
+            .write(toFile: source, atomically: true, encoding: .utf8)
         let built = try runCommand("/usr/bin/cc", ["-shared", "-fPIC", "-O2", "-o", library, source], timeout: .seconds(120))
         guard built.status == 0 else { throw CLIError("cc failed: \(built.stderr)") }
         return library
