@@ -323,6 +323,10 @@ public struct TraceOperation: Sendable {
         guard count == kind.fieldCount || count == kind.fieldCount + kind.timestampCount else {
             throw fail("\(kind.name) takes \(kind.usage), found \(count) field\(count == 1 ? "" : "s")")
         }
+        // record_allocs writes 0x0 there; anything else is not its output.
+        if kind == .threadDone && values.0 != 0 {
+            throw fail("thread_done takes 0x0, found \(hexPointerText(values.0))")
+        }
         tid = UInt32(tidValue)
         self.action = kind
         fields = (values.0, values.1, values.2)

@@ -17,11 +17,25 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .missing(let path, let reason): "\(path): \(reason)"
-        case .badTrace(let path, let line?, let message): "\(path):\(line): \(message)"
-        case .badTrace(let path, nil, let message): "\(path): \(message)"
+        case .missing(let path, let reason): "\(printable(path)): \(reason)"
+        case .badTrace(let path, let line?, let message): "\(printable(path)):\(line): \(message)"
+        case .badTrace(let path, nil, let message): "\(printable(path)): \(message)"
         case .system(let error): error.description
         }
+    }
+
+    /// A file name as a one-line message can show it: control characters (a newline in a name
+    /// would split the message) as \xNN.
+    func printable(_ path: String) -> String {
+        var text = ""
+        for scalar in path.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7F {
+                text += "\\x" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+            } else {
+                text.unicodeScalars.append(scalar)
+            }
+        }
+        return text
     }
 
     public var kind: FailureKind {

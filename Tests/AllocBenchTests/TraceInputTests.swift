@@ -38,4 +38,15 @@ final class TraceInputTests: XCTestCase {
         XCTAssertEqual(whole.ops.count, 5000)
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory))
     }
+
+    /// A newline in a file name would split the one-line error in two.
+    func testAFileNameIsPrintedOnOneLine() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let path = directory + "/bad\nname.txt"
+        try "not a trace\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try runCommand(TestPaths.cli, ["--trace", path, "--repeat", "0"])
+        XCTAssertEqual(result.status, 65)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("/bad\\x0aname.txt:1: "), result.stderr)
+    }
 }

@@ -78,6 +78,11 @@ final class TraceParserTests: XCTestCase {
     }
 
     /// glibc's printf("%p") writes a null pointer as (nil): the same trace with (nil) for 0x0.
+    func testThreadDoneTakesOnlyTheNullPointer() throws {
+        XCTAssertEqual(try parse("7: malloc 0x10 8\n7: thread_done 0x0\n").threadsDone, 1)
+        assertError("7: malloc 0x10 8\n7: thread_done 0x1234\n", line: 2, contains: "thread_done takes 0x0, found 0x1234")
+    }
+
     func testNilIsTheNullPointer() throws {
         let bionic = try parse("1: free 0x0\n1: realloc 0x10 0x0 32\n1: malloc 0x0 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
         let glibc = try parse("1: free (nil)\n1: realloc 0x10 (nil) 32\n1: malloc (nil) 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
