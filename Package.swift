@@ -69,6 +69,12 @@ var targets: [Target] = [
             "-nostartfiles", "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/Sources/CAllocBenchRecorder/link/ld-as-needed",
         ])]
     ),
+    // The parent's signal cleanup (temporary files, spools, a recorded command); never in a child.
+    .target(
+        name: "CAllocBenchCleanup",
+        path: "Sources/CAllocBenchCleanup",
+        cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+    ),
     .systemLibrary(
         name: "CAllocBenchZlib",
         path: "Sources/CAllocBenchZlib",
@@ -95,7 +101,7 @@ var targets: [Target] = [
     .target(
         name: "AllocBenchHarness",
         dependencies: [
-            "AllocBenchCore", "AllocBenchModel", "CAllocBench", "CAllocBenchZlib",
+            "AllocBenchCore", "AllocBenchModel", "CAllocBench", "CAllocBenchCleanup", "CAllocBenchZlib",
             .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ],
         swiftSettings: strictSwift

@@ -34,6 +34,8 @@ public enum AtomicFileWriter {
         let raw = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard raw >= 0 else { throw SystemError("create a temporary file beside \(path)", errno: errno) }
         let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let cleanup = CleanupOnSignal.file(temporary)
+        defer { cleanup.release() }
         let descriptor = FileDescriptor(raw)
         _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
         do throws(SystemError) {

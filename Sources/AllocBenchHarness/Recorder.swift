@@ -136,10 +136,22 @@ public enum Recorder {
         guard !library.contains(" "), !library.contains(":") else { throw RecordError.libraryPathUnusable(path: library) }
         let output = absolute(request.outputPath)
         let spool = try makeSpoolDirectory(beside: output)
-        defer { removeSpoolDirectory(spool) }
+        let spoolCleanup = CleanupOnSignal.directory(spool)
+        defer {
+            removeSpoolDirectory(spool)
+            spoolCleanup.release()
+        }
 
         let command = try spawn(request.command, environment: environment(for: request, library: library, spool: spool))
-        let termination = try waitIgnoringInterrupts(command)
+        let commandCleanup = CleanupOnSignal.process(command.pid)
+        let termination: Subprocess.Termination
+        do {
+            termination = try waitIgnoringInterrupts(command)
+            commandCleanup.release()
+        } catch {
+            commandCleanup.release()
+            throw error
+        }
         let traces = try finish(spool: spool, output: output, commandPID: command.pid)
         return RecordOutcome(pid: command.pid, termination: termination, traces: traces)
     }

@@ -16,4 +16,5 @@ let standardOutputWasClosed: Bool = {
 }()
 
 _ = standardOutputWasClosed
+CleanupOnSignal.install()
 AllocBenchCommand.main()

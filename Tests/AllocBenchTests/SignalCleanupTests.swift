@@ -1,0 +1,46 @@
+@testable import AllocBenchHarness
+import Foundation
+import XCTest
+
+/// SIGTERM or SIGINT in the middle of a command leaves no process and no temporary file behind.
+final class SignalCleanupTests: XCTestCase {
+    /// `record` was ended by SIGTERM while its command ran: before, its spool directory stayed.
+    func testATerminatedRecordLeavesNoSpoolAndNoCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let marker = "31.\(getpid())"  // a sleep no other test runs
+        let record = try Subprocess([TestPaths.cli, "record", "-o", directory + "/out.txt", "--", "/bin/sleep", marker],
+                                    options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
+        XCTAssertTrue(Self.eventually { Self.spools(in: directory).count == 1 && Self.sleeper(marker) != nil }, "the recording started")
+        let command = try XCTUnwrap(Self.sleeper(marker))
+        XCTAssertEqual(kill(record.pid, SIGTERM), 0)
+        let ended = try record.wait(timeout: .seconds(30))
+        XCTAssertEqual(ended.termination, .signaled(SIGTERM), "allocbench ends by the signal it was sent")
+        XCTAssertEqual(Self.spools(in: directory), [], "the spool directory is gone")
+        XCTAssertTrue(Self.eventually { kill(command, 0) != 0 }, "the recorded command is gone")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/out.txt"))
+    }
+
+    static func spools(in directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".spool-") }
+    }
+
+    /// The pid of the `sleep MARKER` process, if one runs.
+    static func sleeper(_ marker: String) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry),
+                  let commandLine = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let arguments = commandLine.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if arguments.last == marker && arguments.first?.hasSuffix("sleep") == true { return pid }
+        }
+        return nil
+    }
+
+    /// Whether `condition` holds within 5 s.
+    static func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<500 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+}
