@@ -20,6 +20,35 @@ final class SignalCleanupTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/out.txt"))
     }
 
+    /// A run ended at several points (parsing, replaying, writing) leaves no replay child and no
+    /// temporary output file.
+    func testATerminatedRunLeavesNoChildAndNoTemporaryFile() throws {
+        guard let trace = TestPaths.sharedTrace("real/gcc-hello.txt") else { return }
+        for delay in [50_000, 200_000, 600_000, 1_500_000] as [useconds_t] {
+            let directory = try TestPaths.temporaryDirectory()
+            let run = try Subprocess([TestPaths.cli, "--trace", trace, "--repeat", "2", "--format", "json", "--output", directory + "/run.json"],
+                                     options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
+            usleep(delay)
+            let children = Self.children(of: run.pid)
+            kill(run.pid, SIGTERM)
+            let ended = try run.wait(timeout: .seconds(60))
+            XCTAssertTrue(ended.termination == .signaled(SIGTERM) || ended.termination == .exited(0), "\(ended.termination)")
+            XCTAssertTrue(Self.eventually { children.allSatisfy { kill($0, 0) != 0 } }, "after \(delay) µs: a replay child outlived allocbench")
+            let left = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".tmp-") }
+            XCTAssertEqual(left, [], "after \(delay) µs")
+        }
+    }
+
+    /// The direct children of `parent`, from /proc/*/stat.
+    static func children(of parent: pid_t) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
+        }
+    }
+
     static func spools(in directory: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".spool-") }
     }
