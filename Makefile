@@ -15,7 +15,7 @@ MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gn
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
-.PHONY: all deps build bench test test-fast gate baselines targets clean
+.PHONY: all deps build bench test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
 
 all: build
 
@@ -54,6 +54,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
 	$(MAKE) gate
+	$(MAKE) fuzz-smoke
 	@[ "$$($(BASELINES_SUM))" = "$$(cat $(BASELINES_SUM_FILE))" ] || \
 	  { echo "make test: Benchmarks/baselines changed during the run; they are recorded only by the baselines target" >&2; exit 1; }
 
@@ -75,5 +76,48 @@ baselines: build
 targets: build
 	SHARED=$(SHARED) python3 Benchmarks/targets.py
 
+# libFuzzer targets for the trace parser and the gate's inputs (Fuzz/; docs/architecture.md,
+# "Fuzzing"), built with -sanitize=fuzzer and address in a scratch directory of their own. The
+# targets exist only when ALLOCBENCH_FUZZ=1 (Package.swift). `make fuzz` runs each for
+# FUZZ_SECONDS and keeps what it finds in $(FUZZ_DIR)/corpus; `make fuzz-smoke` is CI's short run
+# from the seeds alone (a fresh corpus each time). A crash, leak or hang (-timeout) fails the target and leaves the input in
+# $(FUZZ_DIR)/artifacts/.
+FUZZ_DIR           := .build-fuzz
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_CORPUS        ?= $(FUZZ_DIR)/corpus
+FUZZ_TARGETS       := ParserFuzzer BaselineFuzzer
+# SwiftPM's --sanitize=fuzzer links libFuzzer's main instead of the target's; it hands swiftc one
+# -sanitize= per sanitizer and swiftc keeps only the last, so the Swift code also gets both at once.
+FUZZ_SANITIZERS    ?= --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
+FUZZ_ARGS_ParserFuzzer   := -max_len=8192 -dict=Fuzz/trace.dict
+FUZZ_ARGS_BaselineFuzzer := -max_len=16384
+CORPUS_ParserFuzzer      := parser
+CORPUS_BaselineFuzzer    := baseline
+ALLOCBENCH_BIN     := $(firstword $(wildcard $(BUILD_DIR)/allocbench .build/debug/allocbench))
+
+fuzz-build: deps
+	@for target in $(FUZZ_TARGETS); do \
+	  ALLOCBENCH_FUZZ=1 $(SWIFT) build -c release --scratch-path $(FUZZ_DIR) $(FUZZ_SANITIZERS) --product $$target || exit 1; \
+	done
+
+# Seeds: slices of $(SHARED)/traces and Benchmarks/traces, the committed baselines (never committed copies).
+fuzz-corpus:
+	python3 Fuzz/make_corpus.py $(FUZZ_DIR)/seeds $(SHARED) $(ALLOCBENCH_BIN)
+
+fuzz: fuzz-build fuzz-corpus
+	@for target in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-$$target || exit 1; done
+
+fuzz-run-%:
+	@mkdir -p $(FUZZ_CORPUS)/$* $(FUZZ_DIR)/artifacts
+	@echo "fuzz: $* for $(FUZZ_SECONDS) s"
+	LSAN_OPTIONS=suppressions=Fuzz/lsan.supp:print_suppressions=0 \
+	$(FUZZ_DIR)/release/$* -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/artifacts/$*- $(FUZZ_ARGS_$*) $(FUZZ_CORPUS)/$* $(FUZZ_DIR)/seeds/$(CORPUS_$*)
+
+fuzz-smoke:
+	rm -rf $(FUZZ_DIR)/smoke-corpus
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) FUZZ_CORPUS=$(FUZZ_DIR)/smoke-corpus
+
 clean:
-	rm -rf .build
+	rm -rf .build $(FUZZ_DIR)

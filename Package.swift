@@ -204,6 +204,29 @@ for allocator in allocatorRegistry {
     }
 }
 
+// MARK: - Fuzz targets
+//
+// libFuzzer executables (`make fuzz`, docs/architecture.md "Fuzzing"). They define
+// LLVMFuzzerTestOneInput and no `main` (libFuzzer's is linked by `-sanitize=fuzzer`), so they
+// cannot link in an ordinary build: they exist only when ALLOCBENCH_FUZZ=1, which the Makefile
+// sets together with the sanitizer flags.
+if Context.environment["ALLOCBENCH_FUZZ"] == "1" {
+    targets += [
+        .executableTarget(
+            name: "ParserFuzzer",
+            dependencies: ["AllocBenchCore", "AllocBenchHarness"],
+            path: "Fuzz/ParserFuzzer",
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "BaselineFuzzer",
+            dependencies: ["AllocBenchGate", "AllocBenchModel"],
+            path: "Fuzz/BaselineFuzzer",
+            swiftSettings: strictSwift
+        ),
+    ]
+}
+
 let package = Package(
     name: "allocbench",
     platforms: [.macOS(.v13)],
