@@ -80,8 +80,18 @@ static void ab_cleanup_on_signal(int signal) {
             rmdir(slot->path);
         }
     }
-    // SA_RESETHAND restored the default action and SA_NODEFER leaves the signal unblocked: this
-    // ends the process as the signal would have, so the caller sees it (exit 128 + N in a shell).
+    // The default action, unblocked, then the signal again: the process ends as the signal would
+    // have ended it, so the caller sees it (exit 128 + N in a shell). Set here rather than trusted
+    // to SA_RESETHAND: `record` reinstalls this handler with signal(2), which keeps it and blocks
+    // the signal while it runs.
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigaction(signal, &default_action, NULL);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, signal);
+    sigprocmask(SIG_UNBLOCK, &unblock, NULL);
     raise(signal);
 }
 
