@@ -103,6 +103,13 @@ public struct TraceParser: ~Copyable {
 
     deinit { pending.deallocate() }
 
+    /// Bytes the parser holds: the op array and the live set's tables. Each grows by doubling, and a
+    /// growth holds the old and the new at once: a caller with a memory limit checks that twice
+    /// this still fits before feeding more (Swift ends a process whose allocation fails).
+    public var reservedBytes: Int {
+        opStream.ops.capacity * MemoryLayout<ab_op>.stride + live.reservedBytes + Self.maximumLineLength
+    }
+
     /// Parses a whole trace held in memory.
     public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
         var parser = TraceParser(options: options, byteCountHint: bytes.count)
@@ -398,6 +405,9 @@ public struct LiveSet: ~Copyable {
 
     /// The blocks live now.
     public var count: Int { table.count }
+
+    /// Bytes its tables hold now; their next growth takes as much again while the old is alive.
+    public var reservedBytes: Int { table.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride }
 
     /// The most blocks live at once: how many slots were handed out.
     public var slotCount: Int { Int(nextSlot) }
@@ -766,6 +776,9 @@ struct LivePointerTable: ~Copyable {
     /// 64 − log2(capacity): Fibonacci hashing keeps the product's top bits.
     private var shift: UInt64
     private(set) var count = 0
+
+    /// Bytes of the buckets.
+    var reservedBytes: Int { (mask + 1) * MemoryLayout<Entry>.stride }
 
     init() {
         (buckets, mask, shift) = Self.emptyBuckets(log2Capacity: 10)

@@ -14,6 +14,9 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
     case badTrace(path: String, line: Int?, message: String)
     /// An operating-system failure outside the trace (exit 71).
     case system(SystemError)
+    /// The parsed trace would outgrow the address-space limit (exit 71): reported before the
+    /// allocation that would fail, since Swift ends a process whose allocation fails.
+    case outOfMemory(path: String, heldBytes: Int, limitBytes: Int)
 
     public var description: String {
         switch self {
@@ -21,6 +24,9 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
         case .badTrace(let path, let line?, let message): "\(printable(path)):\(line): \(message)"
         case .badTrace(let path, nil, let message): "\(printable(path)): \(message)"
         case .system(let error): error.description
+        case .outOfMemory(let path, let held, let limit):
+            "\(printable(path)): out of memory: the parsed trace holds \(held >> 20) MiB and its next growth would pass "
+                + "the address-space limit of \(limit >> 20) MiB (ulimit -v)"
         }
     }
 
@@ -42,7 +48,7 @@ public enum InputError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .missing: .missingInput
         case .badTrace: .badInput
-        case .system: .system
+        case .system, .outOfMemory: .system
         }
     }
 }
@@ -62,11 +68,15 @@ public enum TraceInput {
         func failed(_ error: TraceError) -> InputError {
             InputError.badTrace(path: path, line: error.line > 0 ? error.line : nil, message: error.message)
         }
+        let limit = addressSpaceLimit()
         try forEachChunk(of: path, size: size) { chunk throws(InputError) in
             do throws(TraceError) {
                 try parser.feed(chunk)
             } catch {
                 throw failed(error)
+            }
+            if let limit, let mapped = mappedBytes(), mapped + 2 * parser.reservedBytes > limit {
+                throw InputError.outOfMemory(path: path, heldBytes: parser.reservedBytes, limitBytes: limit)
             }
         }
         do throws(TraceError) {
@@ -85,6 +95,24 @@ public enum TraceInput {
         text.reserveCapacity(size)
         try forEachChunk(of: path, size: size) { chunk throws(InputError) in text.append(contentsOf: chunk) }
         return try text.withUnsafeBytes { buffer in Swift.Result { () throws(InputError) in try body(buffer) } }.get()
+    }
+
+    /// RLIMIT_AS's soft limit in bytes; nil when unlimited.
+    static func addressSpaceLimit() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    /// This process's address space (VmSize), from the first field of /proc/self/statm.
+    static func mappedBytes() -> Int? {
+        let descriptor = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var text = [UInt8](repeating: 0, count: 64)
+        let count = read(descriptor, &text, text.count)
+        guard count > 0, let pages = Int(String(decoding: text[0..<count].prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
     /// The size of a readable regular file, or why it cannot be read.

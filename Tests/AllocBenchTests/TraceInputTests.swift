@@ -49,4 +49,30 @@ final class TraceInputTests: XCTestCase {
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
         XCTAssertTrue(result.stderr.contains("/bad\\x0aname.txt:1: "), result.stderr)
     }
+
+    /// A trace too large for the address-space limit was a SIGABRT (exit 134) when the op array's
+    /// growth failed; it is a clean error naming the file (71), and a small trace under the same
+    /// limit still runs.
+    func testATraceTooLargeForTheAddressSpaceLimitIsACleanError() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let trace = directory + "/four-million.txt"
+        XCTAssertTrue(FileManager.default.createFile(atPath: trace, contents: nil))
+        let file = try FileHandle(forWritingTo: URL(fileURLWithPath: trace))
+        var text = ""
+        for index in 1...4_000_000 {
+            text += "1: malloc 0x\(String(index * 16, radix: 16)) \(index % 300 + 1)\n"
+            if index % 200_000 == 0 {
+                file.write(Data(text.utf8))
+                text = ""
+            }
+        }
+        try file.close()
+        let limited = "ulimit -v 600000; exec '\(TestPaths.cli)' --allocators glibc --repeat 0 --trace"
+        let large = try runCommand("/bin/sh", ["-c", "\(limited) '\(trace)'"])
+        XCTAssertEqual(large.status, 71, large.stderr)
+        XCTAssertTrue(large.stderr.hasPrefix("allocbench: \(trace): out of memory: the parsed trace holds "), large.stderr)
+        XCTAssertTrue(large.stderr.hasSuffix("(ulimit -v)\n"), large.stderr)
+        let small = try runCommand("/bin/sh", ["-c", "\(limited) '\(TestPaths.bundledTraces)/djb.txt'"])
+        XCTAssertEqual(small.status, 0, small.stderr)
+    }
 }
