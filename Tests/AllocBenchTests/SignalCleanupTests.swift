@@ -24,18 +24,39 @@ final class SignalCleanupTests: XCTestCase {
     /// temporary output file.
     func testATerminatedRunLeavesNoChildAndNoTemporaryFile() throws {
         guard let trace = TestPaths.sharedTrace("real/gcc-hello.txt") else { return }
+        try assertSignalledAtSeveralPointsLeavesNothing { directory in
+            ["--trace", trace, "--repeat", "2", "--format", "json", "--output", directory + "/run.json"]
+        }
+    }
+
+    /// So does a check (it replays and writes its report) and a conformance run.
+    func testATerminatedCheckOrConformanceRunLeavesNoChildAndNoTemporaryFile() throws {
+        try assertSignalledAtSeveralPointsLeavesNothing { directory in
+            ["check", "--baseline", TestPaths.packageRoot + "/Benchmarks/baselines", "--trace", TestPaths.bundledTraces + "/sqlite3.txt.gz",
+             "--allow-env-change", "--format", "markdown", "--output", directory + "/gate.md"]
+        }
+        try assertSignalledAtSeveralPointsLeavesNothing(signal: SIGINT) { _ in ["conformance"] }
+    }
+
+    func assertSignalledAtSeveralPointsLeavesNothing(signal: Int32 = SIGTERM, file: StaticString = #filePath, line: UInt = #line,
+                                                     _ arguments: (String) -> [String]) throws {
         for delay in [50_000, 200_000, 600_000, 1_500_000] as [useconds_t] {
             let directory = try TestPaths.temporaryDirectory()
-            let run = try Subprocess([TestPaths.cli, "--trace", trace, "--repeat", "2", "--format", "json", "--output", directory + "/run.json"],
-                                     options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
+            let command = try Subprocess([TestPaths.cli] + arguments(directory),
+                                         options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
             usleep(delay)
-            let children = Self.children(of: run.pid)
-            kill(run.pid, SIGTERM)
-            let ended = try run.wait(timeout: .seconds(60))
-            XCTAssertTrue(ended.termination == .signaled(SIGTERM) || ended.termination == .exited(0), "\(ended.termination)")
-            XCTAssertTrue(Self.eventually { children.allSatisfy { kill($0, 0) != 0 } }, "after \(delay) µs: a replay child outlived allocbench")
+            let children = Self.children(of: command.pid)
+            kill(command.pid, signal)
+            let ended = try command.wait(timeout: .seconds(60))
+            // Ended by the signal, or done before it came (with whatever verdict): never killed otherwise.
+            let byTheSignal = ended.termination == .signaled(signal)
+            if case .exited = ended.termination {} else {
+                XCTAssertTrue(byTheSignal, "\(arguments(directory).first ?? ""): \(ended.termination)", file: file, line: line)
+            }
+            XCTAssertTrue(Self.eventually { children.allSatisfy { kill($0, 0) != 0 } },
+                          "after \(delay) µs: a child outlived allocbench", file: file, line: line)
             let left = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".tmp-") }
-            XCTAssertEqual(left, [], "after \(delay) µs")
+            XCTAssertEqual(left, [], "after \(delay) µs", file: file, line: line)
         }
     }
 
