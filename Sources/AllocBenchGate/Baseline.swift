@@ -71,11 +71,15 @@ public struct GateSnapshot: Sendable {
         /// Why the replay produced no numbers ("crashed: SIGSEGV after op 12"), or nil.
         public var failure: String?
         public var metrics: [String: Double]
+        /// The larger coefficient of variation of this row's timed runs and glibc's, which the time
+        /// ratio divides; nil when not known (a baseline file keeps none).
+        public var timingSpread: Double?
 
-        public init(allocator: String, failure: String? = nil, metrics: [String: Double]) {
+        public init(allocator: String, failure: String? = nil, metrics: [String: Double], timingSpread: Double? = nil) {
             self.allocator = allocator
             self.failure = failure
             self.metrics = metrics
+            self.timingSpread = timingSpread
         }
     }
 
@@ -102,8 +106,11 @@ public struct GateSnapshot: Sendable {
                 name: run.trace.name, ops: run.trace.ops, peakLiveBytes: run.trace.peakLiveBytes,
                 environment: EnvironmentFact.fields(environment, conditions), settings: settings,
                 pairs: run.results.map { result in
-                    result.isOK
-                        ? Pair(allocator: result.allocator, metrics: Metric.values(of: result, in: Metric.Context(run: run, pageSize: environment.pageSize)))
+                    let glibc = run.results.first { $0.allocator == Metric.glibcName && $0.isOK }?.nsPerOp?.coefficientOfVariation
+                    let spreads = [result.nsPerOp?.coefficientOfVariation, glibc].compactMap { $0 }
+                    return result.isOK
+                        ? Pair(allocator: result.allocator, metrics: Metric.values(of: result, in: Metric.Context(run: run, pageSize: environment.pageSize)),
+                               timingSpread: spreads.max())
                         : Pair(allocator: result.allocator,
                                failure: result.status.rawValue + (result.detail.map { ": " + $0 } ?? ""), metrics: [:])
                 })

@@ -263,8 +263,20 @@ public enum Gate {
                     notes.append("\(traceName)/\(allocator): in the baseline, not checked (not among --allocators)")
                     continue
                 }
+                // A ratio of medians whose runs vary by more than a third of its tolerance cannot tell
+                // a change from noise: say so instead of judging it.
+                let spread = max(oldPair?.timingSpread ?? 0, newPair?.timingSpread ?? 0)
+                var timingTooNoisy = false
+                for metric in options.metrics where metric.isTiming && !timingTooShort {
+                    let allowance = tolerances.tolerance(for: metric, allocator: allocator).increase.relative ?? 0
+                    guard allowance.isFinite, spread * 3 > allowance, newPair?.metrics[metric.key] != nil else { continue }
+                    timingTooNoisy = true
+                    notes.append("\(traceName)/\(allocator): \(metric.key) not gated: its timed runs vary by ±"
+                        + String(format: "%.1f%%", spread * 100) + " (coefficient of variation), more than a third of its "
+                        + String(format: "%g%%", allowance * 100) + " tolerance; time again on a quieter machine or with more --repeat")
+                }
                 var pair = comparePair(trace: traceName, allocator: allocator, old: oldPair, new: newPair,
-                                       timingTooShort: timingTooShort, tolerances: tolerances, options: options)
+                                       timingTooShort: timingTooShort || timingTooNoisy, tolerances: tolerances, options: options)
                 let changed = failingFacts.filter { $0.allocator == nil || $0.allocator == allocator }
                 if !changed.isEmpty && !options.allowEnvironmentChange && pair.status == .compared {
                     pair.outcome = GateOutcome.worst([pair.outcome, .environmentChanged])

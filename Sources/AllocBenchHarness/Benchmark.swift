@@ -76,11 +76,15 @@ public struct Benchmark: Sendable {
 
     /// Replays a prepared trace through each allocator. A replay that cannot even be started or
     /// traced becomes a failed row; the other allocators still run.
+    ///
+    /// Pages first, one traced replay per allocator; then the timed replays in rounds, each round
+    /// one of every allocator, so a burst of noise on the machine hits them all alike instead of
+    /// all of one allocator's runs.
     public func run(_ trace: PreparedTrace, allocators: [CatalogEntry]) -> TraceRun {
         var results: [AllocatorResult] = []
         for allocator in allocators {
             do {
-                var result = try replay(allocator, stream: trace.stream, summary: trace.summary)
+                var result = try measure(allocator, stream: trace.stream, summary: trace.summary)
                 if var timeline = result.timeline {
                     timeline = Timeline.bounded(timeline, to: maximumTimelinePoints)
                     Timeline.fillLiveBytes(&timeline, ops: trace.parsed.ops, slotCount: trace.parsed.slotCount)
@@ -88,9 +92,25 @@ public struct Benchmark: Sendable {
                 }
                 results.append(result)
             } catch {
-                results.append(AllocatorResult(failed: allocator.name, idealPages: trace.summary.idealPages,
-                                               detail: "the harness could not run the replay: \(error)"))
+                results.append(failedRow(allocator, trace.summary, error))
             }
+        }
+        var times = [[Double]](repeating: [], count: allocators.count)
+        for round in 0..<settings.timedRuns {
+            for (index, allocator) in allocators.enumerated() where results[index].isOK {
+                progress("timing round \(round + 1) of \(settings.timedRuns): \(allocator.name)")
+                do {
+                    switch try time(allocator, stream: trace.stream, summary: trace.summary) {
+                    case .success(let nanosecondsPerOp): times[index].append(nanosecondsPerOp)
+                    case .failure(let failed): results[index] = failed.row
+                    }
+                } catch {
+                    results[index] = failedRow(allocator, trace.summary, error)
+                }
+            }
+        }
+        for index in results.indices where results[index].isOK && !times[index].isEmpty {
+            results[index].nsPerOp = TimePerOp(runs: times[index])
         }
         let liveBytes = detail.contains(.timeline)
             ? Timeline.liveBytes(ops: trace.parsed.ops, slotCount: trace.parsed.slotCount, buckets: maximumTimelinePoints / 2) : nil
@@ -106,22 +126,41 @@ public struct Benchmark: Sendable {
         return name
     }
 
-    func replay(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> AllocatorResult {
+    func failedRow(_ allocator: CatalogEntry, _ summary: TraceSummary, _ error: SystemError) -> AllocatorResult {
+        AllocatorResult(failed: allocator.name, idealPages: summary.idealPages, detail: "the harness could not run the replay: \(error)")
+    }
+
+    func request(_ allocator: CatalogEntry, traced: Bool) -> ReplayRunner.Request {
+        ReplayRunner.Request(
+            executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
+            traced: traced, deadlineMilliseconds: settings.timeoutMilliseconds,
+            environment: allocator.environment,
+            samples: detail.contains(.timeline) ? timelineSamples : 0,
+            collectBreakdown: detail.contains(.breakdown),
+            addressRandomization: settings.addressRandomization)
+    }
+
+    /// One untraced replay: its ns/op, or the row of a replay that failed.
+    func time(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> Result<Double, TimedRunFailed> {
+        let timed = try ReplayRunner().run(request(allocator, traced: false), stream: stream)
+        guard timed.succeeded else {
+            return .failure(TimedRunFailed(row: AllocatorResult(measured: timed, name: allocator.name, summary: summary,
+                                                                 pageSize: Benchmark.pageSize, recording: [])))
+        }
+        return .success(Double(timed.replayNanoseconds) / Double(max(summary.ops, 1)))
+    }
+
+    struct TimedRunFailed: Error {
+        var row: AllocatorResult
+    }
+
+    /// The traced replay: every page count of the row.
+    func measure(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> AllocatorResult {
         if let failure = allocator.failure {
             return AllocatorResult(failed: allocator.name, idealPages: summary.idealPages, detail: failure)
         }
-        let runner = ReplayRunner()
-        func request(traced: Bool) -> ReplayRunner.Request {
-            ReplayRunner.Request(
-                executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
-                traced: traced, deadlineMilliseconds: settings.timeoutMilliseconds,
-                environment: allocator.environment,
-                samples: detail.contains(.timeline) ? timelineSamples : 0,
-                collectBreakdown: detail.contains(.breakdown),
-                addressRandomization: settings.addressRandomization)
-        }
         progress("\(allocator.name): measuring pages")
-        let measured = try runner.run(request(traced: true), stream: stream)
+        let measured = try ReplayRunner().run(request(allocator, traced: true), stream: stream)
         var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
                                      pageSize: Benchmark.pageSize, recording: detail)
         if let library = allocator.expectedMallocProvider {
@@ -134,19 +173,6 @@ public struct Benchmark: Sendable {
             result.selfReported = [:]
             result.selfReportedBaseline = nil
         }
-        guard result.isOK else { return result }
-
-        var nanosecondsPerOp: [Double] = []
-        for index in 0..<settings.timedRuns {
-            progress("\(allocator.name): timing run \(index + 1) of \(settings.timedRuns)")
-            let timed = try runner.run(request(traced: false), stream: stream)
-            guard timed.succeeded else {
-                return AllocatorResult(measured: timed, name: allocator.name, summary: summary,
-                                       pageSize: Benchmark.pageSize, recording: [])
-            }
-            nanosecondsPerOp.append(Double(timed.replayNanoseconds) / Double(max(summary.ops, 1)))
-        }
-        if !nanosecondsPerOp.isEmpty { result.nsPerOp = TimePerOp(runs: nanosecondsPerOp) }
         return result
     }
 

@@ -112,6 +112,9 @@ public struct TimePerOp: Codable, Sendable, Equatable {
     public var median: Double
     public var min: Double
     public var max: Double
+    /// Standard deviation over mean of the runs: how far one run is from another. nil for a single
+    /// run, and in reports written before it was recorded.
+    public var coefficientOfVariation: Double?
     public var runs: [Double]
 
     public init(runs: [Double]) {
@@ -125,6 +128,11 @@ public struct TimePerOp: Codable, Sendable, Equatable {
             median = sorted[sorted.count / 2]
         } else {
             median = (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        let mean = runs.reduce(0, +) / Double(Swift.max(runs.count, 1))
+        if runs.count > 1 && mean > 0 {
+            let variance = runs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(runs.count - 1)
+            coefficientOfVariation = variance.squareRoot() / mean
         }
     }
 }

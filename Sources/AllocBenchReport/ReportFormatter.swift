@@ -97,10 +97,11 @@ public struct ReportFormatter: Sendable {
         }
     }
 
+    /// "413.4 (410.2–415.0 ±0.6%)": the median, the range and the coefficient of variation.
     static func timeSummary(_ time: TimePerOp) -> String {
-        time.runs.count > 1
-            ? String(format: "%.1f (%.1f–%.1f)", time.median, time.min, time.max)
-            : String(format: "%.1f", time.median)
+        guard time.runs.count > 1 else { return String(format: "%.1f", time.median) }
+        let spread = time.coefficientOfVariation.map { String(format: " ±%.1f%%", $0 * 100) } ?? ""
+        return String(format: "%.1f (%.1f–%.1f", time.median, time.min, time.max) + spread + ")"
     }
 
     public static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
@@ -215,7 +216,7 @@ public struct ReportFormatter: Sendable {
     /// One line per row: the trace, the allocator, its status, then every metric by key (and the
     /// timed runs' range), numbers in full precision.
     func csv(_ report: RunReport) -> String {
-        let header = ["trace", "allocator", "status", "detail"] + Metric.all.map(\.key) + ["ns_per_op_min", "ns_per_op_max"]
+        let header = ["trace", "allocator", "status", "detail"] + Metric.all.map(\.key) + ["ns_per_op_min", "ns_per_op_max", "ns_per_op_cv"]
         var lines = [header.joined(separator: ",")]
         for run in report.runs {
             for result in run.results {
@@ -223,6 +224,7 @@ public struct ReportFormatter: Sendable {
                     result.isOK ? metric.read(result, Metric.Context(run: run, pageSize: report.environment.pageSize)).map { metric.decimals == 0 ? metric.text($0) : String(format: "%.4f", $0) } ?? "" : ""
                 }
                 let range = [result.nsPerOp?.min, result.nsPerOp?.max].map { $0.map { String(format: "%.2f", $0) } ?? "" }
+                    + [result.nsPerOp?.coefficientOfVariation.map { String(format: "%.4f", $0) } ?? ""]
                 let fields = [run.trace.name, result.allocator, result.status.rawValue, result.detail ?? ""] + values + range
                 lines.append(fields.map(Self.csvField).joined(separator: ","))
             }

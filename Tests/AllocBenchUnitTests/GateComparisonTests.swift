@@ -183,6 +183,28 @@ final class GateComparisonTests: XCTestCase {
         XCTAssertEqual(result.exitCode, 2)
     }
 
+    func testTheSpreadOfTimedRunsIsTheirCoefficientOfVariation() {
+        XCTAssertNil(TimePerOp(runs: [10]).coefficientOfVariation)
+        XCTAssertEqual(TimePerOp(runs: [10, 12]).coefficientOfVariation ?? 0, 2.0.squareRoot() / 11, accuracy: 1e-12)
+        XCTAssertEqual(TimePerOp(runs: [5, 5, 5]).coefficientOfVariation, 0)
+    }
+
+    /// A time ratio whose runs vary by more than a third of its tolerance is reported, not judged.
+    func testTooNoisyATimeRatioIsNotGatedAndSaysWhy() throws {
+        let baseline = GateFixtures.report(ops: 20_000, rows: [glibc.with { $0.nanosecondsPerOp = 100 }, jemalloc.with { $0.nanosecondsPerOp = 80 }])
+        let steady = GateFixtures.report(ops: 20_000, rows: [glibc.with { $0.timedRuns = [99, 100, 101] },
+                                                            jemalloc.with { $0.timedRuns = [129, 130, 131] }])
+        XCTAssertEqual(try GateFixtures.compare(baseline, steady).metric("djb", "jemalloc", "ns_per_op_vs_glibc")?.verdict, .regression)
+        // glibc's runs spread ±20%: more than a third of ±50%.
+        let noisy = GateFixtures.report(ops: 20_000, rows: [glibc.with { $0.timedRuns = [80, 100, 120] },
+                                                           jemalloc.with { $0.timedRuns = [129, 130, 131] }])
+        let result = try GateFixtures.compare(baseline, noisy)
+        XCTAssertEqual(result.metric("djb", "jemalloc", "ns_per_op_vs_glibc")?.verdict, .notGated)
+        XCTAssertEqual(result.exitCode, 0)
+        XCTAssertTrue(result.notes.contains { $0.hasPrefix("djb/jemalloc: ns_per_op_vs_glibc not gated: its timed runs vary by ±20.0%") },
+                      "\(result.notes)")
+    }
+
     func testTimeIsGatedAsARatioToGlibcInTheSameRunAndOnlyOnLongTraces() throws {
         // glibc twice as slow on the second machine, jemalloc too: the ratio, and the verdict, hold.
         let baseline = GateFixtures.report(ops: 20_000, rows: [glibc.with { $0.nanosecondsPerOp = 100 }, jemalloc.with { $0.nanosecondsPerOp = 80 }])

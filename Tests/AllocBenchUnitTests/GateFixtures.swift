@@ -14,6 +14,8 @@ enum GateFixtures {
         var pageTablesKilobytes = (final: 8, peak: 8)
         var syscalls = ["mmap": 2, "munmap": 1, "brk": 0, "madvise": 0, "mremap": 0, "other": 0]
         var nanosecondsPerOp: Double? = 50
+        /// The timed runs, when the row should have several (their median replaces nanosecondsPerOp).
+        var timedRuns: [Double]?
         var status = AllocatorResult.Status.ok
         var detail: String?
 
@@ -37,7 +39,7 @@ enum GateFixtures {
                 mappedPages: FinalAndPeak(final: mapped.final, peak: mapped.peak), idealPages: 3,
                 minorFaults: minorFaults,
                 pageTablesKilobytes: FinalAndPeak(final: pageTablesKilobytes.final, peak: pageTablesKilobytes.peak),
-                mmSyscalls: syscalls, nsPerOp: nanosecondsPerOp.map { TimePerOp(runs: [$0]) },
+                mmSyscalls: syscalls, nsPerOp: timedRuns.map(TimePerOp.init(runs:)) ?? nanosecondsPerOp.map { TimePerOp(runs: [$0]) },
                 baseline: MemorySample(), endSample: MemorySample(rssAnonKilobytes: touched.final * 4),
                 touchedPeakSample: MemorySample(rssAnonKilobytes: touched.peak * 4), mallocProvider: "libc.so.6")
         }

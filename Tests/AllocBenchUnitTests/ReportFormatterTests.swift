@@ -36,7 +36,7 @@ final class ReportFormatterTests: XCTestCase {
         // Lazy free needs the row's samples, which this row (like a report written before them) lacks.
         XCTAssertEqual(glibc.split(separator: " ", omittingEmptySubsequences: true).prefix(10),
                        ["glibc", "2", "3", "-", "-", "10", "12", "2", "1.50", "4"])
-        XCTAssertTrue(glibc.hasSuffix("20.0 (10.0–30.0)         -"), glibc)
+        XCTAssertTrue(glibc.hasSuffix("20.0 (10.0–30.0 ±50.0%)         -"), glibc)
         XCTAssertTrue(glibc.contains("mmap 1, brk 2"))
         XCTAssertTrue(lines.contains("crashy     crashed: SIGSEGV after op 2"), table)
         XCTAssertTrue(lines.contains("slow       timed out after op 1"), table)
