@@ -201,8 +201,8 @@ public enum Gate {
         var notes: [String] = []
         var environmentDifferences: [FieldDifference] = []
         var settingsDifferences: [FieldDifference] = []
-        /// Count-affecting facts one side does not record (files written before the fact was).
-        var unrecordedFacts: [FieldDifference] = []
+        /// Count-affecting facts one side does not record, "field in side" → traces, in order met.
+        var unrecordedFacts: [(fact: String, traces: [String])] = []
 
         let baselineTraces = Dictionary(baseline.traces.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let currentTraces = Dictionary(current.traces.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -217,8 +217,12 @@ public enum Gate {
                     guard let fact = EnvironmentFact.named(field) else { continue }
                     guard let before = old.environment[field], let after = new.environment[field] else {
                         if fact.effect == .countsEveryRow || fact.effect == .countsOwnRow {
-                            record(&unrecordedFacts, field: field, old.environment[field] == nil ? "the baseline" : "this side",
-                                   "", trace: traceName)
+                            let fact = "\(field) is not recorded in " + (old.environment[field] == nil ? "the baseline" : "this side")
+                            if let index = unrecordedFacts.firstIndex(where: { $0.fact == fact }) {
+                                unrecordedFacts[index].traces.append(traceName)
+                            } else {
+                                unrecordedFacts.append((fact, [traceName]))
+                            }
                         }
                         continue
                     }
@@ -289,8 +293,8 @@ public enum Gate {
             }
         }
         for unrecorded in unrecordedFacts {
-            notes.append("\(unrecorded.field) is not recorded in \(unrecorded.baseline) (a run report, or a file an earlier "
-                + "allocbench wrote), so it is not compared, on \(unrecorded.traces.joined(separator: ", "))")
+            notes.append("\(unrecorded.fact) (a run report, or a file an earlier allocbench wrote), so it is not compared, "
+                + "on \(unrecorded.traces.joined(separator: ", "))")
         }
         for difference in environmentDifferences where difference.fails != true {
             switch difference.effect {
