@@ -10,8 +10,13 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PKG_jemalloc := libjemalloc-dev
 PKG_zlib     := zlib1g-dev
 # Malloc replacements allocbench runs through LD_PRELOAD (found by file name, not pkg-config).
-PRELOAD_LIBS := libmimalloc.so.2:libmimalloc-dev libtcmalloc_minimal.so.4:libtcmalloc-minimal4
+PRELOAD_LIBS := libmimalloc.so.2:libmimalloc-dev libtcmalloc_minimal.so.4:libtcmalloc-minimal4 libtbbmalloc_proxy.so.2:libtbbmalloc2
 MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# LLVM's scudo lives under the LLVM version's own directory; any installed version will do.
+SCUDO_GLOB   := /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.scudo_standalone-$(shell uname -m).so
+SCUDO_PKG    := libclang-rt-14-dev
+# The lean replay children (Sources/LeanChild/build.sh): Embedded Swift linked with musl or glibc.
+LEAN_BUILD   := Sources/LeanChild/build.sh
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
@@ -29,6 +34,8 @@ deps:
 	for pair in $(PRELOAD_LIBS); do \
 	  [ -e /usr/lib/$(MULTIARCH)/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; \
 	done; \
+	ls $(SCUDO_GLOB) >/dev/null 2>&1 || missing="$$missing $(SCUDO_PKG)"; \
+	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
@@ -36,6 +43,7 @@ deps:
 
 build: deps
 	$(SWIFT) build -c release
+	$(LEAN_BUILD) $(BUILD_DIR)
 
 bench: build
 	$(BUILD_DIR)/allocbench list
@@ -52,6 +60,7 @@ BASELINES_SUM_FILE := .build/baselines-before-test.cksum
 test: deps
 	@mkdir -p .build && $(BASELINES_SUM) > $(BASELINES_SUM_FILE)
 	$(SWIFT) build --build-tests
+	$(LEAN_BUILD) .build/debug
 	$(SWIFT) test --skip-build --disable-swift-testing
 	$(MAKE) gate
 	$(MAKE) fuzz-smoke

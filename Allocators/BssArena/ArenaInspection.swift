@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CAllocBench
 
 /// Walking the arena: for `statistics()`, for tier-2 validation, and for tests (`@testable`).
 /// Nothing here runs on a hot path.

@@ -59,9 +59,6 @@
 
 import AllocBenchCore
 import CAllocBench
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Sizes and policies of the arena.
 enum Layout {
@@ -544,7 +541,7 @@ enum Arena {
         let wanted = (byteCount &+ Layout.regionOverheadBytes &+ pageMask) & ~pageMask
         let byteCount = max(Layout.regionChunkBytes, wanted)
         guard let address = mmap(nil, Int(byteCount), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              address != MAP_FAILED else { return nil }
+              address != ab_map_failed() else { return nil }
         let region = Region(base: UInt(bitPattern: address))
         region.byteCount = byteCount
         region.previous = .none

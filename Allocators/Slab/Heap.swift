@@ -3,9 +3,6 @@
 // Slab.swift.
 
 import CAllocBench
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The heap's own state, at the start of the executable's bss tail when the heap owns the tail
 /// (the rest of the tail then holds tail slabs, see Slabs.swift), else after the first section's
@@ -147,7 +144,7 @@ enum Kernel {
     static func map(_ length: Int, at hint: UInt = 0, exactly: Bool = false) -> UnsafeMutableRawPointer? {
         let flags = privateAnonymous | (exactly ? mapFixedNoReplace : 0)
         guard let address = mmap(UnsafeMutableRawPointer(bitPattern: hint), length, readWrite, flags, -1, 0),
-              address != MAP_FAILED else { return nil }
+              address != ab_map_failed() else { return nil }
         if exactly && UInt(bitPattern: address) != hint {
             // A kernel without MAP_FIXED_NOREPLACE treats the hint as a hint.
             munmap(address, length)

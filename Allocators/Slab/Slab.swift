@@ -137,9 +137,6 @@
 
 import AllocBenchCore
 import CAllocBench
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A size-class slab allocator that keeps the pages it touches and maps close to the live bytes:
 /// its header and first slabs in the bss tail, sub-page first slabs shared by many classes, lazily

@@ -189,7 +189,7 @@ extension Heap {
             count += 1
         }
         if end != header.pointee.tailBump || end > raw + header.pointee.tailBytes || count != header.pointee.tailSlabCount {
-            violations.append("tail: \(count) slabs end at \(end); tailBump \(String(describing: header.pointee.tailBump)), \(header.pointee.tailSlabCount) counted, \(header.pointee.tailBytes) bytes")
+            violations.append("tail: \(count) slabs end at \(end); tailBump \(header.pointee.tailBump.map { UInt(bitPattern: $0) } ?? 0), \(header.pointee.tailSlabCount) counted, \(header.pointee.tailBytes) bytes")
         }
     }
 

@@ -1,8 +1,5 @@
 import AllocBenchCore
 import CAllocBench
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The process malloc, called through the C API (`CMallocAPI`): glibc's ptmalloc2 in the shared
 /// replay child, or whichever library LD_PRELOAD puts in front of it.

@@ -23,12 +23,13 @@ struct AllocatorRegistryPlugin: BuildToolPlugin {
         ]
         lines += allocatorTargets.map { "import \($0.name)" }
         lines.append("")
-        lines.append("let registeredAllocators: [RegisteredAllocator] = [")
+        lines.append("func registeredAllocators(_ offer: (RegisteredAllocator) -> Bool) {")
+        lines.append("    _ = true")
         lines += allocatorTargets.map { module in
             let typeName = String(module.name.dropLast(suffix.count))
-            return "    RegisteredAllocator(\(module.name).\(typeName).self),"
+            return "        && offer(RegisteredAllocator(\(module.name).\(typeName).self))"
         }
-        lines.append("]")
+        lines.append("}")
 
         let output = context.pluginWorkDirectoryURL.appending(path: "AllocatorRegistry.swift")
         let source = context.pluginWorkDirectoryURL.appending(path: "registry.txt")

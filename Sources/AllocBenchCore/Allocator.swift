@@ -101,13 +101,22 @@ public struct AllocatorStatistic: Sendable, Equatable {
 
 /// How much of each block the replay writes, so that pages touched reflect a program that uses
 /// its memory.
-public enum TouchMode: String, Sendable, CaseIterable, Codable {
+public enum TouchMode: String, Sendable, CaseIterable {
     /// Write nothing: only the allocator's own writes (headers, free lists, zeroing) count.
     case none
     /// Write the first byte of the block, the first byte of every later page it spans, and its last byte.
     case pages
     /// Write every byte.
     case all
+
+    /// Its position in `allCases`, as the child's record stores it.
+    public var ordinal: UInt32 {
+        switch self {
+        case .none: 0
+        case .pages: 1
+        case .all: 2
+        }
+    }
 }
 
 /// The page size the replay children and the module allocators are built for (AB_PAGE_SIZE in the

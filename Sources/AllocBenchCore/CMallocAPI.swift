@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CAllocBench
 
 /// An allocator called the way a C program calls malloc: malloc, calloc, realloc, free, and
 /// posix_memalign for alignments above malloc's. Every row that measures the process malloc (glibc,

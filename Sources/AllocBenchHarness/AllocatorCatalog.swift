@@ -31,6 +31,9 @@ public struct CatalogEntry: Sendable, Equatable {
     /// Why a selected allocator cannot be measured: its child hung, crashed or failed before it
     /// could say where malloc resolves. Its row reads `failed: <this>`; the others still run.
     public var failure: String?
+    /// Why its page counts differ from run to run, for an allocator that randomizes its layout;
+    /// nil for every allocator whose counts repeat exactly (DeterminismTests).
+    public var randomization: String?
 
     public init(name: String, kind: Kind, summary: String, note: String, executable: String,
                 childAllocator: String, environment: [String], unavailableReason: String?) {
@@ -44,6 +47,7 @@ public struct CatalogEntry: Sendable, Equatable {
         self.unavailableReason = unavailableReason
         self.expectedMallocProvider = nil
         self.failure = nil
+        self.randomization = nil
     }
 
     /// A malloc-replacing shared library, run by LD_PRELOAD in the glibc child.
@@ -61,7 +65,7 @@ public struct CatalogEntry: Sendable, Equatable {
 
 /// Why a catalog could not be assembled or an allocator not selected (exit 64 or 66).
 public enum CatalogError: Error, Sendable, CustomStringConvertible {
-    case noReplayChild(directory: String)
+    case noReplayChild(directory: String, prefix: String)
     case childFailed(executable: String, errand: String, detail: String)
     case unknownAllocator(name: String, known: [String])
     case unavailable(name: String, reason: String)
@@ -74,8 +78,8 @@ public enum CatalogError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noReplayChild(let directory):
-            "no allocbench-replay executable beside allocbench in \(directory); build the package first (swift build)"
+        case .noReplayChild(let directory, let prefix):
+            "no \(prefix) executable beside allocbench in \(directory); build the package first (make build, or swift build and Sources/LeanChild/build.sh)"
         case .childFailed(let executable, let errand, let detail):
             "\(executable) \(errand) failed: \(detail)"
         case .unknownAllocator(let name, let known):
@@ -117,6 +121,9 @@ public struct AllocatorCatalog: Sendable {
         public var library: String
         public var package: String
         public var summary: String
+        /// Why its page counts differ from run to run, if they do (scudo shuffles its free lists
+        /// and regions with a seed from getrandom(2), a hardening it has no option to turn off).
+        public var randomization: String? = nil
     }
 
     public static let knownPreloads = [
@@ -124,27 +131,54 @@ public struct AllocatorCatalog: Sendable {
                      summary: "Microsoft mimalloc (Debian libmimalloc-dev) as the process malloc, through LD_PRELOAD."),
         KnownPreload(name: "tcmalloc", library: "libtcmalloc_minimal.so.4", package: "libtcmalloc-minimal4",
                      summary: "gperftools tcmalloc, minimal (Debian libtcmalloc-minimal4) as the process malloc, through LD_PRELOAD."),
+        // LLVM installs its runtimes per version, under /usr/lib/llvm-N/lib/clang/N…/lib/linux.
+        KnownPreload(name: "scudo", library: "libclang_rt.scudo_standalone-\(SystemFacts.unameFields.machine).so", package: "libclang-rt-14-dev",
+                     summary: "LLVM's scudo, the allocator of current Android (Debian libclang-rt-*-dev), as the process malloc, through LD_PRELOAD.",
+                     randomization: "scudo shuffles its free lists and regions with a seed from getrandom(2), a hardening with no run-time switch"),
+        KnownPreload(name: "tbbmalloc", library: "libtbbmalloc_proxy.so.2", package: "libtbbmalloc2",
+                     summary: "oneTBB's scalable allocator through its malloc-replacing proxy (Debian libtbbmalloc2), through LD_PRELOAD."),
     ]
 
-    /// Where Debian installs shared libraries on this machine.
+    /// Where Debian installs shared libraries on this machine, newest LLVM runtimes first.
     static var libraryDirectories: [String] {
         let machine = SystemFacts.unameFields.machine
         let multiarch = machine == "aarch64" ? "aarch64-linux-gnu" : machine + "-linux-gnu"
-        return ["/usr/lib/" + multiarch, "/lib/" + multiarch, "/usr/local/lib", "/usr/lib"]
+        let llvmRuntimes = SystemFacts.glob("/usr/lib/llvm-*/lib/clang/*/lib/linux").sorted {
+            $0.compare($1, options: .numeric) == .orderedDescending
+        }
+        return ["/usr/lib/" + multiarch, "/lib/" + multiarch, "/usr/local/lib", "/usr/lib"] + llvmRuntimes
+    }
+
+    /// Which replay children a catalog is made of.
+    public enum Children: Sendable {
+        /// The lean children (`allocbench-lean*`, Sources/LeanChild): every measured row runs in one.
+        case measured
+        /// The Swift children (`allocbench-replay*`): the conformance suite needs the full runtime.
+        case conformance
+
+        var prefix: String {
+            switch self {
+            case .measured: "allocbench-lean"
+            case .conformance: "allocbench-replay"
+            }
+        }
     }
 
     /// The catalog: every allocator the children next to this executable offer, then the known
     /// preload libraries (available when installed), then the user's `--preload NAME=PATH`s. Each
     /// child's `describe` may take `timeout`.
     public static func discover(in directory: String = AllocatorCatalog.executableDirectory(), preloads: [String] = [],
-                                timeout: Duration = ReplayRunner.defaultErrandTimeout) throws(CatalogError) -> AllocatorCatalog {
-        var catalog = try discoverChildren(in: directory, timeout: timeout)
+                                timeout: Duration = ReplayRunner.defaultErrandTimeout,
+                                children: Children = .measured) throws(CatalogError) -> AllocatorCatalog {
+        var catalog = try discoverChildren(in: directory, prefix: children.prefix, timeout: timeout)
         guard let glibcChild = catalog.entry(named: "glibc")?.executable else { return catalog }
         for known in knownPreloads {
             let found = libraryDirectories.map { $0 + "/" + known.library }.first { FileManager.default.fileExists(atPath: $0) }
-            catalog.entries.append(.preload(
+            var entry = CatalogEntry.preload(
                 name: known.name, library: found ?? known.library, summary: known.summary, glibcChild: glibcChild,
-                unavailableReason: found == nil ? "\(known.library) not found; apt-get install \(known.package)" : nil))
+                unavailableReason: found == nil ? "\(known.library) not found; apt-get install \(known.package)" : nil)
+            entry.randomization = known.randomization
+            catalog.entries.append(entry)
         }
         for request in preloads {
             let parts = request.split(separator: "=", maxSplits: 1).map(String.init)
@@ -173,13 +207,13 @@ public struct AllocatorCatalog: Sendable {
         return catalog
     }
 
-    /// Asks each `allocbench-replay*` executable in `directory` to describe itself.
-    static func discoverChildren(in directory: String, timeout: Duration) throws(CatalogError) -> AllocatorCatalog {
+    /// Asks each `PREFIX` and `PREFIX-*` executable in `directory` to describe itself.
+    static func discoverChildren(in directory: String, prefix: String, timeout: Duration) throws(CatalogError) -> AllocatorCatalog {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0 == "allocbench-replay" || $0.hasPrefix("allocbench-replay-") }
+            .filter { $0 == prefix || $0.hasPrefix(prefix + "-") }
             .filter { !$0.contains(".") }
-            .sorted { ($0 == "allocbench-replay" ? "" : $0) < ($1 == "allocbench-replay" ? "" : $1) }
-        guard !names.isEmpty else { throw CatalogError.noReplayChild(directory: directory) }
+            .sorted { ($0 == prefix ? "" : $0) < ($1 == prefix ? "" : $1) }
+        guard !names.isEmpty else { throw CatalogError.noReplayChild(directory: directory, prefix: prefix) }
         var entries: [CatalogEntry] = []
         for name in names {
             let executable = directory + "/" + name

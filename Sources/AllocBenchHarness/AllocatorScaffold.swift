@@ -85,7 +85,9 @@ public enum AllocatorScaffold {
     static func skeleton(moduleName: String) -> String {
         """
         import AllocBenchCore
-        import Glibc
+        // The C library comes through the C shim, never `import Glibc`: the allocator is also
+        // compiled as Embedded Swift into the lean replay children, which have no Glibc module.
+        import CAllocBench
 
         /// \(moduleName): describe in one sentence what this allocator is for.
         ///

@@ -274,6 +274,8 @@ extension AllocatorResult {
         endSample = counters.final
         peakSample = counters.peak
         touchedPeakSample = counters.atTouchedPeak
+        processEndSample = counters.processFinal
+        processPeakSample = counters.processPeak
         if summary.idealPages > 0, let touched = touchedPages {
             overhead = Double(touched.peak) / Double(summary.idealPages)
         }

@@ -74,6 +74,8 @@ final class ProcReader {
             if let value = field(line, "RssAnon:") { sample.rssAnonKilobytes = value }
             else if let value = field(line, "VmSize:") { sample.vmSizeKilobytes = value }
             else if let value = field(line, "VmPTE:") { sample.pageTablesKilobytes = value }
+            else if let value = field(line, "RssFile:") { sample.rssFileKilobytes = value }
+            else if let value = field(line, "VmStk:") { sample.stackKilobytes = value }
             else if let value = field(line, "LazyFree:") { sample.lazyFreeKilobytes = value }
             lineStart = lineEnd + 1
         }

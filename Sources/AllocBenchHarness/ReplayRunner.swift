@@ -30,6 +30,10 @@ public struct TracedCounters: Sendable {
     public var syscalls: [MemorySyscall: Int] = [:]
     /// The counters at every mm syscall, in op order.
     public var timeline: [TimelinePoint] = []
+    /// The whole process from its exec (the tracer stops it before its first instruction): every
+    /// counter at the end marker, and each one's largest value from the exec to the end marker.
+    public var processFinal = MemorySample()
+    public var processPeak = MemorySample()
     public var sawBegin = false
     public var sawEnd = false
     /// The mappings at the baseline, at the last new RssAnon maximum, and at the end (only when
@@ -146,7 +150,7 @@ public struct ReplayRunner: Sendable {
         let child = try Subprocess(arguments, options: Subprocess.Options(
             environment: Self.childEnvironment(adding: request.environment), descriptors: keep,
             standardOutput: .standardError, standardError: .inherited,
-            addressRandomization: request.addressRandomization))
+            addressRandomization: request.addressRandomization, tracedFromExec: request.traced))
 
         var counters: TracedCounters?
         let termination: Subprocess.Termination
@@ -207,12 +211,20 @@ public struct ReplayRunner: Sendable {
     private func traceSeized(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
         throws(SystemError) -> (Subprocess.Termination, TracedCounters)
     {
-        try SystemCall.check("ptrace(PTRACE_SEIZE)") { ab_ptrace_seize(pid) }
+        // Spawned traced from its exec: the first stop is the exec's SIGTRAP, before the program's
+        // first instruction. The tracer's options (seccomp stops, kill on our exit, new threads)
+        // are set there.
+        var execStatus: Int32 = 0
+        _ = try SystemCall.check("waitpid") { waitpid(pid, &execStatus, __WALL) }
+        if let termination = Subprocess.Termination(status: execStatus) { return (termination, TracedCounters()) }
+        try SystemCall.check("ptrace(PTRACE_SETOPTIONS)") { ab_ptrace_set_options(pid) }
         let proc = try ProcReader(pid: pid)
         let goByte: [UInt8] = [1]
         try goByte.withUnsafeBytes { bytes in Result { () throws(SystemError) in try go.writeAll(bytes) } }.get()
 
         var counters = TracedCounters()
+        counters.processPeak = try proc.sample()
+        if ab_ptrace_continue(pid, 0) != 0 { throw SystemError("ptrace(PTRACE_CONT)", errno: errno) }
         if breakdown { counters.executable = proc.executablePath() }
         var measuring = false
         var faultsAtBegin = 0
@@ -226,7 +238,7 @@ public struct ReplayRunner: Sendable {
                 counters.atTouchedPeak = sample
                 if breakdown { counters.mapsAtPeak = try proc.smaps() }
             }
-            counters.peak = Self.maximum(counters.peak, sample)
+            counters.peak = MemorySample.maximum(counters.peak, sample)
             counters.timeline.append(TimelinePoint(opsCompleted: Int(control.pointee.ops_completed), sample: sample))
         }
         while true {
@@ -246,6 +258,7 @@ public struct ReplayRunner: Sendable {
                     if errno == ESRCH { continue }
                     throw SystemError("ptrace(PTRACE_GETEVENTMSG)", errno: errno)
                 }
+                let beforeEnd = !counters.sawEnd
                 if Int(kind) == AB_STOP_MARKER {
                     var mark: UInt64 = 0
                     guard ab_ptrace_argument(thread, 0, &mark) == 0 else {
@@ -255,6 +268,7 @@ public struct ReplayRunner: Sendable {
                     let begins = Int(mark) == AB_MARK_BEGIN && !counters.sawBegin
                     // The baseline reads LazyFree once: pages freed lazily before it keep it read.
                     let sample = try proc.sample(lazyFree: readsLazyFree || begins)
+                    if beforeEnd { counters.processPeak = MemorySample.maximum(counters.processPeak, sample) }
                     if begins {
                         readsLazyFree = sample.lazyFreeKilobytes > 0
                         counters.sawBegin = true
@@ -273,16 +287,23 @@ public struct ReplayRunner: Sendable {
                     } else if Int(mark) == AB_MARK_END && measuring {
                         counters.sawEnd = true
                         counters.final = sample
+                        counters.processFinal = sample
                         counters.minorFaults = try proc.minorFaults() - faultsAtBegin
                         try record(sample)
                         if breakdown { counters.mapsAtEnd = try proc.smaps() }
                         measuring = false
                     }
+                } else if beforeEnd && !measuring {
+                    // Before the begin marker (the loader, the C start-up, the child's setup):
+                    // only the whole process's peaks are kept.
+                    counters.processPeak = MemorySample.maximum(counters.processPeak, try proc.sample())
                 } else if measuring, let syscall = MemorySyscall(stopKind: kind) {
                     // Stopped on entry: the counters still hold everything since the last mm
                     // syscall, and RssAnon only falls and VmSize only changes inside one.
                     counters.syscalls[syscall, default: 0] += 1
-                    try record(try proc.sample(lazyFree: readsLazyFree))
+                    let sample = try proc.sample(lazyFree: readsLazyFree)
+                    counters.processPeak = MemorySample.maximum(counters.processPeak, sample)
+                    try record(sample)
                     var advice: UInt64 = 0
                     if syscall == .other || (syscall == .madvise && ab_ptrace_argument(thread, 2, &advice) == 0 && advice == UInt64(MADV_FREE)) {
                         readsLazyFree = true
@@ -296,11 +317,6 @@ public struct ReplayRunner: Sendable {
                 throw SystemError("ptrace(PTRACE_CONT)", errno: errno)
             }
         }
-    }
-
-    static func maximum(_ a: MemorySample, _ b: MemorySample) -> MemorySample {
-        MemorySample(rssAnonKilobytes: max(a.rssAnonKilobytes, b.rssAnonKilobytes), vmSizeKilobytes: max(a.vmSizeKilobytes, b.vmSizeKilobytes),
-                     pageTablesKilobytes: max(a.pageTablesKilobytes, b.pageTablesKilobytes))
     }
 
     /// How long the parent waits for an untraced replay: the child's own deadline (its SIGALRM,

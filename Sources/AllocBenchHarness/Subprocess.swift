@@ -39,10 +39,13 @@ public struct Subprocess {
         /// Look `arguments[0]` up in PATH (execvpe).
         public var searchesPath: Bool
         public var workingDirectory: String?
+        /// Traced from its first instruction (`ab_spawn_options.trace_from_exec`): the child stops
+        /// with SIGTRAP at its exec, under the mm-syscall filter, and the caller is its tracer.
+        public var tracedFromExec: Bool
 
         public init(environment: [String], descriptors: [Int32] = [], standardOutput: Stream = .captured,
                     standardError: Stream = .captured, isolated: Bool = true, addressRandomization: Bool = true,
-                    searchesPath: Bool = false, workingDirectory: String? = nil) {
+                    searchesPath: Bool = false, workingDirectory: String? = nil, tracedFromExec: Bool = false) {
             self.environment = environment
             self.descriptors = descriptors
             self.standardOutput = standardOutput
@@ -51,6 +54,7 @@ public struct Subprocess {
             self.addressRandomization = addressRandomization
             self.searchesPath = searchesPath
             self.workingDirectory = workingDirectory
+            self.tracedFromExec = tracedFromExec
         }
     }
 
@@ -134,7 +138,8 @@ public struct Subprocess {
                             standard_output: target(options.standardOutput, pipes[0]),
                             standard_error: target(options.standardError, pipes[1]),
                             isolate: options.isolated ? 1 : 0, no_aslr: options.addressRandomization ? 0 : 1,
-                            search_path: options.searchesPath ? 1 : 0, directory: directory)
+                            search_path: options.searchesPath ? 1 : 0, directory: directory,
+                            trace_from_exec: options.tracedFromExec ? 1 : 0)
                         return ab_spawn(&pid, arguments[0], &cArguments, &cEnvironment, &spawn)
                     }
                 }

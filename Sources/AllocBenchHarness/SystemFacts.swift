@@ -66,6 +66,14 @@ enum SystemFacts {
     }
 
     /// readlink(2) of /proc/PROCESS/exe: the executable a process runs ("self" for this one).
+    /// The paths matching a shell pattern (glob(3)), or none.
+    static func glob(_ pattern: String) -> [String] {
+        var matches = glob_t()
+        defer { globfree(&matches) }
+        guard Glibc.glob(pattern, 0, nil, &matches) == 0 else { return [] }
+        return (0..<Int(matches.gl_pathc)).compactMap { matches.gl_pathv[$0].map { String(cString: $0) } }
+    }
+
     static func executablePath(of process: String) -> String? {
         var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/\(process)/exe", &target, target.count - 1)

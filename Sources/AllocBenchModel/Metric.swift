@@ -22,9 +22,17 @@ public struct Metric: Sendable {
         case finalPeak(column: String)
     }
 
+    /// Which table shows a metric: the whole process's (first, the seed's question) or the
+    /// allocator's begin→end deltas.
+    public enum Section: Sendable, Equatable {
+        case wholeProcess
+        case allocator
+    }
+
     public var key: String
     public var title: String
     public var unit: Unit
+    public var section: Section
     public var polarity: Polarity
     public var defaultTolerance: Tolerance
     /// Whether `check` and `compare` compare it. Absolute time, the ideal and the overhead are
@@ -54,10 +62,11 @@ public struct Metric: Sendable {
 
     public init(key: String, title: String, unit: Unit, polarity: Polarity = .lowerIsBetter, defaultTolerance: Tolerance = .exact,
                 isGated: Bool = true, isTiming: Bool = false, isHeadline: Bool = false, column: TableColumn = .own, decimals: Int = 0,
-                read: @escaping @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?) {
+                section: Section = .allocator, read: @escaping @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?) {
         self.key = key
         self.title = title
         self.unit = unit
+        self.section = section
         self.polarity = polarity
         self.defaultTolerance = defaultTolerance
         self.isGated = isGated
@@ -191,8 +200,35 @@ extension Metric {
         }
     }
 
+    /// A counter of the whole process, in kB as /proc prints it, at the end marker or at its own
+    /// peak from the exec to the end marker (docs/metrics.md, "Whole process").
+    public static func wholeProcess(_ field: String, _ title: String, peak: Bool, tolerance: Tolerance = .exact,
+                                    _ counter: @escaping @Sendable (MemorySample) -> Int) -> Metric {
+        Metric(key: "process_\(field)_kb_\(peak ? "peak" : "end")", title: "process \(title) \(peak ? "peak" : "end")", unit: .kilobytes,
+               defaultTolerance: tolerance, column: .finalPeak(column: title + " kB"), section: .wholeProcess) { row, _ in
+            (peak ? row.processPeakSample : row.processEndSample).map { Double(counter($0)) }
+        }
+    }
+    /// File pages come in through fault-around, which maps the neighbours of a faulting page that
+    /// happen to be in the page cache: a few pages either way, by what else ran. 10%, at least 64 kB.
+    static let residentFileTolerance = Tolerance.both(Tolerance.Allowance(relative: 0.10, absolute: 64))
+    /// Page tables: as the allocator's page tables (a page or three with the addresses).
+    static let pageTableTolerance = Tolerance.both(Tolerance.Allowance(relative: 0.10, absolute: 12))
+    public static let processRssAnonEnd = wholeProcess("rss_anon", "RssAnon", peak: false) { $0.rssAnonKilobytes }
+    public static let processRssAnonPeak = wholeProcess("rss_anon", "RssAnon", peak: true) { $0.rssAnonKilobytes }
+    public static let processRssFileEnd = wholeProcess("rss_file", "RssFile", peak: false, tolerance: residentFileTolerance) { $0.rssFileKilobytes }
+    public static let processRssFilePeak = wholeProcess("rss_file", "RssFile", peak: true, tolerance: residentFileTolerance) { $0.rssFileKilobytes }
+    public static let processVmSizeEnd = wholeProcess("vm_size", "VmSize", peak: false) { $0.vmSizeKilobytes }
+    public static let processVmSizePeak = wholeProcess("vm_size", "VmSize", peak: true) { $0.vmSizeKilobytes }
+    public static let processVmPTEEnd = wholeProcess("vm_pte", "VmPTE", peak: false, tolerance: pageTableTolerance) { $0.pageTablesKilobytes }
+    public static let processVmPTEPeak = wholeProcess("vm_pte", "VmPTE", peak: true, tolerance: pageTableTolerance) { $0.pageTablesKilobytes }
+    public static let processVmStkEnd = wholeProcess("vm_stk", "VmStk", peak: false) { $0.stackKilobytes }
+    public static let processVmStkPeak = wholeProcess("vm_stk", "VmStk", peak: true) { $0.stackKilobytes }
+
     /// Every metric, in the order every output shows them.
     public static let all: [Metric] = [
+        processRssAnonEnd, processRssAnonPeak, processRssFileEnd, processRssFilePeak, processVmSizeEnd, processVmSizePeak,
+        processVmPTEEnd, processVmPTEPeak, processVmStkEnd, processVmStkPeak,
         touchedFinal, touchedPeak, lazyFreeFinal, lazyFreeAtPeak, touchedNotLazyFinal, touchedNotLazyPeak,
         mappedFinal, mappedPeak, ideal, overhead, minorFaults, pageTablesFinal, pageTablesPeak,
         mmapCalls, munmapCalls, brkCalls, madviseCalls, mremapCalls, otherCalls, nanosecondsPerOp, nanosecondsPerOpVersusGlibc,

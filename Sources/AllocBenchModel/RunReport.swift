@@ -170,6 +170,11 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     public var endSample: MemorySample?
     public var peakSample: MemorySample?
     public var touchedPeakSample: MemorySample?
+    /// The whole process from its exec (traced from the first instruction) to the end marker:
+    /// every counter at the end marker, and each counter's own peak over that span. Absolute,
+    /// not deltas: the stack, the child's data page, the loader and the C library's start-up are in.
+    public var processEndSample: MemorySample?
+    public var processPeakSample: MemorySample?
     public var selfReported: [String: Int64]
     /// The same statistics read just before the baseline (allocators that run before the replay).
     public var selfReportedBaseline: [String: Int64]?
@@ -186,7 +191,8 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
                 mappedPages: FinalAndPeak? = nil, idealPages: Int, overhead: Double? = nil, minorFaults: Int? = nil,
                 pageTablesKilobytes: FinalAndPeak? = nil, mmSyscalls: [String: Int]? = nil, nsPerOp: TimePerOp? = nil,
                 baseline: MemorySample? = nil, endSample: MemorySample? = nil, peakSample: MemorySample? = nil,
-                touchedPeakSample: MemorySample? = nil, selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
+                touchedPeakSample: MemorySample? = nil, processEndSample: MemorySample? = nil, processPeakSample: MemorySample? = nil,
+                selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
                 mallocProvider: String = "", runtimeMallocDeltaBytes: Int64? = nil, timeline: [TimelinePoint]? = nil,
                 breakdown: MemoryBreakdown? = nil) {
         self.allocator = allocator
@@ -204,6 +210,8 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
         self.endSample = endSample
         self.peakSample = peakSample
         self.touchedPeakSample = touchedPeakSample
+        self.processEndSample = processEndSample
+        self.processPeakSample = processPeakSample
         self.selfReported = selfReported
         self.selfReportedBaseline = selfReportedBaseline
         self.mallocProvider = mallocProvider

@@ -17,16 +17,32 @@ public struct MemorySample: Sendable, Equatable, Codable {
     /// LazyFree (/proc/PID/smaps_rollup): pages handed back with madvise(MADV_FREE) and still
     /// resident, which RssAnon counts until the kernel reclaims them under memory pressure.
     public var lazyFreeKilobytes: Int
+    /// RssFile: resident file-backed pages mapped by the process (its executable, the C library,
+    /// the loader), shared with every other process that maps them.
+    public var rssFileKilobytes: Int
+    /// VmStk: the main thread's stack mapping.
+    public var stackKilobytes: Int
 
-    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0, lazyFreeKilobytes: Int = 0) {
+    public init(rssAnonKilobytes: Int = 0, vmSizeKilobytes: Int = 0, pageTablesKilobytes: Int = 0, lazyFreeKilobytes: Int = 0,
+                rssFileKilobytes: Int = 0, stackKilobytes: Int = 0) {
         self.rssAnonKilobytes = rssAnonKilobytes
         self.vmSizeKilobytes = vmSizeKilobytes
         self.pageTablesKilobytes = pageTablesKilobytes
         self.lazyFreeKilobytes = lazyFreeKilobytes
+        self.rssFileKilobytes = rssFileKilobytes
+        self.stackKilobytes = stackKilobytes
+    }
+
+    /// Each counter's largest value of the two.
+    public static func maximum(_ a: MemorySample, _ b: MemorySample) -> MemorySample {
+        MemorySample(rssAnonKilobytes: max(a.rssAnonKilobytes, b.rssAnonKilobytes), vmSizeKilobytes: max(a.vmSizeKilobytes, b.vmSizeKilobytes),
+                     pageTablesKilobytes: max(a.pageTablesKilobytes, b.pageTablesKilobytes),
+                     lazyFreeKilobytes: max(a.lazyFreeKilobytes, b.lazyFreeKilobytes),
+                     rssFileKilobytes: max(a.rssFileKilobytes, b.rssFileKilobytes), stackKilobytes: max(a.stackKilobytes, b.stackKilobytes))
     }
 
     enum CodingKeys: String, CodingKey {
-        case rssAnonKilobytes, vmSizeKilobytes, pageTablesKilobytes, lazyFreeKilobytes
+        case rssAnonKilobytes, vmSizeKilobytes, pageTablesKilobytes, lazyFreeKilobytes, rssFileKilobytes, stackKilobytes
     }
 
     /// Reports written before a counter was recorded read it as 0.
@@ -36,6 +52,8 @@ public struct MemorySample: Sendable, Equatable, Codable {
         vmSizeKilobytes = try container.decode(Int.self, forKey: .vmSizeKilobytes)
         pageTablesKilobytes = try container.decode(Int.self, forKey: .pageTablesKilobytes)
         lazyFreeKilobytes = try container.decodeIfPresent(Int.self, forKey: .lazyFreeKilobytes) ?? 0
+        rssFileKilobytes = try container.decodeIfPresent(Int.self, forKey: .rssFileKilobytes) ?? 0
+        stackKilobytes = try container.decodeIfPresent(Int.self, forKey: .stackKilobytes) ?? 0
     }
 }
 

@@ -9,15 +9,21 @@ public struct RegisteredAllocator: Sendable {
     public let isProcessMalloc: Bool
     @usableFromInline let buildNote: @Sendable () -> String?
     @usableFromInline let replayEntry: @Sendable (ReplaySession) -> Void
+    #if !hasFeature(Embedded)
     @usableFromInline let conformanceEntry: @Sendable () -> [String]
+    #endif
 
+    /// `name` and `summary` replace the allocator's own where one type is offered under another
+    /// row name: the process malloc of a lean child is glibc in one, musl or static glibc in others.
     @inlinable
-    public init<A: Allocator>(_ type: A.Type) {
-        name = A.name
-        summary = A.summary
+    public init<A: Allocator>(_ type: A.Type, name: String? = nil, summary: String? = nil) {
+        self.name = name ?? A.name
+        self.summary = summary ?? A.summary
         isProcessMalloc = A.isProcessMalloc
         buildNote = { A.buildNote() }
         replayEntry = { session in replay(A.self, session) }
+        #if !hasFeature(Embedded)
         conformanceEntry = { ConformanceSuite.run(A.self) }
+        #endif
     }
 }

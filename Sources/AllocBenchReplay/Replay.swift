@@ -44,7 +44,8 @@ struct ReplaySession {
 @inlinable
 func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
     ControlBlock.record(baselineStatistics: A.statisticsBeforeReplay(), in: session.control)
-    let mallocBefore = A.isProcessMalloc ? 0 : ab_process_malloc_in_use()
+    var mallocBefore: UInt64 = 0
+    let mallocCounted = !A.isProcessMalloc && ab_process_malloc_in_use(&mallocBefore) != 0
     let start: UInt64
     if session.traced {
         ab_mark(Int32(AB_MARK_BEGIN))
@@ -68,9 +69,10 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
     } else {
         session.control.pointee.replay_nanoseconds = ab_monotonic_nanoseconds() - start
     }
-    if !A.isProcessMalloc {
+    var mallocAfter: UInt64 = 0
+    if mallocCounted && ab_process_malloc_in_use(&mallocAfter) != 0 {
         session.control.pointee.runtime_malloc_checked = 1
-        session.control.pointee.runtime_malloc_delta = Int64(bitPattern: ab_process_malloc_in_use() &- mallocBefore)
+        session.control.pointee.runtime_malloc_delta = Int64(bitPattern: mallocAfter &- mallocBefore)
     }
     ControlBlock.record(statistics: allocator.statistics(), in: session.control)
     if failure == UInt32(AB_FAILURE_NONE) {

@@ -1,5 +1,4 @@
 import AllocBenchModel
-import AllocBenchModel
 import Foundation
 
 /// The output formats of a run.
@@ -33,12 +32,24 @@ public struct ReportFormatter: Sendable {
         public var metrics: [Metric]
         /// Text (the allocator, a list of syscalls), aligned left; numbers align right.
         public var isText: Bool
+        /// "final/peak" of its metrics, whatever their own column (the whole-process table's
+        /// share of the allocator is the allocator table's touched final and peak).
+        public var joinsFinalAndPeak = false
     }
 
-    /// The allocator, then every metric of `Metric.all`.
-    public static let columns: [Column] = {
+    /// The allocator, then every metric of `Metric.all` in the allocator's section.
+    public static let columns: [Column] = columns(of: .allocator)
+
+    /// The whole-process table: the allocator, every whole-process metric, then how many of the
+    /// process's anonymous pages are the allocator's (touched final/peak).
+    public static let wholeProcessColumns: [Column] = columns(of: .wholeProcess) + [
+        Column(title: "allocator's pages", metrics: [Metric.touchedFinal, Metric.touchedPeak], isText: false, joinsFinalAndPeak: true),
+    ]
+
+    /// The allocator, then every metric of `Metric.all` in `section`, grouped by column.
+    static func columns(of section: Metric.Section) -> [Column] {
         var columns = [Column(title: "allocator", metrics: [], isText: true)]
-        for metric in Metric.all {
+        for metric in Metric.all where metric.section == section {
             switch metric.column {
             case .own:
                 columns.append(Column(title: metric.title, metrics: [metric], isText: false))
@@ -55,7 +66,7 @@ public struct ReportFormatter: Sendable {
             }
         }
         return columns
-    }()
+    }
 
     public static var columnTitles: [String] { columns.map(\.title) }
 
@@ -69,7 +80,7 @@ public struct ReportFormatter: Sendable {
     }
 
     /// One cell per column; a failed row has its status in the second.
-    public static func cells(_ result: AllocatorResult, in context: Metric.Context) -> [String] {
+    public static func cells(_ result: AllocatorResult, in context: Metric.Context, columns: [Column] = columns) -> [String] {
         guard result.isOK else {
             return [result.allocator, statusText(result)] + Array(repeating: "", count: columns.count - 2)
         }
@@ -79,6 +90,10 @@ public struct ReportFormatter: Sendable {
     static func cell(_ column: Column, _ result: AllocatorResult, _ context: Metric.Context) -> String {
         func value(_ metric: Metric) -> Double? { metric.read(result, context) }
         guard let first = column.metrics.first else { return "" }
+        if column.joinsFinalAndPeak {
+            let parts = column.metrics.map { metric in value(metric).map(metric.text) }
+            return parts.contains { $0 == nil } ? "-" : parts.compactMap { $0 }.joined(separator: "/")
+        }
         switch first.column {
         case .own where first.unit == .nanoseconds:
             return result.nsPerOp.map(timeSummary) ?? "-"
@@ -130,33 +145,44 @@ public struct ReportFormatter: Sendable {
         for (index, run) in report.runs.enumerated() {
             if index > 0 { output += "\n" }
             for line in Self.header(report, run) { output += line + "\n" }
-            output += "pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize, both relative to the baseline\n\n"
-            // Failed rows print their status after the name instead of numbers, and do not widen columns.
-            let titles = Self.columnTitles
-            let measured = run.results.filter(\.isOK).map { Self.cells($0, in: Metric.Context(run: run, pageSize: report.environment.pageSize)) }
-            let widths = titles.indices.map { column in
-                ([titles] + measured).map { $0[column].count }.max() ?? 0
+            let context = Metric.Context(run: run, pageSize: report.environment.pageSize)
+            if run.results.contains(where: { $0.processEndSample != nil }) {
+                output += "\nwhole process, from its exec to the end of the replay (kB, end/peak; the allocator's pages are its touched final/peak):\n"
+                output += tableLines(run, columns: Self.wholeProcessColumns, context: context)
             }
-            func aligned(_ cells: [String]) -> String {
-                cells.enumerated().map { column, cell in
-                    Self.columns[column].isText
-                        ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-                        : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
-                }.joined(separator: "  ")
-            }
-            output += bold(trimmed(aligned(titles))) + "\n"
-            for result in run.results {
-                let line = result.isOK
-                    ? aligned(Self.cells(result, in: Metric.Context(run: run, pageSize: report.environment.pageSize)))
-                    : result.allocator.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + Self.statusText(result)
-                output += trimmed(line) + "\n"
-            }
+            output += "\nthe allocator, from the baseline to the end: pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize\n"
+            output += tableLines(run, columns: Self.columns, context: context)
             let breakdown = Self.breakdownSection(run)
             if !breakdown.isEmpty { output += "\n" + breakdown.map { $0 + "\n" }.joined() }
             let notes = Self.notes(run, pageSize: report.environment.pageSize)
             if !notes.isEmpty {
                 output += "\n" + notes.map { $0 + "\n" }.joined()
             }
+        }
+        return output
+    }
+
+    /// One aligned table of `run`'s rows. Failed rows print their status after the name instead of
+    /// numbers, and do not widen columns.
+    private func tableLines(_ run: TraceRun, columns: [Column], context: Metric.Context) -> String {
+        let titles = columns.map(\.title)
+        let measured = run.results.filter(\.isOK).map { Self.cells($0, in: context, columns: columns) }
+        let widths = titles.indices.map { column in
+            ([titles] + measured).map { $0[column].count }.max() ?? 0
+        }
+        func aligned(_ cells: [String]) -> String {
+            cells.enumerated().map { column, cell in
+                columns[column].isText
+                    ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: max(0, widths[column] - cell.count)) + cell
+            }.joined(separator: "  ")
+        }
+        var output = bold(trimmed(aligned(titles))) + "\n"
+        for result in run.results {
+            let line = result.isOK
+                ? aligned(Self.cells(result, in: context, columns: columns))
+                : result.allocator.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + Self.statusText(result)
+            output += trimmed(line) + "\n"
         }
         return output
     }
@@ -242,13 +268,18 @@ public struct ReportFormatter: Sendable {
         for run in report.runs {
             output += "### \(run.trace.name)\n\n"
             output += Self.header(report, run).map { $0 + "  \n" }.joined() + "\n"
-            output += "| " + Self.columnTitles.joined(separator: " | ") + " |\n"
-            output += "|" + Self.columns.map { $0.isText ? " --- |" : " ---: |" }.joined() + "\n"
-            for result in run.results {
-                let cells = Self.cells(result, in: Metric.Context(run: run, pageSize: report.environment.pageSize)).map { $0.replacingOccurrences(of: "|", with: "\\|") }
-                output += "| " + cells.joined(separator: " | ") + " |\n"
+            let context = Metric.Context(run: run, pageSize: report.environment.pageSize)
+            var tables = [Self.columns]
+            if run.results.contains(where: { $0.processEndSample != nil }) { tables.insert(Self.wholeProcessColumns, at: 0) }
+            for columns in tables {
+                output += "| " + columns.map(\.title).joined(separator: " | ") + " |\n"
+                output += "|" + columns.map { $0.isText ? " --- |" : " ---: |" }.joined() + "\n"
+                for result in run.results {
+                    let cells = Self.cells(result, in: context, columns: columns).map { $0.replacingOccurrences(of: "|", with: "\\|") }
+                    output += "| " + cells.joined(separator: " | ") + " |\n"
+                }
+                output += "\n"
             }
-            output += "\n"
         }
         return output
     }

@@ -1,13 +1,9 @@
+// The parent side of the C shim: tracing, spawning and reaping replay children (child.c has
+// what the children call).
 #include "CAllocBench.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gnu/libc-version.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <malloc.h>
 #include <signal.h>
 #include <pthread.h>
 #include <string.h>
@@ -17,64 +13,13 @@
 #include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <sys/user.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#define AB_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define AB_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#else
-#error "allocbench's syscall filter knows x86-64 and aarch64"
-#endif
-
-#define AB_TRACE_AS(kind) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE | (kind))
-#define AB_IF_SYSCALL(nr, kind) \
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), AB_TRACE_AS(kind)
-
-int ab_install_mm_syscall_filter(void) {
-    struct sock_filter program[] = {
-        // A foreign ABI (i386's int 0x80, x32) could map memory past the filter: refuse it.
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AB_AUDIT_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-#if defined(__x86_64__)
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-#endif
-        AB_IF_SYSCALL(__NR_mmap, AB_STOP_MMAP),
-        AB_IF_SYSCALL(__NR_munmap, AB_STOP_MUNMAP),
-        AB_IF_SYSCALL(__NR_brk, AB_STOP_BRK),
-        AB_IF_SYSCALL(__NR_madvise, AB_STOP_MADVISE),
-        AB_IF_SYSCALL(__NR_mremap, AB_STOP_MREMAP),
-        AB_IF_SYSCALL(__NR_shmat, AB_STOP_OTHER),
-        AB_IF_SYSCALL(__NR_shmdt, AB_STOP_OTHER),
-        AB_IF_SYSCALL(__NR_process_madvise, AB_STOP_OTHER),
-        AB_IF_SYSCALL(AB_MARKER_SYSCALL, AB_STOP_MARKER),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog filter = {
-        .len = (unsigned short)(sizeof(program) / sizeof(program[0])),
-        .filter = program,
-    };
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
-    return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter);
-}
-
-void ab_mark(int mark) {
-    // The filter stops here while traced; the kernel then answers ENOSYS, which is expected.
-    int saved = errno;
-    (void)syscall(AB_MARKER_SYSCALL, (long)mark);
-    errno = saved;
-}
-
-int ab_ptrace_seize(pid_t pid) {
+int ab_ptrace_set_options(pid_t pid) {
     long options = PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE;
-    return (int)ptrace(PTRACE_SEIZE, pid, 0, (void *)options);
+    return (int)ptrace(PTRACE_SETOPTIONS, pid, 0, (void *)options);
 }
 
 int ab_ptrace_continue(pid_t pid, int signal) {
@@ -191,6 +136,12 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, options->isolate ? &none : parent_mask, NULL);
+    if (options->trace_from_exec) {
+        // Last, so nothing above is filtered: the filter outlives the exec, and the tracer sees
+        // the new program's every mm syscall, its loader's and C start-up's first.
+        if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) goto failed;
+        if (ab_install_mm_syscall_filter() != 0) goto failed;
+    }
     if (options->search_path) execvpe(path, argv, envp);
     else execve(path, argv, envp);
 failed:
@@ -242,11 +193,6 @@ int ab_set_nonblocking(int descriptor) {
     return flags < 0 ? -1 : fcntl(descriptor, F_SETFL, flags | O_NONBLOCK);
 }
 
-int ab_die_with_parent(pid_t parent) {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return -1;
-    // The parent may have died before the prctl: then we were reparented already.
-    return getppid() == parent ? 0 : -1;
-}
 
 int ab_pipe_cloexec(int *read_end, int *write_end) {
     int ends[2];
@@ -260,72 +206,3 @@ int ab_memfd_create(const char *name) {
     return memfd_create(name, MFD_CLOEXEC);
 }
 
-uint64_t ab_monotonic_nanoseconds(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-}
-
-__attribute__((noinline)) void ab_prefault_stack(size_t bytes) {
-    volatile char *area = __builtin_alloca(bytes);
-    for (size_t offset = 0; offset < bytes; offset += AB_PAGE_SIZE) area[offset] = 0;
-    area[bytes - 1] = 0;
-}
-
-int ab_arm_deadline(uint64_t milliseconds) {
-    struct itimerval timer = {
-        .it_interval = {0, 0},
-        .it_value = {(time_t)(milliseconds / 1000), (suseconds_t)((milliseconds % 1000) * 1000)},
-    };
-    return setitimer(ITIMER_REAL, &timer, NULL);
-}
-
-ab_malloc_info ab_glibc_malloc_info(void) {
-    struct mallinfo2 info = mallinfo2();
-    return (ab_malloc_info){info.arena, info.hblkhd, info.uordblks, info.fordblks, info.keepcost};
-}
-
-uint64_t ab_process_malloc_in_use(void) {
-    ab_malloc_info info = ab_glibc_malloc_info();
-    return info.in_use + info.mmapped;
-}
-
-void *ab_mremap(void *old_address, size_t old_length, size_t new_length, int may_move) {
-    void *resized = mremap(old_address, old_length, new_length, may_move ? MREMAP_MAYMOVE : 0);
-    return resized == MAP_FAILED ? NULL : resized;
-}
-
-void ab_malloc_provider(char *buffer, size_t capacity) {
-    Dl_info info;
-    void *symbol = dlsym(RTLD_DEFAULT, "malloc");
-    const char *name = (symbol && dladdr(symbol, &info) && info.dli_fname) ? info.dli_fname : "unknown";
-    strncpy(buffer, name, capacity - 1);
-    buffer[capacity - 1] = 0;
-}
-
-// External and `used`, so that neither the compiler nor --gc-sections drops a record nothing reads.
-__attribute__((section(".lbss"), aligned(AB_PAGE_SIZE), used, retain)) ab_child_record ab_replay_child_record;
-
-void ab_record_child_setup(const ab_child_record *record) {
-    ab_replay_child_record = *record;
-}
-
-extern char _end[];
-
-uintptr_t ab_end_of_bss(void) {
-    return (uintptr_t)_end;
-}
-
-static int ab_bss_tail_claimed;
-
-uintptr_t ab_claim_bss_tail(size_t *length) {
-    *length = 0;
-    if (__atomic_exchange_n(&ab_bss_tail_claimed, 1, __ATOMIC_ACQ_REL)) return 0;
-    uintptr_t end = (uintptr_t)_end;
-    *length = ((end + AB_PAGE_SIZE - 1) & ~(uintptr_t)(AB_PAGE_SIZE - 1)) - end;
-    return end;
-}
-
-const char *ab_glibc_version(void) {
-    return gnu_get_libc_version();
-}

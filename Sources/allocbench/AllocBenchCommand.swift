@@ -125,9 +125,10 @@ struct PreloadOptions: ParsableArguments {
 
     /// The catalog of the children beside this executable, with these preloads added; each child's
     /// `describe` may take `timeout`.
-    func catalog(timeout: Duration = ReplayRunner.defaultErrandTimeout) throws(CommandFailure) -> AllocatorCatalog {
+    func catalog(timeout: Duration = ReplayRunner.defaultErrandTimeout,
+                 children: AllocatorCatalog.Children = .measured) throws(CommandFailure) -> AllocatorCatalog {
         do {
-            return try AllocatorCatalog.discover(preloads: libraries, timeout: timeout)
+            return try AllocatorCatalog.discover(preloads: libraries, timeout: timeout, children: children)
         } catch {
             throw CommandFailure(error)
         }

@@ -128,7 +128,7 @@ struct Conformance: ParsableCommand {
     func run() throws {
         let selected: [CatalogEntry]
         do throws(CommandFailure) {
-            let catalog = try preloads.catalog()
+            let catalog = try preloads.catalog(children: .conformance)
             do {
                 selected = try catalog.select(allocators.map(allocatorNameList) ?? [])
             } catch {

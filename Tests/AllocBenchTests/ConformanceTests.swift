@@ -17,8 +17,8 @@ final class ConformanceTests: XCTestCase {
     ]
 
     func testEveryRegisteredAllocatorAndPreloadConforms() throws {
-        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
-        for required in ["glibc", "jemalloc", "mimalloc", "tcmalloc"] {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products, children: .conformance)
+        for required in ["glibc", "jemalloc", "mimalloc", "tcmalloc", "scudo", "tbbmalloc"] {
             let entry = try XCTUnwrap(catalog.entry(named: required), required)
             XCTAssertTrue(entry.isAvailable, "\(required): \(entry.unavailableReason ?? "")")
         }

@@ -46,7 +46,8 @@ final class SubprocessTests: XCTestCase {
                                     timeout: .seconds(60))
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
         XCTAssertEqual(result.status, 1, result.stderr)
-        XCTAssertTrue(result.stdout.contains("hang       failed: its malloc-provider check timed out after 5 s"), result.stdout)
+        // The lean child calls malloc first in the replay: the row times out there.
+        XCTAssertTrue(result.stdout.contains("hang       timed out"), result.stdout)
         XCTAssertTrue(result.stdout.contains("\nglibc "), result.stdout)
         XCTAssertFalse(result.stdout.contains("glibc      failed"), result.stdout)
     }
@@ -58,7 +59,8 @@ final class SubprocessTests: XCTestCase {
                                                     "--allocators", "crash,glibc", "--repeat", "0", "--format", "csv"],
                                     timeout: .seconds(60))
         XCTAssertEqual(result.status, 1, result.stderr)
-        XCTAssertTrue(result.stdout.contains(",crash,failed,its malloc-provider check was killed by SIGSEGV,"), result.stdout)
+        // The lean child calls malloc first in the replay: the row crashes there.
+        XCTAssertTrue(result.stdout.contains(",crash,crashed,SIGSEGV"), result.stdout)
         XCTAssertTrue(result.stdout.contains(",glibc,ok,"), result.stdout)
     }
 

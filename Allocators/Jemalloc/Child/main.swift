@@ -1,3 +1,3 @@
 import AllocBenchReplay
 
-ReplayChild.main(registeredAllocators)
+ReplayChild.main(CommandLine.argc, CommandLine.unsafeArgv, registeredAllocators)

@@ -7,6 +7,15 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+// The C library calls the replay code and the module allocators make (mmap, munmap, madvise,
+// memcpy, malloc, write, getenv, strtoull, …). Swift code that must also compile as Embedded
+// Swift (the lean replay children: no Glibc module there) imports them from here, never from Glibc.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 // MARK: - The op stream (written by the parser in the parent, mapped read-only by every child)
 
@@ -134,10 +143,11 @@ void ab_mark(int mark);
 
 // MARK: - ptrace (variadic in glibc, so wrapped)
 
-/// ptrace(PTRACE_SEIZE) with PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE: threads
+/// ptrace(PTRACE_SETOPTIONS) with PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE,
+/// for a child traced from its exec (ab_spawn_options.trace_from_exec) and stopped there: threads
 /// the child starts (an allocator's background thread) are traced too, or their filtered syscalls
 /// would fail with ENOSYS for want of a tracer.
-int ab_ptrace_seize(pid_t pid);
+int ab_ptrace_set_options(pid_t pid);
 /// ptrace(PTRACE_CONT, pid, 0, signal).
 int ab_ptrace_continue(pid_t pid, int signal);
 /// ptrace(PTRACE_GETEVENTMSG): for a seccomp stop, the filter's data (an AB_STOP_* kind).
@@ -189,6 +199,11 @@ typedef struct ab_spawn_options {
     int search_path;
     /// chdir(2) here before the exec; NULL keeps the parent's directory.
     const char *directory;
+    /// Traced from its first instruction: ptrace(PTRACE_TRACEME) and the mm-syscall filter
+    /// (ab_install_mm_syscall_filter) right before the exec, so the exec stops the child with
+    /// SIGTRAP before it runs anything and every mm syscall from then on stops it too. The
+    /// caller waits for that stop and sets the tracer's options (ab_ptrace_set_options).
+    int trace_from_exec;
 } ab_spawn_options;
 
 /// Starts `path` with argv and envp, placed and connected as `options` say, as a child that dies
@@ -236,8 +251,9 @@ void ab_prefault_stack(size_t bytes);
 /// setitimer(ITIMER_REAL): SIGALRM ends the process after `milliseconds` (0 disarms).
 int ab_arm_deadline(uint64_t milliseconds);
 
-/// Bytes the process malloc currently holds for live blocks (mallinfo2: uordblks + hblkhd).
-uint64_t ab_process_malloc_in_use(void);
+/// Bytes the process malloc currently holds for live blocks (glibc's mallinfo2: uordblks + hblkhd)
+/// in *bytes; returns 1, or 0 where the C library keeps no such count (musl).
+int ab_process_malloc_in_use(uint64_t *bytes);
 
 /// glibc's mallinfo2(), whose header Swift's Glibc module does not include.
 typedef struct ab_malloc_info {
@@ -289,7 +305,21 @@ _Static_assert(sizeof(ab_child_record) == 64, "the record is one cache line");
 /// Stores the child's record (the write that makes its page resident).
 void ab_record_child_setup(const ab_child_record *record);
 
-/// gnu_get_libc_version().
+/// gnu_get_libc_version(), or "" when the C library is not glibc.
 const char *ab_glibc_version(void);
+
+/// errno, and setting it: Swift's Glibc module wraps them, but Embedded Swift has no Glibc module.
+int ab_errno(void);
+void ab_set_errno(int value);
+
+/// MAP_FAILED, a macro Swift cannot import.
+static inline void *ab_map_failed(void) { return MAP_FAILED; }
+
+/// Whether this process already runs under a seccomp filter (prctl(PR_GET_SECCOMP) == 2): a child
+/// whose tracer installed the mm-syscall filter before its exec does not stack a second one.
+int ab_mm_syscall_filter_installed(void);
+
+/// Whether this executable was linked dynamically (it has a _DYNAMIC section).
+int ab_is_dynamically_linked(void);
 
 #endif

@@ -1,0 +1,217 @@
+// The child side of the C shim: what a replay child calls, compiled into every replay child —
+// the Swift ones by SwiftPM, the lean ones (Sources/LeanChild) by gcc or musl-gcc against the
+// C library each is linked with. It uses only system calls and the C library's common core;
+// what only glibc has (mallinfo2, dladdr, gnu_get_libc_version) is behind __GLIBC__.
+#include "CAllocBench.h"
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <dlfcn.h>
+#include <gnu/libc-version.h>
+#include <malloc.h>
+#endif
+
+// The dynamic section of a dynamically linked executable; weak, so null in a static one.
+extern const char _DYNAMIC[] __attribute__((weak));
+
+#if defined(__x86_64__)
+#define AB_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define AB_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "allocbench's syscall filter knows x86-64 and aarch64"
+#endif
+
+#define AB_TRACE_AS(kind) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE | (kind))
+#define AB_IF_SYSCALL(nr, kind) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), AB_TRACE_AS(kind)
+
+int ab_install_mm_syscall_filter(void) {
+    struct sock_filter program[] = {
+        // A foreign ABI (i386's int 0x80, x32) could map memory past the filter: refuse it.
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AB_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#if defined(__x86_64__)
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+#endif
+        AB_IF_SYSCALL(__NR_mmap, AB_STOP_MMAP),
+        AB_IF_SYSCALL(__NR_munmap, AB_STOP_MUNMAP),
+        AB_IF_SYSCALL(__NR_brk, AB_STOP_BRK),
+        AB_IF_SYSCALL(__NR_madvise, AB_STOP_MADVISE),
+        AB_IF_SYSCALL(__NR_mremap, AB_STOP_MREMAP),
+        AB_IF_SYSCALL(__NR_shmat, AB_STOP_OTHER),
+        AB_IF_SYSCALL(__NR_shmdt, AB_STOP_OTHER),
+        AB_IF_SYSCALL(__NR_process_madvise, AB_STOP_OTHER),
+        AB_IF_SYSCALL(AB_MARKER_SYSCALL, AB_STOP_MARKER),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog filter = {
+        .len = (unsigned short)(sizeof(program) / sizeof(program[0])),
+        .filter = program,
+    };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter);
+}
+
+void ab_mark(int mark) {
+    // The filter stops here while traced; the kernel then answers ENOSYS, which is expected.
+    int saved = errno;
+    (void)syscall(AB_MARKER_SYSCALL, (long)mark);
+    errno = saved;
+}
+
+int ab_die_with_parent(pid_t parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return -1;
+    // The parent may have died before the prctl: then we were reparented already.
+    return getppid() == parent ? 0 : -1;
+}
+
+uint64_t ab_monotonic_nanoseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+__attribute__((noinline)) void ab_prefault_stack(size_t bytes) {
+    volatile char *area = __builtin_alloca(bytes);
+    for (size_t offset = 0; offset < bytes; offset += AB_PAGE_SIZE) area[offset] = 0;
+    area[bytes - 1] = 0;
+}
+
+int ab_arm_deadline(uint64_t milliseconds) {
+    struct itimerval timer = {
+        .it_interval = {0, 0},
+        .it_value = {(time_t)(milliseconds / 1000), (suseconds_t)((milliseconds % 1000) * 1000)},
+    };
+    return setitimer(ITIMER_REAL, &timer, NULL);
+}
+
+// AB_MALLOC_REPLACED: a child linked statically with a malloc of its own (jemalloc-static) must
+// not name mallinfo2, or the linker pulls glibc's malloc.o in beside it (duplicate malloc).
+#if defined(__GLIBC__) && !defined(AB_MALLOC_REPLACED)
+#define AB_HAS_MALLINFO2 1
+#endif
+
+ab_malloc_info ab_glibc_malloc_info(void) {
+#ifdef AB_HAS_MALLINFO2
+    struct mallinfo2 info = mallinfo2();
+    return (ab_malloc_info){info.arena, info.hblkhd, info.uordblks, info.fordblks, info.keepcost};
+#else
+    return (ab_malloc_info){0, 0, 0, 0, 0};
+#endif
+}
+
+int ab_process_malloc_in_use(uint64_t *bytes) {
+#ifdef AB_HAS_MALLINFO2
+    ab_malloc_info info = ab_glibc_malloc_info();
+    *bytes = info.in_use + info.mmapped;
+    return 1;
+#else
+    // musl's mallocng keeps no such count: the harness sees the process malloc's pages anyway
+    // (an idle malloc maps nothing), and the row says the check was not made.
+    *bytes = 0;
+    return 0;
+#endif
+}
+
+void *ab_mremap(void *old_address, size_t old_length, size_t new_length, int may_move) {
+    void *resized = mremap(old_address, old_length, new_length, may_move ? MREMAP_MAYMOVE : 0);
+    return resized == MAP_FAILED ? NULL : resized;
+}
+
+void ab_malloc_provider(char *buffer, size_t capacity) {
+    const char *name = NULL;
+#ifdef __GLIBC__
+    Dl_info info;
+    void *symbol = dlsym(RTLD_DEFAULT, "malloc");
+    if (symbol && dladdr(symbol, &info) && info.dli_fname) name = info.dli_fname;
+#endif
+    if (name == NULL && !ab_is_dynamically_linked()) {
+        // A static executable: malloc is the one linked into it. Its path, marked static, is what
+        // proves it (the harness knows which C library each lean child is linked with).
+        ssize_t length = readlink("/proc/self/exe", buffer, capacity > 10 ? capacity - 10 : 0);
+        if (length > 0) {
+            memcpy(buffer + length, " (static)", 10);
+            return;
+        }
+    }
+    if (name == NULL) name = "unknown";
+    strncpy(buffer, name, capacity - 1);
+    buffer[capacity - 1] = 0;
+}
+
+// External and `used`, so that neither the compiler nor --gc-sections drops a record nothing reads.
+__attribute__((section(".lbss"), aligned(AB_PAGE_SIZE), used, retain)) ab_child_record ab_replay_child_record;
+
+void ab_record_child_setup(const ab_child_record *record) {
+    ab_replay_child_record = *record;
+}
+
+extern char _end[];
+
+uintptr_t ab_end_of_bss(void) {
+    return (uintptr_t)_end;
+}
+
+static int ab_bss_tail_claimed;
+
+uintptr_t ab_claim_bss_tail(size_t *length) {
+    *length = 0;
+    if (__atomic_exchange_n(&ab_bss_tail_claimed, 1, __ATOMIC_ACQ_REL)) return 0;
+    uintptr_t end = (uintptr_t)_end;
+    *length = ((end + AB_PAGE_SIZE - 1) & ~(uintptr_t)(AB_PAGE_SIZE - 1)) - end;
+    return end;
+}
+
+const char *ab_glibc_version(void) {
+#ifdef __GLIBC__
+    return gnu_get_libc_version();
+#else
+    return "";
+#endif
+}
+
+#ifndef __GLIBC__
+#include <sys/random.h>
+/// The Swift standard library seeds its hashing with arc4random_buf, which glibc has and musl
+/// does not (only validation code hashes: Set and Dictionary in the allocators' tiered checks).
+void arc4random_buf(void *buffer, size_t length) {
+    char *bytes = buffer;
+    while (length > 0) {
+        ssize_t got = getrandom(bytes, length, 0);
+        if (got <= 0) continue;
+        bytes += got;
+        length -= (size_t)got;
+    }
+}
+#endif
+
+int ab_errno(void) {
+    return errno;
+}
+
+void ab_set_errno(int value) {
+    errno = value;
+}
+
+int ab_mm_syscall_filter_installed(void) {
+    return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2 /* SECCOMP_MODE_FILTER */;
+}
+
+int ab_is_dynamically_linked(void) {
+    return _DYNAMIC != NULL;
+}
