@@ -7,14 +7,17 @@ struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Merge run reports — the shards of a --shard K/N run, or runs of other pairs — into one run report.",
         discussion: """
-            Refuses (exit 65, naming the files) a (trace, allocator) pair in two reports, a trace that
-            is not the same in two reports, different settings, shards of different runs or one shard
-            twice, and reports measured where page counts can differ: any fact the gate fails on
-            (page size, architecture, build, ASLR, allocbench version, huge-page mode, glibc,
-            jemalloc, a preload's library). A new kernel release is a warning (refused with
-            --strict-env); host, CPU and cores are notes. The result keeps the first report's
-            environment and, for shards, the unsharded order; `check --results`, `compare` and
-            `merge --report` read it. Exit 1 when a row of the result failed, as a run does.
+            Refuses, with exit 65 and one line naming the files: a (trace,
+            allocator) pair in two reports; a trace that differs between them;
+            different settings; shards of different runs, or one shard twice;
+            reports measured where page counts can differ, by the gate's rules:
+            page size, architecture, build, ASLR, allocbench version, huge-page
+            mode, glibc, jemalloc, a preload's library. A new kernel release is
+            a warning (refused with --strict-env); host, CPU and cores are notes.
+
+            The result keeps the first report's environment and, for shards,
+            the unsharded order. check --results, compare and merge --report
+            read it. Exit 1 when a row of the result failed, as for a run.
             See docs/sharding.md.
             """)
 
