@@ -1,20 +1,6 @@
 import AllocBenchModel
 import Foundation
 
-/// What a measurement depends on besides `RunEnvironment`, known only to the running CLI.
-public struct MeasurementConditions: Codable, Sendable, Equatable {
-    /// "debug" or "release": the replay children's own code differs, and so do the pages it touches.
-    public var build: String
-    /// false when the replays ran with address-space randomization off (`setarch -R`,
-    /// kernel.randomize_va_space=0); jemalloc's page counts depend on it.
-    public var addressRandomization: Bool
-
-    public init(build: String, addressRandomization: Bool) {
-        self.build = build
-        self.addressRandomization = addressRandomization
-    }
-}
-
 /// One committed baseline file, `<trace name>.json`: every gated metric of every allocator on one
 /// trace, and everything the numbers depend on. Schema "allocbench.baseline/1".
 ///

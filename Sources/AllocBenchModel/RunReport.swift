@@ -41,6 +41,21 @@ public struct RunEnvironment: Codable, Sendable, Equatable {
     }
 }
 
+/// What a measurement depends on besides `RunEnvironment`, known only to the CLI that measured it,
+/// which records them in its run report and its baselines.
+public struct MeasurementConditions: Codable, Sendable, Equatable {
+    /// "debug" or "release": the replay children's own code differs, and so do the pages it touches.
+    public var build: String
+    /// false when the replays ran with address-space randomization off (`setarch -R`,
+    /// kernel.randomize_va_space=0); jemalloc's page counts depend on it.
+    public var addressRandomization: Bool
+
+    public init(build: String, addressRandomization: Bool) {
+        self.build = build
+        self.addressRandomization = addressRandomization
+    }
+}
+
 /// How the replays were run.
 public struct RunSettings: Codable, Sendable, Equatable {
     public var touch: TouchMode
@@ -243,13 +258,21 @@ public struct RunReport: Codable, Sendable, Equatable {
 
     public var schema: String
     public var environment: RunEnvironment
+    /// The build and address-space randomization of the replays: like the environment, they can
+    /// change page counts. nil in reports written before they were recorded.
+    public var conditions: MeasurementConditions?
     public var settings: RunSettings
+    /// The shard of a `--shard K/N` run and the plan it was cut from; nil for a whole run.
+    public var shard: Shard?
     public var runs: [TraceRun]
 
-    public init(environment: RunEnvironment, settings: RunSettings, runs: [TraceRun]) {
+    public init(environment: RunEnvironment, conditions: MeasurementConditions? = nil, settings: RunSettings,
+                shard: Shard? = nil, runs: [TraceRun]) {
         schema = RunReport.schema
         self.environment = environment
+        self.conditions = conditions
         self.settings = settings
+        self.shard = shard
         self.runs = runs
     }
 

@@ -10,7 +10,8 @@ enum ExitStatus: Int32 {
     case ok = 0
     case allocatorFailed = 1
     case usage = 64
-    case badTrace = 65
+    /// A bad trace, a malformed baseline or report file, or reports that cannot be merged.
+    case badInput = 65
     case missingInput = 66
     case systemError = 71
     case cannotCreateOutput = 73
@@ -20,7 +21,7 @@ enum ExitStatus: Int32 {
     init(_ kind: FailureKind) {
         self = switch kind {
         case .usage: .usage
-        case .badInput: .badTrace
+        case .badInput: .badInput
         case .missingInput: .missingInput
         case .system: .systemError
         case .cannotCreateOutput: .cannotCreateOutput
@@ -41,14 +42,15 @@ struct AllocBenchCommand: ParsableCommand {
               2-5 check and compare: regression, environment changed,
                   improvement beyond tolerance, baseline missing
               64  usage error
-              65  bad trace (the message names file and line)
+              65  bad trace (the message names file and line), a malformed
+                  baseline or report, reports that merge cannot merge
               66  missing input: trace, replay child, allocator, --preload
               71  operating-system error
               73  an output cannot be written
             """,
         version: allocbenchVersion,
         subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self,
-                      Record.self, Convert.self],
+                      Merge.self, Record.self, Convert.self],
         defaultSubcommand: Run.self
     )
 }
@@ -79,6 +81,11 @@ struct ReplayOptions: ParsableArguments {
     @Flag(name: .long, help: "Keep address-space randomization in the replay children. By default it is off, so that page counts repeat exactly from run to run.")
     var aslr = false
 
+    @Option(name: .customLong("shard"),
+            help: ArgumentHelp("Replay only shard K of N (1 ≤ K ≤ N): the (trace, allocator) pairs whose stable hash falls in it. "
+                               + "Run all N, then `allocbench merge` the results (docs/sharding.md).", valueName: "K/N"))
+    var shardText: String?
+
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be 0 or more") }
         guard timeout.isFinite, timeout >= 0.001, timeout <= 1_000_000 else {
@@ -87,6 +94,20 @@ struct ReplayOptions: ParsableArguments {
         if trace.contains(where: \.isEmpty) { throw ValidationError("--trace needs a file name, not an empty string") }
         if let allocators, allocatorNameList(allocators).isEmpty {
             throw ValidationError("--allocators needs at least one name")
+        }
+        do throws(CommandFailure) {
+            _ = try shard()
+        } catch {
+            fail(error)  // one line, not ArgumentParser's usage block
+        }
+    }
+
+    /// The --shard to replay, without its plan; nil for the whole run.
+    func shard() throws(CommandFailure) -> Shard? {
+        guard let shardText else { return nil }
+        switch Shard.parse(shardText) {
+        case .success(let shard): return shard
+        case .failure(let error): throw CommandFailure(ExitStatus.usage, error.description)
         }
     }
 

@@ -173,14 +173,27 @@ func loadSnapshot(_ path: String) throws(CommandFailure) -> GateSnapshot {
         let data = try readData(file)
         do throws(GateInputError) {
             switch try GateSnapshot.decode(data, source: file) {
-            case .run(let report): traces += GateSnapshot(report: report, conditions: nil, source: file).traces
+            case .run(let report): traces += GateSnapshot(report: report, conditions: report.conditions, source: file).traces
             case .baseline(let baseline): traces += GateSnapshot(baselines: [baseline], source: file).traces
             }
         } catch {
-            throw CommandFailure(ExitStatus.badTrace, error.description)
+            throw CommandFailure(ExitStatus.badInput, error.description)
         }
     }
     return GateSnapshot(source: path, traces: traces)
+}
+
+/// A run report (`allocbench --format json`, or `allocbench merge`'s output), or exit 65 naming the file.
+func loadRunReport(_ path: String) throws(CommandFailure) -> RunReport {
+    let data = try readData(path)
+    do throws(GateInputError) {
+        guard case .run(let report) = try GateSnapshot.decode(data, source: path) else {
+            throw GateInputError("\(path): a baseline file, not a run report (allocbench --format json)")
+        }
+        return report
+    } catch {
+        throw CommandFailure(ExitStatus.badInput, error.description)
+    }
 }
 
 extension MeasurementConditions {
@@ -202,13 +215,15 @@ extension MeasurementConditions {
     }
 }
 
-/// The trace names of `paths`, which name the baseline files; two traces with one name would share a file.
+/// The trace names of `paths`, which name the baseline files and the pairs of a shard; two traces
+/// with one name would share a file, and a pair.
 func uniqueTraceNames(_ paths: [String]) throws(CommandFailure) -> [String] {
     var seen: [String: String] = [:]
     for path in paths {
         let name = Benchmark.traceName(path)
         if let other = seen[name], other != path {
-            throw CommandFailure(ExitStatus.usage, "\(other) and \(path) are both trace '\(name)'; their baselines would share \(name).json")
+            throw CommandFailure(ExitStatus.usage, "\(other) and \(path) are both trace '\(name)'; their baselines would share "
+                + "\(name).json and their shards the pairs \(name)/…")
         }
         seen[name] = path
     }
@@ -245,6 +260,13 @@ struct Baseline: ParsableCommand {
                 for failure in failures { Diagnostics.error(failure) }
                 Diagnostics.error("no baseline written: a failed replay is not a baseline")
                 throw ExitCode(ExitStatus.allocatorFailed.rawValue)
+            }
+        }
+
+        func validate() throws {
+            if replay.shardText != nil {
+                throw ValidationError("--shard: a baseline file holds every allocator of its trace; replay the shards with "
+                    + "`allocbench --shard K/N --format json`, merge them, and gate with `check --results`")
             }
         }
 
@@ -293,7 +315,16 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: "Directory of baseline files (<trace name>.json) and an optional tolerances.txt.")
     var baseline = "Benchmarks/baselines"
 
+    @Option(name: .long, help: "Gate this run report (allocbench --format json, or the output of allocbench merge) instead of replaying: its traces are the ones checked.")
+    var results: String?
+
     @OptionGroup var gate: GateOptionGroup
+
+    func validate() throws {
+        if results != nil && (!replay.trace.isEmpty || replay.shardText != nil) {
+            throw ValidationError("--results is checked as it is: it takes no --trace or --shard")
+        }
+    }
 
     func run() throws {
         do throws(CommandFailure) {
@@ -301,7 +332,9 @@ struct Check: ParsableCommand {
             guard isDirectory(baseline) else {
                 throw CommandFailure(ExitStatus.missingInput, "\(baseline): no such baseline directory (record one with `allocbench baseline update --output \(baseline)`)")
             }
-            let names = try uniqueTraceNames(try replay.tracePaths())
+            var given: RunReport?
+            if let results { given = try loadRunReport(results) }
+            let names = if let given { given.runs.map(\.trace.name) } else { try uniqueTraceNames(try replay.tracePaths()) }
             var baselines: [BaselineFile] = []
             for name in names {
                 let path = (baseline as NSString).appendingPathComponent(name + ".json")
@@ -313,20 +346,34 @@ struct Check: ParsableCommand {
                     }
                     baselines.append(file)
                 } catch {
-                    throw CommandFailure(ExitStatus.badTrace, error.description)
+                    throw CommandFailure(ExitStatus.badInput, error.description)
                 }
             }
-            let report = try Run.measure(replay, detail: [])
+            let report = if let given { given } else { try Run.measure(replay, detail: []) }
+            var notes: [String] = []
+            if let shard = report.shard {
+                // A shard is gated on its own pairs; the other shards gate theirs.
+                var skipped = 0
+                for index in baselines.indices {
+                    let trace = baselines[index].trace.name
+                    let others = baselines[index].allocators.keys.filter { !shard.contains(trace: trace, allocator: $0) }
+                    skipped += others.count
+                    for allocator in others { baselines[index].allocators[allocator] = nil }
+                }
+                notes.append("shard \(shard): \(skipped) baseline pairs of the other shards not checked here")
+            }
             var options = gate.options
             if replay.allocators != nil { options.selectedAllocators = Set(replay.selectedAllocators) }
             var gateReport = Gate.compare(
                 baseline: GateSnapshot(baselines: baselines, source: baseline),
-                current: GateSnapshot(report: report, conditions: .current(for: report.settings), source: "this run"),
+                current: GateSnapshot(report: report, conditions: report.conditions, source: results ?? "this run"),
                 tolerances: tolerances, options: options, command: "check")
+            gateReport.notes += notes
             let unchecked = ((try? FileManager.default.contentsOfDirectory(atPath: baseline)) ?? [])
                 .filter { $0.hasSuffix(".json") && !names.contains(String($0.dropLast(".json".count))) }.sorted()
             if !unchecked.isEmpty {
-                gateReport.notes.append("not checked (no --trace for them): \(unchecked.joined(separator: ", "))")
+                gateReport.notes.append("not checked (\(results.map { "not in \($0)" } ?? "no --trace for them")): "
+                    + unchecked.joined(separator: ", "))
             }
             try gate.finish(gateReport)
         } catch {

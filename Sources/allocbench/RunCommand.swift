@@ -62,9 +62,10 @@ struct Run: ParsableCommand {
         if !report.allSucceeded { throw ExitCode(ExitStatus.allocatorFailed.rawValue) }
     }
 
-    /// Discovers the allocators, replays every trace, and returns the report.
+    /// Discovers the allocators, replays every trace (or, with --shard, the shard's pairs), and
+    /// returns the report.
     static func measure(_ options: ReplayOptions, detail: Benchmark.Detail) throws(CommandFailure) -> RunReport {
-        let paths = try options.tracePaths()
+        var paths = try options.tracePaths()
         // Every child of the run, the errands included, gets the run's --timeout.
         let timeout = Duration.milliseconds(options.settings.timeoutMilliseconds)
         let catalog = try options.preloads.catalog(timeout: timeout)
@@ -73,6 +74,21 @@ struct Run: ParsableCommand {
             selected = try catalog.select(options.selectedAllocators, timeout: timeout)
         } catch {
             throw CommandFailure(error)
+        }
+        var shard = try options.shard()
+        if shard != nil {
+            // Shards tell traces apart by name, as baselines do.
+            shard?.traces = try uniqueTraceNames(paths)
+            shard?.allocators = selected.map(\.name)
+        }
+        func allocators(of traceName: String) -> [CatalogEntry] {
+            selected.filter { shard?.contains(trace: traceName, allocator: $0.name) ?? true }
+        }
+        // A trace with no pair in this shard is not even parsed: parsing a large one takes seconds.
+        paths = paths.filter { !allocators(of: Benchmark.traceName($0)).isEmpty }
+        if let shard, paths.isEmpty {
+            Diagnostics.error("note: shard \(shard) has no (trace, allocator) pair of the \(shard.traces.count) traces "
+                + "and \(shard.allocators.count) allocators; its result is empty")
         }
         let benchmark = Benchmark(settings: options.settings, detail: detail,
                                   progress: { Diagnostics.progress($0) })
@@ -86,9 +102,10 @@ struct Run: ParsableCommand {
                 throw CommandFailure(error)
             }
         }
-        let runs = prepared.map { benchmark.run($0, allocators: selected) }
+        let runs = prepared.map { benchmark.run($0, allocators: allocators(of: $0.summary.name)) }
         Diagnostics.clearProgress()
-        return RunReport(environment: Benchmark.environment(catalog: catalog), settings: options.settings, runs: runs)
+        return RunReport(environment: Benchmark.environment(catalog: catalog), conditions: .current(for: options.settings),
+                         settings: options.settings, shard: shard, runs: runs)
     }
 }
 
