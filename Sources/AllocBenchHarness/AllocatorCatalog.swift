@@ -212,7 +212,7 @@ public struct AllocatorCatalog: Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0 == prefix || $0.hasPrefix(prefix + "-") }
             .filter { !$0.contains(".") }
-            .sorted { ($0 == prefix ? "" : $0) < ($1 == prefix ? "" : $1) }
+            .sorted { Self.childOrder($0, prefix: prefix) < Self.childOrder($1, prefix: prefix) }
         guard !names.isEmpty else { throw CatalogError.noReplayChild(directory: directory, prefix: prefix) }
         var entries: [CatalogEntry] = []
         for name in names {
@@ -242,6 +242,11 @@ public struct AllocatorCatalog: Sendable {
             }
         }
         return AllocatorCatalog(entries: entries)
+    }
+
+    /// Children sort by name, but the glibc child first: its row is every ratio's reference.
+    static func childOrder(_ name: String, prefix: String) -> String {
+        name == prefix || name == prefix + "-glibc" ? "" : name
     }
 
     /// The directory of the running executable (/proc/self/exe), where SwiftPM puts the children.

@@ -147,8 +147,9 @@ public struct ReplayRunner: Sendable {
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
+        let environment = Self.paddingArgumentArea(of: arguments, Self.childEnvironment(adding: request.environment))
         let child = try Subprocess(arguments, options: Subprocess.Options(
-            environment: Self.childEnvironment(adding: request.environment), descriptors: keep,
+            environment: environment, descriptors: keep,
             standardOutput: .standardError, standardError: .inherited,
             addressRandomization: request.addressRandomization, tracedFromExec: request.traced))
 
@@ -345,6 +346,28 @@ public struct ReplayRunner: Sendable {
     public static func childEnvironment(adding extra: [String]) -> [String] {
         SystemFacts.environment.filter { text in inheritedVariables.contains { text.hasPrefix($0) } }
             + ["LD_BIND_NOW=1", "SWIFT_BACKTRACE=enable=no", "ALLOCBENCH_PARENT=\(getpid())"] + extra
+    }
+
+    /// The bytes the kernel puts at the top of a replay child's stack for its path, argv and
+    /// environment (each string with its NUL, and a pointer to each), made the same for every
+    /// replay by `paddingArgumentArea`.
+    public static let argumentAreaBytes = 1024
+
+    /// `environment` with ALLOCBENCH_PAD=… appended, sized so that the child's path, arguments and
+    /// environment take exactly `argumentAreaBytes` on its stack. The kernel copies them to the top
+    /// of the stack, so their size decides where the child's frames start, which stack pages its
+    /// replay touches — a whole-process figure — and, without a padding, whether an allocator's
+    /// call chain crosses into a new stack page: a clone of the package six characters deeper, or
+    /// a pid of six digits instead of five, would move a row by a page. Over the size, no padding.
+    public static func paddingArgumentArea(of arguments: [String], _ environment: [String]) -> [String] {
+        let pointerBytes = MemoryLayout<UInt>.size
+        // The executable's path (AT_EXECFN) is copied too; the padding variable adds one pointer.
+        let strings = ([arguments[0]] + arguments + environment).reduce(0) { $0 + $1.utf8.count + 1 }
+        let used = strings + pointerBytes * (arguments.count + environment.count + 1)
+        let prefix = "ALLOCBENCH_PAD="
+        let padding = argumentAreaBytes - used - prefix.utf8.count - 1
+        guard padding >= 0 else { return environment }
+        return environment + [prefix + String(repeating: "x", count: padding)]
     }
 
     /// How long an errand may take when the command has no `--timeout` (`allocbench list`,

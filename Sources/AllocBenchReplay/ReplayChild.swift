@@ -26,8 +26,6 @@ public enum ReplayChild {
     public static let streamDescriptor: Int32 = 3
     public static let controlDescriptor: Int32 = 4
     public static let goDescriptor: Int32 = 5
-    /// Stack that is faulted in before the baseline, so that allocator call chains do not count.
-    public static let prefaultedStackBytes = 256 * 1024
 
     /// Exit codes of the child.
     public enum ExitCode: Int32 {
@@ -153,24 +151,40 @@ public enum ReplayChild {
             start: (streamAddress + Int(header.header_bytes)).assumingMemoryBound(to: ab_op.self),
             count: Int(header.op_count))
 
-        // The slot table is anonymous memory: fault every page in now so that the baseline holds it.
-        let slotBytes = max(Int(header.slot_count), 1) * MemoryLayout<Slot>.stride
+        // The slot table: the replay's pointers, as a program keeps its own in locals and arrays.
+        // A small one is on this stack frame, like the seed program's five pointers; a larger one
+        // is anonymous memory, every page faulted in now so that the baseline holds it.
+        let slotCount = max(Int(header.slot_count), 1)
+        let slotBytes = slotCount * MemoryLayout<Slot>.stride
+        if slotBytes <= stackSlotTableBytes {
+            withUnsafeTemporaryAllocation(of: Slot.self, capacity: slotCount) { slots in
+                slots.initialize(repeating: Slot(block: nil, byteCount: 0))
+                replay(entry, options, control: control, ops: ops, slots: slots.baseAddress!, slotCount: slotCount, streamAddress: streamAddress)
+            }
+        }
         guard let slotAddress = mmap(nil, slotBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               slotAddress != ab_map_failed() else { setupFailure("cannot map the slot table", control) }
         slotAddress.initializeMemory(as: UInt8.self, repeating: 0, count: slotBytes)
-        let slots = slotAddress.bindMemory(to: Slot.self, capacity: max(Int(header.slot_count), 1))
+        replay(entry, options, control: control, ops: ops, slots: slotAddress.bindMemory(to: Slot.self, capacity: slotCount),
+               slotCount: slotCount, streamAddress: streamAddress)
+    }
 
+    /// The largest slot table kept on the stack: 64 live blocks, 1 KiB.
+    static let stackSlotTableBytes = 1024
+
+    static func replay(_ entry: RegisteredAllocator, _ options: RunOptions, control: UnsafeMutablePointer<ab_control>,
+                       ops: UnsafeBufferPointer<ab_op>, slots: UnsafeMutablePointer<Slot>, slotCount: Int,
+                       streamAddress: UnsafeRawPointer) -> Never {
         var record = ab_child_record(
             stream_address: UInt64(UInt(bitPattern: streamAddress)), op_count: UInt64(ops.count),
-            slot_table_address: UInt64(UInt(bitPattern: slotAddress)), slot_count: header.slot_count,
-            control_address: UInt64(UInt(bitPattern: controlAddress)),
+            slot_table_address: UInt64(UInt(bitPattern: slots)), slot_count: UInt64(slotCount),
+            control_address: UInt64(UInt(bitPattern: control)),
             touch_mode: options.touch.ordinal,
             traced: options.traced ? 1 : 0, reserved: (0, 0))
         ab_record_child_setup(&record)
         withUnsafeMutableBytes(of: &control.pointee.malloc_provider) { raw in
             ab_malloc_provider(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
         }
-        ab_prefault_stack(prefaultedStackBytes)
 
         if options.traced {
             var go: UInt8 = 0

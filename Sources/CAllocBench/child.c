@@ -155,7 +155,14 @@ void ab_malloc_provider(char *buffer, size_t capacity) {
 }
 
 // External and `used`, so that neither the compiler nor --gc-sections drops a record nothing reads.
+#ifdef AB_LEAN_CHILD
+// A lean child's whole writable data fits in one page, the record last: `_end` falls after it,
+// and the rest of that page — the one the process has anyway, like the seed program's — is the
+// bss tail (Sources/LeanChild/build.sh links the record last).
+__attribute__((section(".lbss"), aligned(64), used, retain)) ab_child_record ab_replay_child_record;
+#else
 __attribute__((section(".lbss"), aligned(AB_PAGE_SIZE), used, retain)) ab_child_record ab_replay_child_record;
+#endif
 
 void ab_record_child_setup(const ab_child_record *record) {
     ab_replay_child_record = *record;
@@ -198,6 +205,58 @@ void arc4random_buf(void *buffer, size_t length) {
         length -= (size_t)got;
     }
 }
+#endif
+
+#ifdef AB_MMAP_MALLOC
+// The process malloc of the lean child of the module allocators (Sources/LeanChild/build.sh):
+// nothing in that child may allocate on its way to the end marker, and the module allocators take
+// their memory from the kernel, so its malloc exists only for what runs outside the measurement
+// (`describe`, an error message). Each block is a mapping of its own, so a call during a replay
+// would show as an mmap in the row — and musl's mallocng, whose state is 928 bytes of bss, would
+// fill the data page whose tail the bss allocators pack into.
+typedef struct { size_t length; size_t offset; } ab_mapped_block;
+
+static void *ab_map_block(size_t size, size_t alignment) {
+    if (alignment < 16) alignment = 16;
+    size_t header = (sizeof(ab_mapped_block) + alignment - 1) & ~(alignment - 1);
+    if (size > SIZE_MAX - header - AB_PAGE_SIZE) return NULL;
+    size_t length = (header + size + alignment + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
+    char *base = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    uintptr_t start = ((uintptr_t)base + header + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    ab_mapped_block *block = (ab_mapped_block *)start - 1;
+    block->length = length;
+    block->offset = start - (uintptr_t)base;
+    return (void *)start;
+}
+
+void *malloc(size_t size) { return ab_map_block(size, 16); }
+void *calloc(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    return ab_map_block(count * size, 16);  // fresh mappings are zero
+}
+void free(void *pointer) {
+    if (pointer == NULL) return;
+    ab_mapped_block *block = (ab_mapped_block *)pointer - 1;
+    munmap((char *)pointer - block->offset, block->length);
+}
+void *realloc(void *pointer, size_t size) {
+    if (pointer == NULL) return malloc(size);
+    ab_mapped_block *block = (ab_mapped_block *)pointer - 1;
+    size_t old = block->length - block->offset;
+    void *moved = malloc(size);
+    if (moved == NULL) return NULL;
+    memcpy(moved, pointer, old < size ? old : size);
+    free(pointer);
+    return moved;
+}
+int posix_memalign(void **result, size_t alignment, size_t size) {
+    void *block = ab_map_block(size, alignment);
+    if (block == NULL) return ENOMEM;
+    *result = block;
+    return 0;
+}
+void *aligned_alloc(size_t alignment, size_t size) { return ab_map_block(size, alignment); }
 #endif
 
 int ab_errno(void) {

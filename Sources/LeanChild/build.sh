@@ -1,8 +1,8 @@
 #!/bin/bash
 # Builds the lean replay children into OUT_DIR (the directory of the allocbench executable):
 #
-#   allocbench-lean                   musl, static: the module allocators (Allocators/*), and musl's
-#                                     own malloc as the row `musl`
+#   allocbench-lean-<module>          musl, static: one per module allocator (Allocators/*)
+#   allocbench-lean-musl              musl, static: musl's own malloc, the row `musl`
 #   allocbench-lean-glibc             glibc, dynamic: the row `glibc`, and every LD_PRELOAD row
 #   allocbench-lean-glibc-static      glibc, static: `glibc-static`
 #   allocbench-lean-<name>            for each own-process module of the registry (jemalloc): linked
@@ -68,9 +68,11 @@ mkdir -p "$work/kernel-headers"
 multiarch=$("$cc" -print-multiarch)
 ln -s /usr/include/linux /usr/include/asm-generic "$work/kernel-headers/"
 ln -s "/usr/include/$multiarch/asm" "$work/kernel-headers/asm"
-"$musl_cc" -O2 -D_GNU_SOURCE -I "$root/Sources/CAllocBench/include" -isystem "$work/kernel-headers" -c "$root/Sources/CAllocBench/child.c" -o "$work/child-musl.o"
-"$cc" -O2 -D_GNU_SOURCE -I "$root/Sources/CAllocBench/include" -c "$root/Sources/CAllocBench/child.c" -o "$work/child-glibc.o"
-"$cc" -O2 -D_GNU_SOURCE -DAB_MALLOC_REPLACED -I "$root/Sources/CAllocBench/include" -c "$root/Sources/CAllocBench/child.c" \
+"$musl_cc" -O2 -D_GNU_SOURCE -DAB_LEAN_CHILD -DAB_MMAP_MALLOC -I "$root/Sources/CAllocBench/include" -isystem "$work/kernel-headers" \
+  -c "$root/Sources/CAllocBench/child.c" -o "$work/child-modules.o"
+"$musl_cc" -O2 -D_GNU_SOURCE -DAB_LEAN_CHILD -I "$root/Sources/CAllocBench/include" -isystem "$work/kernel-headers" -c "$root/Sources/CAllocBench/child.c" -o "$work/child-musl.o"
+"$cc" -O2 -D_GNU_SOURCE -DAB_LEAN_CHILD -I "$root/Sources/CAllocBench/include" -c "$root/Sources/CAllocBench/child.c" -o "$work/child-glibc.o"
+"$cc" -O2 -D_GNU_SOURCE -DAB_LEAN_CHILD -DAB_MALLOC_REPLACED -I "$root/Sources/CAllocBench/include" -c "$root/Sources/CAllocBench/child.c" \
   -o "$work/child-glibc-replaced.o"
 
 # String comparison in Embedded Swift needs the Unicode tables of the toolchain's embedded stdlib.
@@ -97,23 +99,23 @@ child() {
     echo '}'
   } > "$work/$name.swift"
   "${embedded[@]}" -module-name LeanChildMain -c "$work/$name.swift" -o "$work/$name.o"
-  "$driver" -o "$out/$name.tmp" "$work/$name.o" "${objects[@]}" "$object" "$unicode_tables" "$@"
+  "$driver" -o "$out/$name.tmp" -Wl,--gc-sections "$work/$name.o" "${objects[@]}" "$object" "$unicode_tables" "$@"
   mv -f "$out/$name.tmp" "$out/$name"
 }
 
 offer() { echo "            && offer(RegisteredAllocator($1))"; }
-# The module allocators proper: SystemMalloc is the C library's malloc, offered under its name.
-module_allocators=() module_offers=""
+# One child per module allocator (SystemMalloc, the C library's malloc, is offered under the C
+# library's name below): its one writable data page holds only its own state, the C library's and
+# the replay's, and the rest of that page is the bss tail.
 for folder in "${modules[@]}"; do
   [ "$folder" = SystemMalloc ] && continue
-  module_allocators+=("$folder")
-  module_offers+="$(offer "${folder}.self")"$'\n'
+  lower=$(tr '[:upper:]' '[:lower:]' <<<"$folder")
+  child "allocbench-lean-$lower" "$musl_cc" "$work/child-modules.o" "$(offer "${folder}.self")" "$folder" -- -static
 done
 c_malloc='SystemMalloc.self, name: "%s", summary: "%s"'
-
-child allocbench-lean "$musl_cc" "$work/child-musl.o" \
-  "$(offer "$(printf "$c_malloc" musl "musl's mallocng (Debian musl-tools), static, through malloc/free/realloc/calloc/posix_memalign.")")
-${module_offers}" SystemMalloc "${module_allocators[@]}" -- -static
+child allocbench-lean-musl "$musl_cc" "$work/child-musl.o" \
+  "$(offer "$(printf "$c_malloc" musl "musl's mallocng (Debian musl-tools), static, through malloc/free/realloc/calloc/posix_memalign.")")" \
+  SystemMalloc -- -static
 child allocbench-lean-glibc "$cc" "$work/child-glibc.o" \
   "$(offer "$(printf "$c_malloc" glibc "glibc's ptmalloc2, dynamically linked as most programs run it, through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -Wl,-z,now
@@ -127,5 +129,6 @@ for folder in "${own_process[@]}"; do
   read -r -a static_libs <<<"$(pkg-config --static --libs "$package")"
   child "allocbench-lean-$lower" "$cc" "$work/child-glibc.o" "$(offer "${folder}.self")" "$folder" -- -Wl,-z,now "${dynamic_libs[@]}"
   child "allocbench-lean-$lower-static" "$cc" "$work/child-glibc-replaced.o" \
-    "$(offer "${folder}.self, name: \"$lower-static\"")" "$folder" -- -static "${static_libs[@]}" -lstdc++ -lm -lpthread
+    "$(offer "${folder}.self, name: \"$lower-static\", summary: \"$folder from its static library ($package, pkg-config --static) in a static executable, through malloc/free/realloc/calloc/posix_memalign.\"")" \
+    "$folder" -- -static "${static_libs[@]}" -lstdc++ -lm -lpthread
 done

@@ -54,7 +54,7 @@ final class ScaffoldTests: XCTestCase {
         // Measured in the lean child: the same source, compiled as Embedded Swift and linked with musl.
         let lean = try runCommand(TestPaths.packageRoot + "/Sources/LeanChild/build.sh", [copy + "/.build/debug"])
         XCTAssertEqual(lean.status, 0, lean.stderr)
-        let entry = CatalogEntry(name: "bump", kind: .module, summary: "", note: "", executable: copy + "/.build/debug/allocbench-lean",
+        let entry = CatalogEntry(name: "bump", kind: .module, summary: "", note: "", executable: copy + "/.build/debug/allocbench-lean-bump",
                                  childAllocator: "bump", environment: [], unavailableReason: nil)
         let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: TestPaths.bundledTraces + "/djb.txt", allocators: [entry])
