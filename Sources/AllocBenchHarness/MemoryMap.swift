@@ -9,6 +9,8 @@ public struct Mapping: Sendable, Equatable {
     public var path: String
     public var sizeKilobytes: Int
     public var anonymousKilobytes: Int
+    /// Rss: resident pages of the mapping, file-backed and anonymous (copied on write) alike.
+    public var residentKilobytes: Int = 0
 }
 
 enum MemoryMap {
@@ -27,6 +29,8 @@ enum MemoryMap {
                                         path: path, sizeKilobytes: 0, anonymousKilobytes: 0))
             } else if !mappings.isEmpty, line.hasPrefix("Size:") {
                 mappings[mappings.count - 1].sizeKilobytes = kilobytes(line)
+            } else if !mappings.isEmpty, line.hasPrefix("Rss:") {
+                mappings[mappings.count - 1].residentKilobytes = kilobytes(line)
             } else if !mappings.isEmpty, line.hasPrefix("Anonymous:") {
                 mappings[mappings.count - 1].anonymousKilobytes = kilobytes(line)
             }

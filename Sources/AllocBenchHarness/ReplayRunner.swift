@@ -2,6 +2,7 @@ import AllocBenchCore
 import AllocBenchModel
 import CAllocBench
 import Glibc
+import Synchronization
 
 extension MemorySyscall {
     /// The syscall of a seccomp stop, from the filter's AB_STOP_* kind.
@@ -100,6 +101,47 @@ public struct ChildOutcome: Sendable {
     public var succeeded: Bool { termination == .exited(0) && state == .done }
 }
 
+/// A replay child's executable, copied once per invocation into a sealed memfd named after it, and
+/// run from there (`ab_spawn_options.exec_descriptor`). What a child can learn of its own path is
+/// then the same on every machine: its AT_EXECFN is "/dev/fd/N" and /proc/self/exe
+/// "/memfd:NAME (deleted)". A static glibc copies its executable's directory into the heap at
+/// start-up (`_dl_get_origin`), so with the real path a clone of the package eleven characters
+/// deeper moved the jemalloc-static row by 11 pages.
+final class ChildImage: Sendable {
+    let name: String
+    let file: FileDescriptor
+
+    private init(name: String, file: FileDescriptor) {
+        self.name = name
+        self.file = file
+    }
+
+    private static let loadedImages = Mutex<[String: ChildImage]>([:])
+
+    /// The image of `executable`, loaded on first use.
+    static func loaded(_ executable: String) throws(SystemError) -> ChildImage {
+        if let image = loadedImages.withLock({ $0[executable] }) { return image }
+        let name = String(executable.split(separator: "/").last ?? Substring(executable))
+        let source = try FileDescriptor.open(executable, O_RDONLY)
+        let file = try FileDescriptor.memory(named: name)
+        let size = try source.size()
+        var copied = 0
+        while copied < size {
+            let count = try SystemCall.check("copy_file_range \(executable)") {
+                sendfile(file.rawValue, source.rawValue, nil, size - copied)
+            }
+            if count == 0 { throw SystemError("copy_file_range \(executable): the file shrank", errno: EIO) }
+            copied += count
+        }
+        let image = ChildImage(name: name, file: file)
+        return loadedImages.withLock { images in
+            if let earlier = images[executable] { return earlier }
+            images[executable] = image
+            return image
+        }
+    }
+}
+
 /// Spawns replay children and, for measurement runs, traces their mm syscalls.
 public struct ReplayRunner: Sendable {
     public struct Request: Sendable {
@@ -147,11 +189,18 @@ public struct ReplayRunner: Sendable {
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
-        let environment = Self.paddingArgumentArea(of: arguments, Self.childEnvironment(adding: request.environment))
-        let child = try Subprocess(arguments, options: Subprocess.Options(
+        // Run from a copy in memory: the child's path is then "/dev/fd/N" and /proc/self/exe a
+        // memfd named after it, wherever the package was cloned (ChildImage).
+        let image = try ChildImage.loaded(request.executable)
+        arguments[0] = image.name
+        let environment = Self.paddingArgumentArea(of: ["/dev/fd/\(3 + keep.count)"] + arguments.dropFirst(),
+                                                   Self.childEnvironment(adding: request.environment))
+        var options = Subprocess.Options(
             environment: environment, descriptors: keep,
             standardOutput: .standardError, standardError: .inherited,
-            addressRandomization: request.addressRandomization, tracedFromExec: request.traced))
+            addressRandomization: request.addressRandomization, tracedFromExec: request.traced)
+        options.executable = image.file
+        let child = try Subprocess(arguments, options: options)
 
         var counters: TracedCounters?
         let termination: Subprocess.Termination
@@ -159,7 +208,7 @@ public struct ReplayRunner: Sendable {
         // then cannot turn that write into SIGPIPE.
         if request.traced {
             (termination, counters) = try withExtendedLifetime(goRead) { () throws(SystemError) in
-                try trace(child, go: goWrite, control: control, breakdown: request.collectBreakdown)
+                try trace(child, go: goWrite, control: control, breakdown: request.collectBreakdown, image: image.name)
             }
         } else {
             termination = try child.wait(timeout: Self.backstop(request.deadlineMilliseconds)).termination
@@ -196,11 +245,11 @@ public struct ReplayRunner: Sendable {
 
     // MARK: - Tracing
 
-    private func trace(_ child: Subprocess, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
-        throws(SystemError) -> (Subprocess.Termination, TracedCounters)
+    private func trace(_ child: Subprocess, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool,
+                       image: String) throws(SystemError) -> (Subprocess.Termination, TracedCounters)
     {
         do {
-            return try traceSeized(pid: child.pid, go: go, control: control, breakdown: breakdown)
+            return try traceSeized(pid: child.pid, go: go, control: control, breakdown: breakdown, image: image)
         } catch {
             // Whatever went wrong, no child outlives this replay.
             child.kill()
@@ -209,8 +258,8 @@ public struct ReplayRunner: Sendable {
         }
     }
 
-    private func traceSeized(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool)
-        throws(SystemError) -> (Subprocess.Termination, TracedCounters)
+    private func traceSeized(pid: pid_t, go: FileDescriptor, control: UnsafeMutablePointer<ab_control>, breakdown: Bool,
+                             image: String) throws(SystemError) -> (Subprocess.Termination, TracedCounters)
     {
         // Spawned traced from its exec: the first stop is the exec's SIGTRAP, before the program's
         // first instruction. The tracer's options (seccomp stops, kill on our exit, new threads)
@@ -289,6 +338,14 @@ public struct ReplayRunner: Sendable {
                         counters.sawEnd = true
                         counters.final = sample
                         counters.processFinal = sample
+                        // The child's own executable runs from a memfd (ChildImage), whose pages
+                        // the kernel counts as RssShmem: add its file pages to RssFile, as for
+                        // an executable run from a file. They are never unmapped, so the count
+                        // at the end is also their count at any earlier peak.
+                        let imagePages = try proc.smaps().filter { $0.path.hasPrefix("/memfd:" + image + " ") }
+                            .reduce(0) { $0 + $1.residentKilobytes - $1.anonymousKilobytes }
+                        counters.processFinal.rssFileKilobytes += imagePages
+                        counters.processPeak.rssFileKilobytes += imagePages
                         counters.minorFaults = try proc.minorFaults() - faultsAtBegin
                         try record(sample)
                         if breakdown { counters.mapsAtEnd = try proc.smaps() }

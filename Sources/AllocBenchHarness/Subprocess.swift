@@ -42,6 +42,8 @@ public struct Subprocess {
         /// Traced from its first instruction (`ab_spawn_options.trace_from_exec`): the child stops
         /// with SIGTRAP at its exec, under the mm-syscall filter, and the caller is its tracer.
         public var tracedFromExec: Bool
+        /// The executable to run instead of the file `arguments[0]` names (`ab_spawn_options.exec_descriptor`).
+        var executable: FileDescriptor?
 
         public init(environment: [String], descriptors: [Int32] = [], standardOutput: Stream = .captured,
                     standardError: Stream = .captured, isolated: Bool = true, addressRandomization: Bool = true,
@@ -139,8 +141,11 @@ public struct Subprocess {
                             standard_error: target(options.standardError, pipes[1]),
                             isolate: options.isolated ? 1 : 0, no_aslr: options.addressRandomization ? 0 : 1,
                             search_path: options.searchesPath ? 1 : 0, directory: directory,
-                            trace_from_exec: options.tracedFromExec ? 1 : 0)
-                        return ab_spawn(&pid, arguments[0], &cArguments, &cEnvironment, &spawn)
+                            trace_from_exec: options.tracedFromExec ? 1 : 0,
+                            exec_descriptor: options.executable?.rawValue ?? -1)
+                        return withExtendedLifetime(options.executable) {
+                            ab_spawn(&pid, arguments[0], &cArguments, &cEnvironment, &spawn)
+                        }
                     }
                 }
             }

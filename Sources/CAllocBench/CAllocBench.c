@@ -92,7 +92,7 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
     // gets its op stream as descriptor 1), so each is first copied above all of them and above
     // the target range, and only then onto its target: no dup2 overwrites a source still to be
     // copied. The copies are closed afterwards.
-    int sources[AB_SPAWN_MAX_KEEP + 2];
+    int sources[AB_SPAWN_MAX_KEEP + 3];
     int count = options->keep_count;
     if (count < 0 || count > AB_SPAWN_MAX_KEEP) {
         errno = EINVAL;
@@ -101,19 +101,27 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
     for (int index = 0; index < count; index++) sources[index] = options->keep[index];
     sources[count] = options->standard_output;
     sources[count + 1] = options->standard_error;
-    int staging = 3 + count;
-    for (int index = 0; index < count + 2; index++)
+    sources[count + 2] = options->exec_descriptor;
+    int staging = 3 + count + 1;
+    for (int index = 0; index < count + 3; index++)
         if (sources[index] >= staging) staging = sources[index] + 1;
-    for (int index = 0; index < count + 2; index++)
+    for (int index = 0; index < count + 3; index++)
         if (sources[index] >= 0 && dup2(sources[index], staging + index) < 0) goto failed;
     if (options->standard_output >= 0 && dup2(staging + count, 1) < 0) goto failed;
     if (options->standard_error >= 0 && dup2(staging + count + 1, 2) < 0) goto failed;
     for (int index = 0; index < count; index++)
         if (dup2(staging + index, 3 + index) < 0) goto failed;
-    for (int index = 0; index < count + 2; index++)
+    // The executable's descriptor, right after the kept ones: its number, and so the "/dev/fd/N"
+    // the program sees as its path, is the same for every child with as many kept descriptors.
+    int executable = -1;
+    if (options->exec_descriptor >= 0) {
+        executable = 3 + count;
+        if (dup3(staging + count + 2, executable, O_CLOEXEC) < 0) goto failed;
+    }
+    for (int index = 0; index < count + 3; index++)
         if (sources[index] >= 0) close(staging + index);
     if (options->isolate) {
-        if (close_range(3 + options->keep_count, ~0U, 0) != 0) goto failed;
+        if (close_range(3 + options->keep_count + (executable >= 0 ? 1 : 0), ~0U, 0) != 0) goto failed;
         // The stack limit places every mapping: the kernel puts mmap_base the limit (clamped to
         // at least 128 MiB) below the stack, and an unlimited stack selects the legacy bottom-up
         // layout. Addresses decide page counts (jemalloc seeds its large-block offsets from its
@@ -142,7 +150,8 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
         if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) goto failed;
         if (ab_install_mm_syscall_filter() != 0) goto failed;
     }
-    if (options->search_path) execvpe(path, argv, envp);
+    if (executable >= 0) syscall(SYS_execveat, executable, "", argv, envp, AT_EMPTY_PATH);
+    else if (options->search_path) execvpe(path, argv, envp);
     else execve(path, argv, envp);
 failed:
     *error = errno;

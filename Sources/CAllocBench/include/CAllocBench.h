@@ -204,6 +204,11 @@ typedef struct ab_spawn_options {
     /// SIGTRAP before it runs anything and every mm syscall from then on stops it too. The
     /// caller waits for that stop and sets the tracer's options (ab_ptrace_set_options).
     int trace_from_exec;
+    /// -1, or a descriptor of the executable to run instead of `path` (execveat with
+    /// AT_EMPTY_PATH): it is placed at 3 + keep_count, close-on-exec, so the program sees
+    /// "/dev/fd/N" as its path (AT_EXECFN) and, for a memfd, "/memfd:NAME" as /proc/self/exe —
+    /// the same wherever the package was cloned (a static glibc copies its directory into the heap).
+    int exec_descriptor;
 } ab_spawn_options;
 
 /// Starts `path` with argv and envp, placed and connected as `options` say, as a child that dies
