@@ -59,6 +59,15 @@ public enum HTMLReport {
             (Format.pages(trace.idealPages), "ideal: live bytes at the peak ÷ page size"),
             (Format.count(trace.threads), trace.threads == 1 ? "thread" : "threads"),
         ]))
+        if run.results.contains(where: { $0.processEndSample != nil }) {
+            section.append(Element("h3", text: "The whole process"))
+            section.append(Element("p", text:
+                "Each replay child from its exec to the end of the replay, in kB (end/peak): its stack, its data page, the C "
+                + "library's start-up and the allocator, as a program of this trace would pay them. The last column is how many "
+                + "of its anonymous pages the allocator added (touched final/peak)."))
+            section.append(resultsTable(run, pageSize: pageSize, palette: palette, columns: ReportFormatter.wholeProcessColumns))
+            section.append(Element("h3", text: "The allocator"))
+        }
         section.append(resultsTable(run, pageSize: pageSize, palette: palette))
 
         section.append(Element("h3", text: "Pages over time"))
@@ -121,16 +130,17 @@ public enum HTMLReport {
 
     // MARK: - The table
 
-    /// The terminal table's columns and cells.
-    static func resultsTable(_ run: TraceRun, pageSize: Int, palette: Palette) -> Element {
-        let columns = ReportFormatter.columns
+    /// The terminal table's columns and cells: the allocator's table, or with `columns` the whole
+    /// process's (ReportFormatter.wholeProcessColumns).
+    static func resultsTable(_ run: TraceRun, pageSize: Int, palette: Palette,
+                             columns: [ReportFormatter.Column] = ReportFormatter.columns) -> Element {
         var table = Element("table", ["class": "results"])
         table.append(Element("thead", [:], [.element(row(columns.map { column in
             Element("th", column.isText ? ["class": "text"] : [:], text: column.title)
         }))]))
         var body = Element("tbody")
         for result in run.results {
-            let cells = ReportFormatter.cells(result, in: Metric.Context(run: run, pageSize: pageSize))
+            let cells = ReportFormatter.cells(result, in: Metric.Context(run: run, pageSize: pageSize), columns: columns)
             var name = Element("td", ["class": "text name"], [.element(swatch(palette.style(allocator: result.allocator).color))])
             name.append(text: result.allocator)
             if result.isOK {

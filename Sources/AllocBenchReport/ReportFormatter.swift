@@ -43,7 +43,7 @@ public struct ReportFormatter: Sendable {
     /// The whole-process table: the allocator, every whole-process metric, then how many of the
     /// process's anonymous pages are the allocator's (touched final/peak).
     public static let wholeProcessColumns: [Column] = columns(of: .wholeProcess) + [
-        Column(title: "allocator's pages", metrics: [Metric.touchedFinal, Metric.touchedPeak], isText: false, joinsFinalAndPeak: true),
+        Column(title: "allocator pages", metrics: [Metric.touchedFinal, Metric.touchedPeak], isText: false, joinsFinalAndPeak: true),
     ]
 
     /// The allocator, then every metric of `Metric.all` in `section`, grouped by column.
@@ -147,7 +147,7 @@ public struct ReportFormatter: Sendable {
             for line in Self.header(report, run) { output += line + "\n" }
             let context = Metric.Context(run: run, pageSize: report.environment.pageSize)
             if run.results.contains(where: { $0.processEndSample != nil }) {
-                output += "\nwhole process, from its exec to the end of the replay (kB, end/peak; the allocator's pages are its touched final/peak):\n"
+                output += "\nwhole process, from its exec to the end of the replay (kB, end/peak; allocator pages: its touched final/peak):\n"
                 output += tableLines(run, columns: Self.wholeProcessColumns, context: context)
             }
             output += "\nthe allocator, from the baseline to the end: pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize\n"

@@ -17,9 +17,10 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.stderr, "", "no progress noise when stderr is not a terminal")
     }
 
-    /// The seed's question, answered: in the replay child (a fresh process, where each claims the
-    /// tail first), the bss arena fits the five blocks into the free tail of the child's bss page,
-    /// and so does the slab, with its heap header: neither touches nor maps a page.
+    /// The seed's question, answered: in its lean child (static, musl, one allocator), the bss arena
+    /// fits the five blocks into the free tail of the one data page the process has anyway, and the
+    /// whole process holds two pages: its stack page and that data page. The slab's 912-byte heap
+    /// header leaves room there for four of its five tail slabs: its fifth class takes a page.
     func testTheSeedFitsTheBssTail() throws {
         let result = try runCommand(TestPaths.cli, ["--trace", TestPaths.bundledTraces + "/djb.txt", "--allocators", "bss-arena,slab",
                                                     "--repeat", "0", "--format", "json"])
@@ -28,18 +29,18 @@ final class CLITests: XCTestCase {
         let arena = try XCTUnwrap(rows.first { $0.allocator == "bss-arena" })
         XCTAssertEqual(arena.touchedPages, FinalAndPeak(final: 0, peak: 0))
         XCTAssertEqual(arena.mappedPages, FinalAndPeak(final: 0, peak: 0))
-        XCTAssertEqual(arena.selfReported["bss_tail_bytes"], 4032, "the child's record ends the bss 64 bytes into its page")
+        XCTAssertEqual(arena.processEndSample?.rssAnonKilobytes, 8, "the stack page and the data page")
+        XCTAssertEqual(arena.processPeakSample?.rssAnonKilobytes, 8)
+        let tail = try XCTUnwrap(arena.selfReported["bss_tail_bytes"])
+        XCTAssertTrue((1136..<4096).contains(tail), "the tail is the rest of the data page: \(tail)")
         XCTAssertEqual(arena.selfReported["bss_tail_in_use_bytes"], 1136, "five blocks of 360, 80, 180, 16, 440 bytes with headers")
+        XCTAssertEqual(arena.mmSyscalls?.values.reduce(0, +), 0, "no mm syscall from the begin marker to the end")
         let slab = try XCTUnwrap(rows.first { $0.allocator == "slab" })
-        XCTAssertEqual(slab.touchedPages, FinalAndPeak(final: 0, peak: 0))
-        XCTAssertEqual(slab.mappedPages, FinalAndPeak(final: 0, peak: 0))
-        XCTAssertEqual(slab.selfReported["bss_tail_bytes"], 4032)
-        XCTAssertEqual(slab.selfReported["tail_slabs_count"], 5, "one tail slab for each of the five classes")
-        XCTAssertEqual(slab.selfReported["sections_count"], 0)
+        XCTAssertEqual(slab.selfReported["tail_slabs_count"], 4, "four classes in the tail")
+        XCTAssertEqual(slab.touchedPages, FinalAndPeak(final: 1, peak: 1), "the fifth class in a section")
+        XCTAssertEqual(slab.processEndSample?.rssAnonKilobytes, 12)
         let list = try runCommand(TestPaths.cli, ["list"])
-        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes (4016 for blocks)"), list.stdout)
-        XCTAssertTrue(list.stdout.contains("bss tail: 4032 bytes (\(HeapLayout.totalBytes) for the heap header, "
-                                           + "\(4032 - HeapLayout.totalBytes) for tail slabs)"), list.stdout)
+        XCTAssertTrue(list.stdout.contains("bss tail: \(tail) bytes (\(tail - 16) for blocks)"), list.stdout)
     }
 
     func testJSONIsVersionedAndDecodes() throws {

@@ -171,7 +171,8 @@ final class GateCLITests: XCTestCase {
 
     func testABaselineDirectorysToleranceFileApplies() throws {
         try recordBaseline(touch: "none")
-        try "# pages may move freely here\ntouched_final=off\ntouched_peak=off\nminor_faults=inf\npage_tables_kb_final=inf\npage_tables_kb_peak=inf\n"
+        try ("# pages may move freely here\ntouched_final=off\ntouched_peak=off\nminor_faults=inf\npage_tables_kb_final=inf\npage_tables_kb_peak=inf\n"
+             + "process_rss_anon_kb_end=off\nprocess_rss_anon_kb_peak=off\nprocess_vm_pte_kb_end=off\nprocess_vm_pte_kb_peak=off\n")
             .write(toFile: path("baselines/tolerances.txt"), atomically: true, encoding: .utf8)
         let result = try check(touch: "pages")
         XCTAssertEqual(result.status, 0, result.standardOutput + result.standardError)

@@ -41,7 +41,12 @@ enum GateFixtures {
                 pageTablesKilobytes: FinalAndPeak(final: pageTablesKilobytes.final, peak: pageTablesKilobytes.peak),
                 mmSyscalls: syscalls, nsPerOp: timedRuns.map(TimePerOp.init(runs:)) ?? nanosecondsPerOp.map { TimePerOp(runs: [$0]) },
                 baseline: MemorySample(), endSample: MemorySample(rssAnonKilobytes: touched.final * 4),
-                touchedPeakSample: MemorySample(rssAnonKilobytes: touched.peak * 4), mallocProvider: "libc.so.6")
+                touchedPeakSample: MemorySample(rssAnonKilobytes: touched.peak * 4),
+                processEndSample: MemorySample(rssAnonKilobytes: 8, vmSizeKilobytes: 200, pageTablesKilobytes: 28,
+                                               rssFileKilobytes: 100, stackKilobytes: 132),
+                processPeakSample: MemorySample(rssAnonKilobytes: 8, vmSizeKilobytes: 200, pageTablesKilobytes: 28,
+                                                rssFileKilobytes: 100, stackKilobytes: 132),
+                mallocProvider: "libc.so.6")
         }
     }
 

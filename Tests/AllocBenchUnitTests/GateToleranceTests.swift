@@ -27,7 +27,7 @@ final class GateToleranceTests: XCTestCase {
     func testRejectsMalformedTolerancesWithAMessageNamingThem() {
         let cases: [(String, String)] = [
             ("touched_peak", "tolerance 'touched_peak': expected [ALLOCATOR:]METRIC=TOLERANCE"),
-            ("touched_pages=1", "unknown metric 'touched_pages' (metrics: touched_final, touched_peak, "),
+            ("touched_pages=1", "unknown metric 'touched_pages' (metrics: process_rss_anon_kb_end, process_rss_anon_kb_peak, "),
             ("ns_per_op_absolute=+25%", "unknown metric 'ns_per_op_absolute'"),
             ("touched_peak=", "no tolerance after '='"),
             ("touched_peak=lots", "'lots' is not a tolerance"),

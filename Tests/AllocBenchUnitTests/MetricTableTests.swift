@@ -18,6 +18,10 @@ final class MetricTableTests: XCTestCase {
         // Counters in kB: lazy free 1131 pages at the end, 1132 at the touched peak; RssAnon 3000 and 3100 pages up.
         endSample: MemorySample(rssAnonKilobytes: 13000, vmSizeKilobytes: 9000, pageTablesKilobytes: 40, lazyFreeKilobytes: 4524),
         touchedPeakSample: MemorySample(rssAnonKilobytes: 13400, vmSizeKilobytes: 9000, pageTablesKilobytes: 40, lazyFreeKilobytes: 4528),
+        processEndSample: MemorySample(rssAnonKilobytes: 2201, vmSizeKilobytes: 2203, pageTablesKilobytes: 2205,
+                                       rssFileKilobytes: 2207, stackKilobytes: 2209),
+        processPeakSample: MemorySample(rssAnonKilobytes: 2202, vmSizeKilobytes: 2204, pageTablesKilobytes: 2206,
+                                        rssFileKilobytes: 2208, stackKilobytes: 2210),
         mallocProvider: "slab")
     static let glibc = AllocatorResult(
         allocator: "glibc", status: .ok, touchedPages: FinalAndPeak(final: 1, peak: 1), mappedPages: FinalAndPeak(final: 1, peak: 1),
@@ -53,13 +57,15 @@ final class MetricTableTests: XCTestCase {
             "html": HTMLReport.render(Self.report),
         ]
         for (name, output) in outputs {
-            // The row of slab: a line of text, or the HTML table row, however it is wrapped.
+            // The rows of slab, one per table: lines of text, or HTML table rows, however wrapped.
             let rows = name == "html" ? output.components(separatedBy: "<tr") : output.components(separatedBy: "\n")
-            let line = try XCTUnwrap(rows.first { $0.contains("slab") && $0.contains("1101") }, "\(name): no row for slab")
+            let allocatorLine = try XCTUnwrap(rows.first { $0.contains("slab") && $0.contains("1103") }, "\(name): no row for slab")
+            let processLine = try XCTUnwrap(rows.first { $0.contains("slab") && $0.contains("2201") }, "\(name): no whole-process row for slab")
             for (metric, text) in try expectedTexts() {
+                let line = metric.section == .wholeProcess ? processLine : allocatorLine
                 XCTAssertTrue(line.contains(text), "\(name) does not show \(metric.key) (\(text)) in \(line)")
             }
-            for column in ReportFormatter.columns {
+            for column in ReportFormatter.columns + ReportFormatter.wholeProcessColumns {
                 XCTAssertTrue(output.contains(column.title), "\(name) has no column \(column.title)")
             }
         }
