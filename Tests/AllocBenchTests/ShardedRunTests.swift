@@ -1,3 +1,4 @@
+import AllocBenchHarness
 import AllocBenchModel
 import Foundation
 import XCTest
@@ -24,8 +25,16 @@ final class ShardedRunTests: XCTestCase {
         try runCommand(TestPaths.cli, arguments, environment: ["NO_COLOR": "1"])
     }
 
+    /// Every allocator whose page counts repeat exactly (scudo randomizes its layout: two runs of
+    /// it differ, sharded or not).
+    static let allocators: [String] = {
+        let catalog = try? AllocatorCatalog.discover(in: TestPaths.products)
+        return (catalog?.entries ?? []).filter { $0.isAvailable && $0.randomization == nil }.map(\.name)
+    }()
+
     func run(_ output: String, _ extra: [String] = []) throws -> RunReport {
-        let result = try allocbench(["--trace"] + Self.traces + ["--repeat", "1", "--format", "json", "--output", path(output)] + extra)
+        let result = try allocbench(["--trace"] + Self.traces + ["--repeat", "1", "--format", "json", "--output", path(output),
+                                                                 "--allocators", Self.allocators.joined(separator: ",")] + extra)
         XCTAssertEqual(result.status, 0, result.stderr)
         return try RunReport.decode(Data(contentsOf: URL(fileURLWithPath: path(output))))
     }
@@ -81,7 +90,7 @@ final class ShardedRunTests: XCTestCase {
 
     func testCheckGatesAResultsFileAgainstBaselinesItRecordedAndAShardItsOwnPairs() throws {
         let update = try allocbench(["baseline", "update", "--trace"] + Self.traces
-            + ["--repeat", "0", "--output", path("baselines")])
+            + ["--repeat", "0", "--output", path("baselines"), "--allocators", Self.allocators.joined(separator: ",")])
         XCTAssertEqual(update.status, 0, update.stderr)
         _ = try run("shard-2.json", ["--repeat", "0", "--shard", "2/3"])
         let check = try allocbench(["check", "--baseline", path("baselines"), "--results", path("shard-2.json")])

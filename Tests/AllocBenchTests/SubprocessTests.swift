@@ -72,15 +72,16 @@ final class SubprocessTests: XCTestCase {
                 [TestPaths.cli, "--trace", TestPaths.bundledTraces + "/djb.txt", "--preload", "hang=" + library,
                  "--allocators", "hang", "--repeat", "0"],
                 options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { $0.key + "=" + $0.value }))
-            let helper = try XCTUnwrap(Self.child(of: allocbench.pid, running: "malloc-provider", within: 30),
-                                       "allocbench never started its malloc-provider check")
+            // The lean child first calls malloc in its replay: that is where it hangs.
+            let helper = try XCTUnwrap(Self.child(of: allocbench.pid, running: "run", within: 30),
+                                       "allocbench never started its replay")
             defer { if Self.isRunning(helper) { kill(helper, SIGKILL) } }
             XCTAssertTrue(Self.isRunning(helper))
             kill(allocbench.pid, signal)
             XCTAssertEqual(try allocbench.wait(timeout: .seconds(10)).termination, .signaled(signal))
             let deadline = Date().addingTimeInterval(5)
             while Self.isRunning(helper) && Date() < deadline { usleep(20_000) }
-            XCTAssertFalse(Self.isRunning(helper), "the malloc-provider child \(helper) outlived allocbench (signal \(signal))")
+            XCTAssertFalse(Self.isRunning(helper), "the hanging replay child \(helper) outlived allocbench (signal \(signal))")
             let left = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("allocbench-\(allocbench.pid)-") }
             XCTAssertEqual(left, [], "signal \(signal)")
         }
