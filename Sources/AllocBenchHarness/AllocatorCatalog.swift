@@ -31,6 +31,8 @@ public struct CatalogEntry: Sendable, Equatable {
     /// Why a selected allocator cannot be measured: its child hung, crashed or failed before it
     /// could say where malloc resolves. Its row reads `failed: <this>`; the others still run.
     public var failure: String?
+    /// The file `malloc` resolves into in its child (`describe`), or the preloaded library.
+    public var mallocProvider = ""
     /// Why its page counts differ from run to run, for an allocator that randomizes its layout;
     /// nil for every allocator whose counts repeat exactly (DeterminismTests).
     public var randomization: String?
@@ -57,6 +59,7 @@ public struct CatalogEntry: Sendable, Equatable {
                                  executable: glibcChild, childAllocator: "glibc",
                                  environment: ["LD_PRELOAD=" + library], unavailableReason: unavailableReason)
         entry.expectedMallocProvider = library
+        entry.mallocProvider = library
         return entry
     }
 
@@ -230,7 +233,7 @@ public struct AllocatorCatalog: Sendable {
             for line in described.output.split(separator: "\n") {
                 let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
                 guard fields.count >= 3 else { continue }
-                entries.append(CatalogEntry(
+                var entry = CatalogEntry(
                     name: fields[0],
                     kind: fields[1] == "process-malloc" ? .processMalloc : .module,
                     summary: fields[2],
@@ -238,7 +241,9 @@ public struct AllocatorCatalog: Sendable {
                     executable: executable,
                     childAllocator: fields[0],
                     environment: [],
-                    unavailableReason: nil))
+                    unavailableReason: nil)
+                entry.mallocProvider = fields.count > 4 ? fields[4] : ""
+                entries.append(entry)
             }
         }
         return AllocatorCatalog(entries: entries)

@@ -45,10 +45,14 @@ public enum ReplayChild {
         let arguments = ChildArguments(count: Int(argc), vector: argv)
         guard arguments.count >= 2 else { usage() }
         if arguments.count == 2 && arguments.matches(1, "describe") {
-            registry { entry in
-                writeLine(entry.name, "\t", entry.isProcessMalloc ? "process-malloc" : "module", "\t", entry.summary, "\t",
-                          entry.buildNote() ?? "")
-                return true
+            // Fields: name, kind, summary, build note, and the file this child's malloc is in.
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: 4096) { provider in
+                ab_malloc_provider(provider.baseAddress!, provider.count)
+                registry { entry in
+                    writeLine(entry.name, "\t", entry.isProcessMalloc ? "process-malloc" : "module", "\t", entry.summary, "\t",
+                              entry.buildNote() ?? "", "\t", String(cString: provider.baseAddress!))
+                    return true
+                }
             }
             exit(ExitCode.ok.rawValue)
         } else if arguments.count == 2 && arguments.matches(1, "malloc-provider") {

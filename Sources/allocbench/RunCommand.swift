@@ -127,7 +127,14 @@ struct List: ParsableCommand {
             var line = entry.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
                 + "  \(entry.kind.rawValue), \(availability)\n"
                 + String(repeating: " ", count: nameWidth + 2) + entry.summary
-            if !entry.note.isEmpty { line += "\n" + String(repeating: " ", count: nameWidth + 2) + entry.note }
+            let indent = "\n" + String(repeating: " ", count: nameWidth + 2)
+            if !entry.note.isEmpty { line += indent + entry.note }
+            let child = (entry.executable as NSString).lastPathComponent
+            switch entry.kind {
+            case .module: line += indent + "runs in \(child) (its own malloc is never called)"
+            case .processMalloc: line += indent + "runs in \(child); malloc from \(entry.mallocProvider)"
+            case .preload: line += indent + "runs in \(child) with LD_PRELOAD; malloc from \(entry.mallocProvider)"
+            }
             print(line)
         }
     }

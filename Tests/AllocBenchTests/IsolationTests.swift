@@ -17,6 +17,32 @@ final class IsolationTests: XCTestCase {
         }
     }
 
+    /// The lean children call no malloc of their own before the baseline: the C library's malloc
+    /// first runs inside the replay. For glibc and musl the seed's first malloc therefore creates
+    /// the heap (a brk to find the break, one to grow it) — had anything used malloc before the
+    /// begin marker, the 1076 bytes would fit in a heap that already existed, with no brk. A
+    /// static glibc is the documented exception: its start-up mallocs its directory and library
+    /// paths (`_dl_non_dynamic_init`), so its heap exists before `main`. Every row names the file
+    /// its malloc came from.
+    func testTheLeanChildsMallocIsFirstCalledByTheReplay() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 60, lenient: false))
+        let run = try benchmark.run(tracePath: TestPaths.bundledTraces + "/djb.txt",
+                                    allocators: try catalog.select(["glibc", "musl", "glibc-static", "jemalloc-static"]))
+        let rows = Dictionary(uniqueKeysWithValues: run.results.map { ($0.allocator, $0) })
+        for name in ["glibc", "musl"] {
+            let row = try XCTUnwrap(rows[name])
+            XCTAssertEqual(row.status, .ok, "\(name): \(row.detail ?? "")")
+            XCTAssertEqual(row.mmSyscalls?["brk"], 2, "\(name): the replay's first malloc creates the heap")
+            XCTAssertGreaterThan(row.touchedPages?.peak ?? 0, 0, name)
+        }
+        XCTAssertEqual(rows["glibc-static"]?.mmSyscalls?["brk"], 0, "a static glibc's heap exists before main")
+        XCTAssertTrue(rows["glibc"]?.mallocProvider.hasSuffix("/libc.so.6") == true, rows["glibc"]?.mallocProvider ?? "")
+        for name in ["musl", "glibc-static", "jemalloc-static"] {
+            XCTAssertEqual(rows[name]?.mallocProvider, "/memfd:allocbench-lean-\(name) (deleted) (static)")
+        }
+    }
+
     func testPreloadedLibrariesReallyRunAndBadPathsAreRefused() throws {
         let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
         let path = try writeTrace((1...2000).map { "1: malloc 0x\(String($0 * 16, radix: 16)) \($0 % 300 + 1)" }.joined(separator: "\n"))
