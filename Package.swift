@@ -143,7 +143,7 @@ var targets: [Target] = [
     ),
     .executableTarget(
         name: "allocbench-testing-child",
-        dependencies: ["AllocBenchReplay", "AllocBenchCore"],
+        dependencies: ["AllocBenchReplay", "AllocBenchCore", "CAllocBench"],
         path: "Tests/TestingChild",
         swiftSettings: replayChildSwift
     ),

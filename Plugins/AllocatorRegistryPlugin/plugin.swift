@@ -27,7 +27,8 @@ struct AllocatorRegistryPlugin: BuildToolPlugin {
         lines.append("    _ = true")
         lines += allocatorTargets.map { module in
             let typeName = String(module.name.dropLast(suffix.count))
-            return "        && offer(RegisteredAllocator(\(module.name).\(typeName).self))"
+            let type = "\(module.name).\(typeName)"
+            return "        && offer(RegisteredAllocator(\(type).self, executeOp: { executeOnThread(\(type).self, $0, $1) }))"
         }
         lines.append("}")
 

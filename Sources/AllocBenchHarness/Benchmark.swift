@@ -61,7 +61,8 @@ public struct Benchmark: Sendable {
             finalLiveBytes: parsed.finalLiveBytes,
             idealPages: parsed.idealPages(pageSize: Benchmark.pageSize),
             anomaliesSkipped: parsed.anomalies.total,
-            failedAllocationsSkipped: parsed.failedAllocationsSkipped)
+            failedAllocationsSkipped: parsed.failedAllocationsSkipped,
+            threadMode: settings.threads.resolved(threads: parsed.threadIDs.count))
         do {
             return PreparedTrace(summary: summary, parsed: parsed, stream: try OpStreamFile(parsed))
         } catch {
@@ -130,19 +131,20 @@ public struct Benchmark: Sendable {
         AllocatorResult(failed: allocator.name, idealPages: summary.idealPages, detail: "the harness could not run the replay: \(error)")
     }
 
-    func request(_ allocator: CatalogEntry, traced: Bool) -> ReplayRunner.Request {
+    func request(_ allocator: CatalogEntry, traced: Bool, summary: TraceSummary) -> ReplayRunner.Request {
         ReplayRunner.Request(
             executable: allocator.executable, allocator: allocator.childAllocator, touch: settings.touch,
             traced: traced, deadlineMilliseconds: settings.timeoutMilliseconds,
             environment: allocator.environment,
             samples: detail.contains(.timeline) ? timelineSamples : 0,
             collectBreakdown: detail.contains(.breakdown),
-            addressRandomization: settings.addressRandomization)
+            addressRandomization: settings.addressRandomization,
+            perThread: summary.threadMode == .perThread)
     }
 
     /// One untraced replay: its ns/op, or the row of a replay that failed.
     func time(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> Result<Double, TimedRunFailed> {
-        let timed = try ReplayRunner().run(request(allocator, traced: false), stream: stream)
+        let timed = try ReplayRunner().run(request(allocator, traced: false, summary: summary), stream: stream)
         guard timed.succeeded else {
             return .failure(TimedRunFailed(row: AllocatorResult(measured: timed, name: allocator.name, summary: summary,
                                                                  pageSize: Benchmark.pageSize, recording: [])))
@@ -160,7 +162,7 @@ public struct Benchmark: Sendable {
             return AllocatorResult(failed: allocator.name, idealPages: summary.idealPages, detail: failure)
         }
         progress("\(allocator.name): measuring pages")
-        let measured = try ReplayRunner().run(request(allocator, traced: true), stream: stream)
+        let measured = try ReplayRunner().run(request(allocator, traced: true, summary: summary), stream: stream)
         var result = AllocatorResult(measured: measured, name: allocator.name, summary: summary,
                                      pageSize: Benchmark.pageSize, recording: detail)
         if let library = allocator.expectedMallocProvider {

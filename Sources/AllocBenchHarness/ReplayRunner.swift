@@ -158,10 +158,12 @@ public struct ReplayRunner: Sendable {
         public var collectBreakdown: Bool
         /// Leave address-space randomization on in the child (off by default: layouts repeat).
         public var addressRandomization: Bool
+        /// Every op on an OS thread of its recorded thread (`--threads per-thread`).
+        public var perThread: Bool
 
         public init(executable: String, allocator: String, touch: TouchMode, traced: Bool,
                     deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
-                    collectBreakdown: Bool = false, addressRandomization: Bool = false) {
+                    collectBreakdown: Bool = false, addressRandomization: Bool = false, perThread: Bool = false) {
             self.executable = executable
             self.allocator = allocator
             self.touch = touch
@@ -171,6 +173,7 @@ public struct ReplayRunner: Sendable {
             self.samples = samples
             self.collectBreakdown = collectBreakdown
             self.addressRandomization = addressRandomization
+            self.perThread = perThread
         }
     }
 
@@ -188,6 +191,7 @@ public struct ReplayRunner: Sendable {
                          request.traced ? "--traced" : "--timed"]
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
+        if request.perThread { arguments += ["--threads", "per-thread"] }
         let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
         // Run from a copy in memory: the child's path is then "/dev/fd/N" and /proc/self/exe a
         // memfd named after it, wherever the package was cloned (ChildImage).

@@ -64,17 +64,52 @@ public struct RunSettings: Codable, Sendable, Equatable {
     public var lenient: Bool
     /// Whether the replay children kept address-space randomization (off unless --aslr).
     public var addressRandomization: Bool
+    /// Which threads replay a trace (`--threads`; each trace's resolved mode is in its summary).
+    public var threads: ThreadMode
 
-    public init(touch: TouchMode, timedRuns: Int, timeoutSeconds: Double, lenient: Bool, addressRandomization: Bool = false) {
+    public init(touch: TouchMode, timedRuns: Int, timeoutSeconds: Double, lenient: Bool, addressRandomization: Bool = false,
+                threads: ThreadMode = .auto) {
         self.touch = touch
         self.timedRuns = timedRuns
         self.timeoutSeconds = timeoutSeconds
         self.lenient = lenient
         self.addressRandomization = addressRandomization
+        self.threads = threads
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case touch, timedRuns, timeoutSeconds, lenient, addressRandomization, threads
+    }
+
+    /// Reports written before `threads` existed replayed every trace on one thread.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        touch = try container.decode(TouchMode.self, forKey: .touch)
+        timedRuns = try container.decode(Int.self, forKey: .timedRuns)
+        timeoutSeconds = try container.decode(Double.self, forKey: .timeoutSeconds)
+        lenient = try container.decode(Bool.self, forKey: .lenient)
+        addressRandomization = try container.decodeIfPresent(Bool.self, forKey: .addressRandomization) ?? false
+        threads = try container.decodeIfPresent(ThreadMode.self, forKey: .threads) ?? .serial
     }
 
     /// The timeout in whole milliseconds, rounded up: the deadline of every child of the run.
     public var timeoutMilliseconds: UInt64 { UInt64((timeoutSeconds * 1000).rounded(.up)) }
+}
+
+/// Which threads run a trace's ops (docs/metrics.md, "Threads").
+public enum ThreadMode: String, Codable, Sendable, CaseIterable {
+    /// per-thread for a trace with more than one thread, else serial.
+    case auto
+    /// Every op on one thread, in file order.
+    case serial
+    /// Every op on an OS thread of its recorded thread, one op at a time in file order: the
+    /// allocators' per-thread machinery runs, and page counts stay exact and repeat.
+    case perThread = "per-thread"
+
+    /// The mode a trace with `threads` recorded threads is replayed in.
+    public func resolved(threads: Int) -> ThreadMode {
+        self == .auto ? (threads > 1 ? .perThread : .serial) : self
+    }
 }
 
 /// What the parser found in a trace.
@@ -84,6 +119,8 @@ public struct TraceSummary: Codable, Sendable, Equatable {
     public var lines: Int
     public var ops: Int
     public var threads: Int
+    /// How its ops were replayed: serial or per-thread (absent in reports written before).
+    public var threadMode: ThreadMode?
     /// thread_done lines (absent in reports written before it was recorded).
     public var threadsDone: Int?
     public var slots: Int
@@ -95,7 +132,8 @@ public struct TraceSummary: Codable, Sendable, Equatable {
 
     public init(path: String, name: String, lines: Int, ops: Int, threads: Int, threadsDone: Int? = nil, slots: Int,
                 peakLiveBytes: UInt64, finalLiveBytes: UInt64, idealPages: Int, anomaliesSkipped: Int,
-                failedAllocationsSkipped: Int) {
+                failedAllocationsSkipped: Int, threadMode: ThreadMode? = nil) {
+        self.threadMode = threadMode
         self.path = path
         self.name = name
         self.lines = lines

@@ -1,4 +1,5 @@
 import AllocBenchCore
+import CAllocBench
 
 /// An allocator as a replay child knows it: its description, plus its replay and conformance
 /// entry points specialised for its concrete type (the generic code is inlined at the registry,
@@ -9,6 +10,10 @@ public struct RegisteredAllocator: Sendable {
     public let isProcessMalloc: Bool
     @usableFromInline let buildNote: @Sendable () -> String?
     @usableFromInline let replayEntry: @Sendable (ReplaySession) -> Void
+    /// Runs one op of a per-thread replay: `{ executeOnThread(Type.self, $0, $1) }`, written by the
+    /// generated registry for the concrete type (a C function cannot be made in generic code).
+    /// nil: this child replays the allocator on one thread only.
+    public let executeOp: ab_execute_op?
     #if !hasFeature(Embedded)
     @usableFromInline let conformanceEntry: @Sendable () -> [String]
     #endif
@@ -16,7 +21,8 @@ public struct RegisteredAllocator: Sendable {
     /// `name` and `summary` replace the allocator's own where one type is offered under another
     /// row name: the process malloc of a lean child is glibc in one, musl or static glibc in others.
     @inlinable
-    public init<A: Allocator>(_ type: A.Type, name: String? = nil, summary: String? = nil) {
+    public init<A: Allocator>(_ type: A.Type, name: String? = nil, summary: String? = nil, executeOp: ab_execute_op? = nil) {
+        self.executeOp = executeOp
         self.name = name ?? A.name
         self.summary = summary ?? A.summary
         isProcessMalloc = A.isProcessMalloc

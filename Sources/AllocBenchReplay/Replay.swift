@@ -24,15 +24,23 @@ struct ReplaySession {
     @usableFromInline let traced: Bool
     /// Ops between two sample marks (traced runs with --samples), or 0 for none.
     @usableFromInline let sampleInterval: Int
+    /// Per-thread replay (`--threads per-thread`): every op on an OS thread of its recorded thread.
+    /// nil: every op on this thread, in file order (`--threads serial`).
+    @usableFromInline let threadPlan: UnsafeMutablePointer<ab_thread_plan>?
+    /// The allocator's op executor for per-thread replay (`RegisteredAllocator.executeOp`).
+    @usableFromInline let executeOp: ab_execute_op?
 
     init(ops: UnsafeBufferPointer<ab_op>, slots: UnsafeMutablePointer<Slot>,
-         control: UnsafeMutablePointer<ab_control>, touch: TouchMode, traced: Bool, sampleInterval: Int) {
+         control: UnsafeMutablePointer<ab_control>, touch: TouchMode, traced: Bool, sampleInterval: Int,
+         threadPlan: UnsafeMutablePointer<ab_thread_plan>?, executeOp: ab_execute_op? = nil) {
+        self.executeOp = executeOp
         self.ops = ops
         self.slots = slots
         self.control = control
         self.touch = touch
         self.traced = traced
         self.sampleInterval = sampleInterval
+        self.threadPlan = threadPlan
     }
 }
 
@@ -56,7 +64,7 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
     session.control.pointee.state = UInt32(AB_STATE_REPLAYING)
 
     var allocator = A()
-    let failure = replayOps(&allocator, session)
+    let failure = session.threadPlan.map { replayOnThreads(&allocator, session, plan: $0) } ?? replayOps(&allocator, session)
     // Recorded before anything else runs: an allocator that returned nil may keep returning nil,
     // and whatever calls malloc next (the statistics, the runtime on its way out) may crash on it.
     if failure != UInt32(AB_FAILURE_NONE) {
@@ -91,38 +99,99 @@ func replayOps<A: Allocator>(_ allocator: inout A, _ session: ReplaySession) -> 
     let sampleInterval = UInt64(session.traced ? session.sampleInterval : 0)
     var nextSample = sampleInterval > 0 ? sampleInterval : UInt64.max
     for op in session.ops {
-        let alignment = 1 &<< Int(op.align_log2)
-        let slot = slots + Int(op.slot)
-        let byteCount = Int(truncatingIfNeeded: op.size)
-        switch Int(op.kind) {
-        case AB_OP_FREE:
-            allocator.deallocate(slot.pointee.block.unsafelyUnwrapped, byteCount: slot.pointee.byteCount, alignment: alignment)
-            slot.pointee.block = nil
-        case AB_OP_MALLOC, AB_OP_MEMALIGN, AB_OP_CALLOC, AB_OP_REALLOC:
-            let result: UnsafeMutableRawPointer?
-            switch Int(op.kind) {
-            case AB_OP_CALLOC:
-                result = allocator.allocateZeroed(byteCount: byteCount, alignment: alignment)
-            case AB_OP_REALLOC:
-                result = allocator.reallocate(slot.pointee.block.unsafelyUnwrapped, from: slot.pointee.byteCount,
-                                              to: byteCount, alignment: alignment)
-            default:
-                result = allocator.allocate(byteCount: byteCount, alignment: alignment)
-            }
-            guard let block = result else { return UInt32(AB_FAILURE_OUT_OF_MEMORY) }
-            let required = guaranteedAlignment(requested: alignment, byteCount: byteCount)
-            guard UInt(bitPattern: block) & UInt(required &- 1) == 0 else { return UInt32(AB_FAILURE_MISALIGNED) }
-            slot.pointee = Slot(block: block, byteCount: byteCount)
-            touchBlock(block, byteCount: byteCount, mode: touch)
-        default:
-            break
-        }
+        let failure = execute(op, &allocator, slots, touch)
+        guard failure == UInt32(AB_FAILURE_NONE) else { return failure }
         completed &+= 1
         progress.pointee = completed
         if completed == nextSample {
             ab_mark(Int32(AB_MARK_SAMPLE))
             nextSample &+= sampleInterval
         }
+    }
+    return UInt32(AB_FAILURE_NONE)
+}
+
+/// The same ops, each on an OS thread of its recorded thread, one at a time in file order
+/// (`ab_replay_on_threads`: the futex hand-over orders every op after the one before it, so an
+/// allocator that is not thread-safe sees one op at a time too). The C scheduler calls
+/// `executeOnThread` for each op through the registry's C function for `A` (a closure here
+/// would be a heap object, allocated through the process malloc during the replay).
+@inlinable
+func replayOnThreads<A: Allocator>(_ allocator: inout A, _ session: ReplaySession, plan: UnsafeMutablePointer<ab_thread_plan>) -> UInt32 {
+    guard let executeOp = session.executeOp else { return UInt32(AB_FAILURE_SETUP) }
+    return withUnsafeMutablePointer(to: &allocator) { allocator in
+        var context = ThreadedReplayContext(
+            allocator: allocator, ops: session.ops, slots: session.slots, touch: session.touch,
+            progress: ab_control_progress(session.control)!, sampleInterval: UInt64(session.traced ? session.sampleInterval : 0))
+        var completed: UInt64 = 0
+        return ab_replay_on_threads(plan, executeOp, &context, &completed)
+    }
+}
+
+/// What `executeOnThread` needs, on the stack of the thread that starts the replay.
+@usableFromInline
+struct ThreadedReplayContext<A: Allocator> {
+    @usableFromInline let allocator: UnsafeMutablePointer<A>
+    @usableFromInline let ops: UnsafeBufferPointer<ab_op>
+    @usableFromInline let slots: UnsafeMutablePointer<Slot>
+    @usableFromInline let touch: TouchMode
+    @usableFromInline let progress: UnsafeMutablePointer<UInt64>
+    @usableFromInline let sampleInterval: UInt64
+
+    @usableFromInline
+    init(allocator: UnsafeMutablePointer<A>, ops: UnsafeBufferPointer<ab_op>, slots: UnsafeMutablePointer<Slot>, touch: TouchMode,
+         progress: UnsafeMutablePointer<UInt64>, sampleInterval: UInt64) {
+        self.allocator = allocator
+        self.ops = ops
+        self.slots = slots
+        self.touch = touch
+        self.progress = progress
+        self.sampleInterval = sampleInterval
+    }
+}
+
+/// Op `index` of a per-thread replay of `A`, on the calling thread: the body of the C function
+/// each registry gives its allocator (`RegisteredAllocator.executeOp`, generated with the registry).
+@inlinable
+public func executeOnThread<A: Allocator>(_: A.Type, _ context: UnsafeMutableRawPointer?, _ index: UInt64) -> UInt32 {
+    let replay = context.unsafelyUnwrapped.assumingMemoryBound(to: ThreadedReplayContext<A>.self)
+    let failure = execute(replay.pointee.ops[Int(index)], &replay.pointee.allocator.pointee, replay.pointee.slots, replay.pointee.touch)
+    if failure == UInt32(AB_FAILURE_NONE) {
+        replay.pointee.progress.pointee = index &+ 1
+        let interval = replay.pointee.sampleInterval
+        if interval > 0 && (index &+ 1) % interval == 0 { ab_mark(Int32(AB_MARK_SAMPLE)) }
+    }
+    return failure
+}
+
+/// One op: the allocator's call, the alignment check, the slot, the page touches.
+@inlinable @inline(__always)
+func execute<A: Allocator>(_ op: ab_op, _ allocator: inout A, _ slots: UnsafeMutablePointer<Slot>, _ touch: TouchMode) -> UInt32 {
+    let alignment = 1 &<< Int(op.align_log2)
+    let slot = slots + Int(op.slot)
+    let byteCount = Int(truncatingIfNeeded: op.size)
+    switch Int(op.kind) {
+    case AB_OP_FREE:
+        allocator.deallocate(slot.pointee.block.unsafelyUnwrapped, byteCount: slot.pointee.byteCount, alignment: alignment)
+        slot.pointee.block = nil
+    case AB_OP_MALLOC, AB_OP_MEMALIGN, AB_OP_CALLOC, AB_OP_REALLOC:
+        let result: UnsafeMutableRawPointer?
+        switch Int(op.kind) {
+        case AB_OP_CALLOC:
+            result = allocator.allocateZeroed(byteCount: byteCount, alignment: alignment)
+        case AB_OP_REALLOC:
+            result = allocator.reallocate(slot.pointee.block.unsafelyUnwrapped, from: slot.pointee.byteCount,
+                                          to: byteCount, alignment: alignment)
+        default:
+            result = allocator.allocate(byteCount: byteCount, alignment: alignment)
+        }
+        guard let block = result else { return UInt32(AB_FAILURE_OUT_OF_MEMORY) }
+        let required = guaranteedAlignment(requested: alignment, byteCount: byteCount)
+        guard UInt(bitPattern: block) & UInt(required &- 1) == 0 else { return UInt32(AB_FAILURE_MISALIGNED) }
+        slot.pointee = Slot(block: block, byteCount: byteCount)
+        touchBlock(block, byteCount: byteCount, mode: touch)
+    default:
+        break
     }
     return UInt32(AB_FAILURE_NONE)
 }

@@ -17,6 +17,7 @@ public typealias AllocatorRegistry = (_ offer: (RegisteredAllocator) -> Bool) ->
 ///     allocbench-replay malloc-provider
 ///     allocbench-replay conformance NAME
 ///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N] [--samples N] [--park]
+///                            [--threads serial|per-thread]
 ///
 /// `run` expects the op stream on descriptor 3, the control block on 4 and, when traced or
 /// parked, the go pipe on 5 (the harness maps them there), and ALLOCBENCH_PARENT set to the
@@ -87,6 +88,8 @@ public enum ReplayChild {
         var deadlineMilliseconds: UInt64 = 0
         var samples = 0
         var park = false
+        /// Every op on an OS thread of its recorded thread (`--threads per-thread`).
+        var perThread = false
     }
 
     /// Parses the options of `run` in place: nothing of argv is copied into the heap.
@@ -105,6 +108,11 @@ public enum ReplayChild {
                 options.traced = false
             } else if arguments.matches(index, "--park") {
                 options.park = true
+            } else if arguments.matches(index, "--threads") {
+                let modeIndex = value()
+                if arguments.matches(modeIndex, "serial") { options.perThread = false }
+                else if arguments.matches(modeIndex, "per-thread") { options.perThread = true }
+                else { usage() }
             } else if arguments.matches(index, "--touch") {
                 let modeIndex = value()
                 if arguments.matches(modeIndex, "none") { options.touch = .none }
@@ -198,11 +206,22 @@ public enum ReplayChild {
                 setupFailure("cannot install the mm-syscall filter", control)
             }
         }
+        // The thread plan and the threads' stacks are mapped and written now, before the baseline.
+        var plan = ab_thread_plan()
+        if options.perThread && entry.executeOp == nil {
+            setupFailure("this child replays its allocators on one thread only (its registry gives no executeOp)", control)
+        }
+        if options.perThread && ab_thread_plan_prepare(&plan, ops.baseAddress, UInt64(ops.count)) != 0 {
+            setupFailure("cannot map the per-thread replay's plan and stacks", control)
+        }
         if options.deadlineMilliseconds > 0 { _ = ab_arm_deadline(options.deadlineMilliseconds) }
 
         let sampleInterval = options.samples > 0 ? max(1, ops.count / options.samples) : 0
-        entry.replayEntry(ReplaySession(ops: ops, slots: slots, control: control, touch: options.touch,
-                                        traced: options.traced, sampleInterval: sampleInterval))
+        withUnsafeMutablePointer(to: &plan) { plan in
+            entry.replayEntry(ReplaySession(ops: ops, slots: slots, control: control, touch: options.touch,
+                                            traced: options.traced, sampleInterval: sampleInterval,
+                                            threadPlan: options.perThread ? plan : nil, executeOp: entry.executeOp))
+        }
 
         _ = ab_arm_deadline(0)
         let succeeded = control.pointee.state == UInt32(AB_STATE_DONE)
@@ -238,7 +257,7 @@ public enum ReplayChild {
     }
 
     static func usage() -> Never {
-        printError("usage: allocbench-replay describe | malloc-provider | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N] [--park]")
+        printError("usage: allocbench-replay describe | malloc-provider | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N] [--park] [--threads serial|per-thread]")
         exit(ExitCode.usage.rawValue)
     }
 

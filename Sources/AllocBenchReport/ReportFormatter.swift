@@ -123,7 +123,8 @@ public struct ReportFormatter: Sendable {
         let trace = run.trace
         let environment = report.environment
         var lines = [
-            "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s"), "
+            "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s")"
+                + (trace.threadMode == .perThread ? " (replayed on a thread each, one op at a time)" : "") + ", "
                 + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
             "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
                 + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch.rawValue)"

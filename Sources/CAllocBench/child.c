@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <linux/audit.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <signal.h>
@@ -258,6 +260,210 @@ int posix_memalign(void **result, size_t alignment, size_t size) {
 }
 void *aligned_alloc(size_t alignment, size_t size) { return ab_map_block(size, alignment); }
 #endif
+
+// MARK: - Per-thread replay
+
+/// Where the plan's memory goes when that range is free: a fixed address, so that the replay
+/// threads' stacks and TLS (allocators seed layouts with TLS addresses) are the same every time.
+#define AB_THREAD_PLAN_ADDRESS 0x200000000000ull
+
+int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count) {
+    memset(plan, 0, sizeof *plan);
+    plan->ops = ops;
+    plan->op_count = op_count;
+    uint64_t thread_count = 0;
+    for (uint64_t index = 0; index < op_count; index++)
+        if ((uint64_t)ops[index].thread + 1 > thread_count) thread_count = (uint64_t)ops[index].thread + 1;
+    plan->thread_count = thread_count;
+    size_t threads_bytes = ((thread_count * sizeof(ab_recorded_thread)) + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
+    // A first pass in the threads' own entries: first and last ops.
+    size_t provisional = threads_bytes > 0 ? threads_bytes : AB_PAGE_SIZE;
+    char *base = mmap((void *)AB_THREAD_PLAN_ADDRESS, provisional, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (base == MAP_FAILED) base = mmap(NULL, provisional, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return -1;
+    ab_recorded_thread *threads = (ab_recorded_thread *)base;
+    for (uint64_t thread = 0; thread < thread_count; thread++) {
+        threads[thread].first_op = UINT64_MAX;
+        threads[thread].stack_slot = -1;
+    }
+    for (uint64_t index = 0; index < op_count; index++) {
+        ab_recorded_thread *thread = &threads[ops[index].thread];
+        if (thread->first_op == UINT64_MAX) thread->first_op = index;
+        thread->last_op = index;
+    }
+    // Alive at once: +1 at a first op, -1 after a last op.
+    uint64_t alive = 0, peak = 0;
+    for (uint64_t index = 0; index < op_count; index++) {
+        const ab_recorded_thread *thread = &threads[ops[index].thread];
+        if (thread->first_op == index && ++alive > peak) peak = alive;
+        if (thread->last_op == index) alive--;
+    }
+    plan->threads = threads;
+    plan->peak_alive = peak;
+    size_t slots_bytes = ((peak * sizeof(int32_t)) + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
+    size_t stacks_bytes = peak * AB_THREAD_STACK_BYTES;
+    char *rest = mmap(base + provisional, stacks_bytes + slots_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_STACK, -1, 0);
+    if (rest == MAP_FAILED) rest = mmap(NULL, stacks_bytes + slots_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (rest == MAP_FAILED) return -1;
+    plan->stacks = rest;
+    plan->free_slots = (int32_t *)(rest + stacks_bytes);
+    for (uint64_t slot = 0; slot < peak; slot++) {
+        char *top = plan->stacks + (slot + 1) * AB_THREAD_STACK_BYTES;
+        for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
+            *(volatile char *)(top - offset) = 0;
+        plan->free_slots[peak - 1 - slot] = (int32_t)slot;  // slot 0 taken first
+    }
+    plan->free_slot_count = peak;
+    plan->mapped_bytes = provisional + stacks_bytes + slots_bytes;
+    return 0;
+}
+
+// A turn word is 0 (not this thread's turn), 1 (its turn) or 2 (not its turn, and it sleeps in
+// FUTEX_WAIT). A waiter first spins a little: a hand-over back and forth between two threads then
+// costs no system call on a machine with a core for each; only a sleeper needs FUTEX_WAKE.
+#define AB_TURN_SPINS 100
+
+static void ab_turn_wait(uint32_t *word) {
+    for (int spin = 0; spin < AB_TURN_SPINS; spin++) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == 1) goto taken;
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+    }
+    for (;;) {
+        uint32_t expected = 0;
+        if (__atomic_compare_exchange_n(word, &expected, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE) || expected == 2)
+            syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+        else if (expected == 1)
+            break;
+    }
+taken:
+    __atomic_store_n(word, 0, __ATOMIC_RELAXED);
+}
+
+static void ab_turn_give(uint32_t *word) {
+    if (__atomic_exchange_n(word, 1, __ATOMIC_RELEASE) == 2)
+        syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/// The shared state of one per-thread replay. `next` is the op to run; whoever holds the turn
+/// (one recorded thread, or the coordinator) is the only one that reads or writes it.
+typedef struct ab_threaded_run {
+    ab_thread_plan *plan;
+    ab_execute_op execute;
+    void *context;
+    uint64_t next;
+    uint32_t failure;
+    uint32_t stopping;
+    uint32_t coordinator_turn;   // futex word of the thread that started the replay
+    uint64_t exited;             // the recorded thread that handed the turn over on its way out, or UINT64_MAX
+} ab_threaded_run;
+
+static ab_threaded_run *ab_current_run;
+
+static void *ab_replay_thread(void *argument) {
+    ab_threaded_run *run = ab_current_run;
+    uint64_t me = (uint64_t)(uintptr_t)argument;
+    ab_recorded_thread *self = &run->plan->threads[me];
+    const ab_op *ops = run->plan->ops;
+    for (;;) {
+        ab_turn_wait(&self->turn);
+        if (run->stopping) return NULL;
+        // Run this thread's ops until the next one is another thread's.
+        for (;;) {
+            uint64_t index = run->next;
+            uint32_t failure = run->execute(run->context, index);
+            run->next = index + 1;
+            if (failure != 0 || run->next == run->plan->op_count) {
+                run->failure = failure;
+                run->stopping = 1;
+                run->exited = index == self->last_op ? me : UINT64_MAX;
+                ab_turn_give(&run->coordinator_turn);
+                return NULL;
+            }
+            if (index == self->last_op) {
+                // Ends here: the coordinator joins this thread (its exit work done) and goes on.
+                run->exited = me;
+                ab_turn_give(&run->coordinator_turn);
+                return NULL;
+            }
+            ab_recorded_thread *following = &run->plan->threads[ops[run->next].thread];
+            if (following == self) continue;
+            if (following->stack_slot < 0) {
+                // Not started yet: the coordinator starts it.
+                run->exited = UINT64_MAX;
+                ab_turn_give(&run->coordinator_turn);
+            } else {
+                ab_turn_give(&following->turn);
+            }
+            break;
+        }
+    }
+}
+
+static int ab_start_thread(ab_threaded_run *run, uint64_t thread) {
+    ab_thread_plan *plan = run->plan;
+    ab_recorded_thread *recorded = &plan->threads[thread];
+    if (plan->free_slot_count == 0) return EAGAIN;
+    int32_t slot = plan->free_slots[--plan->free_slot_count];
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstack(&attributes, plan->stacks + (size_t)slot * AB_THREAD_STACK_BYTES, AB_THREAD_STACK_BYTES);
+    pthread_t handle;
+    int error = pthread_create(&handle, &attributes, ab_replay_thread, (void *)(uintptr_t)thread);
+    pthread_attr_destroy(&attributes);
+    if (error != 0) {
+        plan->free_slots[plan->free_slot_count++] = slot;
+        return error;
+    }
+    recorded->stack_slot = slot;
+    recorded->handle = (uint64_t)handle;
+    return 0;
+}
+
+static void ab_join_thread(ab_threaded_run *run, uint64_t thread) {
+    ab_recorded_thread *recorded = &run->plan->threads[thread];
+    if (recorded->stack_slot < 0) return;
+    pthread_join((pthread_t)recorded->handle, NULL);
+    run->plan->free_slots[run->plan->free_slot_count++] = recorded->stack_slot;
+    recorded->stack_slot = -1;
+}
+
+uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
+    ab_threaded_run run = {.plan = plan, .execute = execute, .context = context, .exited = UINT64_MAX};
+    ab_current_run = &run;
+    while (run.next < plan->op_count && !run.stopping) {
+        // The coordinator holds the turn: start the thread of the next op, hand it the turn,
+        // and wait for it back (a thread ended, or the next op's thread is not started yet).
+        uint64_t thread = plan->ops[run.next].thread;
+        if (plan->threads[thread].stack_slot < 0 && ab_start_thread(&run, thread) != 0) {
+            run.failure = AB_FAILURE_SETUP;
+            break;
+        }
+        ab_turn_give(&plan->threads[thread].turn);
+        ab_turn_wait(&run.coordinator_turn);
+        if (run.exited != UINT64_MAX) ab_join_thread(&run, run.exited);
+        run.exited = UINT64_MAX;
+    }
+    // Every thread still started is waiting for a turn: let each stop, and join it.
+    run.stopping = 1;
+    for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
+        if (plan->threads[thread].stack_slot < 0) continue;
+        ab_turn_give(&plan->threads[thread].turn);
+        ab_join_thread(&run, thread);
+    }
+    *completed = run.next;
+    ab_current_run = NULL;
+    return run.failure;
+}
+
+int ab_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
 
 int ab_errno(void) {
     return errno;

@@ -103,32 +103,34 @@ child() {
   mv -f "$out/$name.tmp" "$out/$name"
 }
 
-offer() { echo "            && offer(RegisteredAllocator($1))"; }
+# offer TYPE [ARGUMENTS]: one registry entry, with its per-thread op executor (a C function
+# written here for the concrete type: generic code cannot make one).
+offer() { echo "            && offer(RegisteredAllocator($1.self${2:+, $2}, executeOp: { executeOnThread($1.self, \$0, \$1) }))"; }
 # One child per module allocator (SystemMalloc, the C library's malloc, is offered under the C
 # library's name below): its one writable data page holds only its own state, the C library's and
 # the replay's, and the rest of that page is the bss tail.
 for folder in "${modules[@]}"; do
   [ "$folder" = SystemMalloc ] && continue
   lower=$(tr '[:upper:]' '[:lower:]' <<<"$folder")
-  child "allocbench-lean-$lower" "$musl_cc" "$work/child-modules.o" "$(offer "${folder}.self")" "$folder" -- -static
+  child "allocbench-lean-$lower" "$musl_cc" "$work/child-modules.o" "$(offer "$folder")" "$folder" -- -static
 done
-c_malloc='SystemMalloc.self, name: "%s", summary: "%s"'
+c_malloc='name: "%s", summary: "%s"'
 child allocbench-lean-musl "$musl_cc" "$work/child-musl.o" \
-  "$(offer "$(printf "$c_malloc" musl "musl's mallocng (Debian musl-tools), static, through malloc/free/realloc/calloc/posix_memalign.")")" \
+  "$(offer SystemMalloc "$(printf "$c_malloc" musl "musl's mallocng (Debian musl-tools), static, through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -static
 child allocbench-lean-glibc "$cc" "$work/child-glibc.o" \
-  "$(offer "$(printf "$c_malloc" glibc "glibc's ptmalloc2, dynamically linked as most programs run it, through malloc/free/realloc/calloc/posix_memalign.")")" \
+  "$(offer SystemMalloc "$(printf "$c_malloc" glibc "glibc's ptmalloc2, dynamically linked as most programs run it, through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -Wl,-z,now
 child allocbench-lean-glibc-static "$cc" "$work/child-glibc.o" \
-  "$(offer "$(printf "$c_malloc" glibc-static "glibc's ptmalloc2 in a static executable (gcc -static), through malloc/free/realloc/calloc/posix_memalign.")")" \
+  "$(offer SystemMalloc "$(printf "$c_malloc" glibc-static "glibc's ptmalloc2 in a static executable (gcc -static), through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -static
 for folder in "${own_process[@]}"; do
   lower=$(tr '[:upper:]' '[:lower:]' <<<"$folder")
   package=$(sed -n "/\.module(\"$folder\"/s/.*pkgConfig: \"\([^\"]*\)\".*/\1/p" "$root/Package.swift")
   read -r -a dynamic_libs <<<"$(pkg-config --libs "$package")"
   read -r -a static_libs <<<"$(pkg-config --static --libs "$package")"
-  child "allocbench-lean-$lower" "$cc" "$work/child-glibc.o" "$(offer "${folder}.self")" "$folder" -- -Wl,-z,now "${dynamic_libs[@]}"
+  child "allocbench-lean-$lower" "$cc" "$work/child-glibc.o" "$(offer "$folder")" "$folder" -- -Wl,-z,now "${dynamic_libs[@]}"
   child "allocbench-lean-$lower-static" "$cc" "$work/child-glibc-replaced.o" \
-    "$(offer "${folder}.self, name: \"$lower-static\", summary: \"$folder from its static library ($package, pkg-config --static) in a static executable, through malloc/free/realloc/calloc/posix_memalign.\"")" \
+    "$(offer "$folder" "name: \"$lower-static\", summary: \"$folder from its static library ($package, pkg-config --static) in a static executable, through malloc/free/realloc/calloc/posix_memalign.\"")" \
     "$folder" -- -static "${static_libs[@]}" -lstdc++ -lm -lpthread
 done

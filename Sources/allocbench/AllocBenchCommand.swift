@@ -78,6 +78,9 @@ struct ReplayOptions: ParsableArguments {
     @Flag(name: .long, help: "Skip frees of pointers that are not live and pointers returned while live, and count them, instead of failing.")
     var lenient = false
 
+    @Option(name: .long, help: "Which threads replay a trace: serial (every op on one thread), per-thread (every op on an OS thread of its recorded thread, one at a time in file order), or auto (per-thread when the trace has more than one thread).")
+    var threads: ThreadMode = .auto
+
     @Flag(name: .long, help: "Keep address-space randomization in the replay children. By default it is off, so that page counts repeat exactly from run to run.")
     var aslr = false
 
@@ -121,7 +124,8 @@ struct ReplayOptions: ParsableArguments {
     }
 
     var settings: RunSettings {
-        RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient, addressRandomization: aslr)
+        RunSettings(touch: touch, timedRuns: `repeat`, timeoutSeconds: timeout, lenient: lenient, addressRandomization: aslr,
+                    threads: threads)
     }
 
     /// The traces to replay: the given ones, or the bundled seed trace.

@@ -1,5 +1,6 @@
 import AllocBenchCore
 import AllocBenchGate
+import AllocBenchModel
 import AllocBenchReport
 import ArgumentParser
 
@@ -7,5 +8,6 @@ import ArgumentParser
 // cases' raw values, so the commands never carry them as strings.
 
 extension TouchMode: ExpressibleByArgument {}
+extension ThreadMode: ExpressibleByArgument {}
 extension ReportFormat: ExpressibleByArgument {}
 extension GateFormat: ExpressibleByArgument {}

@@ -395,7 +395,7 @@ final class BssArenaTests: XCTestCase {
             control.initialize(to: ab_control())
             var allocator = A()
             let failure = trace.ops.withUnsafeBufferPointer { ops in
-                let session = ReplaySession(ops: ops, slots: slots, control: control, touch: touch, traced: false, sampleInterval: 0)
+                let session = ReplaySession(ops: ops, slots: slots, control: control, touch: touch, traced: false, sampleInterval: 0, threadPlan: nil)
                 let start = ab_monotonic_nanoseconds()
                 let failure = replayOps(&allocator, session)
                 best = min(best, ab_monotonic_nanoseconds() - start)

@@ -1,4 +1,5 @@
 import AllocBenchCore
+import CAllocBench
 import Glibc
 
 /// Maps exactly N pages on its first allocation, writes M of them, and unmaps the last K on its
@@ -268,5 +269,50 @@ struct ChattyAllocator: Allocator {
 
     static func statisticsBeforeReplay() -> [AllocatorStatistic] {
         (0..<9).map { AllocatorStatistic("before_\($0)", $0) }
+    }
+}
+
+/// Checks that every op runs on the OS thread of its recorded thread. The fixture traces make a
+/// block's size tell its recorded thread (1000 × thread + n bytes), so each allocation knows the
+/// thread it must be on; a block's header keeps the OS thread that allocated it, so a free on
+/// another one counts as a cross-thread free. Self-reports: OS threads seen, allocations on the
+/// wrong OS thread (must be 0) and cross-thread frees.
+struct ThreadCheckingAllocator: Allocator {
+    static let name = "thread-checking"
+    static let summary = "Test fixture: records which OS thread runs each op."
+    static let maximumThreads = 64
+    var system = BumpRegion()
+    /// The OS thread of each recorded thread (0: not seen yet), in the allocator itself: no
+    /// Array, which would be a malloc during the replay.
+    var osThreads = (Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0))
+    var osThreadsSeen = 0
+    var wrongThread = 0
+    var crossThreadFrees = 0
+
+    mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        let recorded = byteCount / 1000
+        let current = ab_gettid()
+        withUnsafeMutableBytes(of: &osThreads) { raw in
+            let table = raw.bindMemory(to: Int32.self)
+            guard recorded < table.count else { wrongThread += 1; return }
+            if table[recorded] == 0 {
+                if !table.contains(current) { osThreadsSeen += 1 }
+                table[recorded] = current
+            } else if table[recorded] != current {
+                wrongThread += 1
+            }
+        }
+        guard let block = system.allocate(byteCount + 16, 16) else { return nil }
+        block.storeBytes(of: current, as: Int32.self)
+        return block + 16
+    }
+
+    mutating func deallocate(_ block: UnsafeMutableRawPointer, byteCount: Int, alignment: Int) {
+        if (block - 16).load(as: Int32.self) != ab_gettid() { crossThreadFrees += 1 }
+    }
+
+    func statistics() -> [AllocatorStatistic] {
+        [AllocatorStatistic("os_threads_count", osThreadsSeen), AllocatorStatistic("wrong_thread_count", wrongThread),
+         AllocatorStatistic("cross_thread_frees_count", crossThreadFrees)]
     }
 }

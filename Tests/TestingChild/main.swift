@@ -5,14 +5,15 @@ import AllocBenchReplay
 // catalog only looks at allocbench-replay*).
 ReplayChild.main(CommandLine.argc, CommandLine.unsafeArgv) { offer in
     _ = true
-        && offer(RegisteredAllocator(GroundTruth.self))
-        && offer(RegisteredAllocator(LazyFreeGroundTruth.self))
-        && offer(RegisteredAllocator(CrashingAllocator.self))
-        && offer(RegisteredAllocator(ExitingAllocator.self))
-        && offer(RegisteredAllocator(HangingAllocator.self))
-        && offer(RegisteredAllocator(OutOfMemoryAllocator.self))
-        && offer(RegisteredAllocator(MisalignedAllocator.self))
-        && offer(RegisteredAllocator(MallocCallingAllocator.self))
-        && offer(RegisteredAllocator(ThreadedAllocator.self))
-        && offer(RegisteredAllocator(ChattyAllocator.self))
+        && offer(RegisteredAllocator(GroundTruth.self, executeOp: { executeOnThread(GroundTruth.self, $0, $1) }))
+        && offer(RegisteredAllocator(LazyFreeGroundTruth.self, executeOp: { executeOnThread(LazyFreeGroundTruth.self, $0, $1) }))
+        && offer(RegisteredAllocator(CrashingAllocator.self, executeOp: { executeOnThread(CrashingAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(ExitingAllocator.self, executeOp: { executeOnThread(ExitingAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(HangingAllocator.self, executeOp: { executeOnThread(HangingAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(OutOfMemoryAllocator.self, executeOp: { executeOnThread(OutOfMemoryAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(MisalignedAllocator.self, executeOp: { executeOnThread(MisalignedAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(MallocCallingAllocator.self, executeOp: { executeOnThread(MallocCallingAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(ThreadedAllocator.self, executeOp: { executeOnThread(ThreadedAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(ChattyAllocator.self, executeOp: { executeOnThread(ChattyAllocator.self, $0, $1) }))
+        && offer(RegisteredAllocator(ThreadCheckingAllocator.self, executeOp: { executeOnThread(ThreadCheckingAllocator.self, $0, $1) }))
 }

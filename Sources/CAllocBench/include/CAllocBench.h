@@ -310,8 +310,59 @@ _Static_assert(sizeof(ab_child_record) == 64, "the record is one cache line");
 /// Stores the child's record (the write that makes its page resident).
 void ab_record_child_setup(const ab_child_record *record);
 
+// MARK: - Per-thread replay (the child)
+
+/// Runs one op of the replay (its index in the op stream); returns an AB_FAILURE_* code.
+typedef uint32_t (*ab_execute_op)(void *context, uint64_t index);
+
+/// One recorded thread of a per-thread replay.
+typedef struct ab_recorded_thread {
+    uint32_t turn;        // futex word: 1 when this thread may run the op at `next`
+    int32_t stack_slot;   // its slot in the stack pool while its OS thread exists, else -1
+    uint64_t first_op;    // its first and last op: its OS thread exists from the first to the last
+    uint64_t last_op;
+    uint64_t handle;      // its pthread_t
+} ab_recorded_thread;
+
+_Static_assert(sizeof(ab_recorded_thread) == 32, "two recorded threads per cache line");
+
+/// Everything a per-thread replay needs, prepared before the baseline (ab_thread_plan_prepare)
+/// in memory mapped and written then: none of it is the allocator's.
+typedef struct ab_thread_plan {
+    const ab_op *ops;
+    uint64_t op_count;
+    uint64_t thread_count;          // recorded threads (largest thread index + 1)
+    uint64_t peak_alive;            // recorded threads alive at once: the OS threads that exist at most
+    ab_recorded_thread *threads;    // thread_count entries
+    char *stacks;                   // peak_alive stacks of AB_THREAD_STACK_BYTES, the top
+                                    // AB_THREAD_STACK_TOUCHED_BYTES of each written
+    int32_t *free_slots;            // a stack of free stack slots
+    uint64_t free_slot_count;
+    size_t mapped_bytes;            // of threads, stacks and free_slots together
+} ab_thread_plan;
+
+/// The stack of each replay thread: 256 KiB mapped, its top 32 KiB written before the baseline
+/// (an allocator's call chain in a new thread costs no stack page unless it is deeper).
+#define AB_THREAD_STACK_BYTES (256 * 1024)
+#define AB_THREAD_STACK_TOUCHED_BYTES (32 * 1024)
+
+/// Counts the recorded threads, their first and last ops and how many are alive at once, and
+/// maps and writes the plan's memory (at a fixed address where free: thread stacks and TLS at the
+/// same addresses in every replay). Returns 0, or -1 with errno.
+int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count);
+
+/// Runs every op on an OS thread of its own recorded thread, one at a time in file order: the
+/// thread of op i runs it, then hands over to the thread of op i+1 (futex, no spinning). A
+/// recorded thread's OS thread starts at its first op and ends after its last (its C library's and
+/// allocator's thread-exit work — TSD destructors, cache teardown — runs then, before the next op).
+/// Returns the first failure (0: none); *completed is how many ops returned.
+uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed);
+
 /// gnu_get_libc_version(), or "" when the C library is not glibc.
 const char *ab_glibc_version(void);
+
+/// gettid(2): the calling OS thread.
+int ab_gettid(void);
 
 /// errno, and setting it: Swift's Glibc module wraps them, but Embedded Swift has no Glibc module.
 int ab_errno(void);

@@ -1,0 +1,98 @@
+@testable import AllocBenchHarness
+import AllocBenchModel
+import XCTest
+
+/// `--threads per-thread`: every op on an OS thread of its recorded thread, one at a time, in
+/// file order; `--threads serial`: every op on one thread.
+final class ThreadedReplayTests: XCTestCase {
+    /// Three recorded threads; a block's size is 1000 × its thread + n (ThreadCheckingAllocator).
+    /// Thread 2 frees a block of thread 1, thread 3 reallocates one of thread 2 (both cross
+    /// threads), and thread 1's last op comes before thread 3's first.
+    static let crossingTrace = """
+        1: malloc 0x10 1001
+        1: malloc 0x20 1002
+        2: malloc 0x30 2001
+        2: free 0x10
+        1: free 0x20
+        3: realloc 0x40 0x30 3005
+        3: malloc 0x50 3001
+        2: malloc 0x60 2002
+        3: free 0x40
+        2: free 0x60
+        3: free 0x50
+        """
+
+    private func replay(_ text: String, threads: ThreadMode, allocator: CatalogEntry) throws -> TraceRun {
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 60, lenient: false, threads: threads))
+        return try benchmark.run(tracePath: try writeTrace(text), allocators: [allocator])
+    }
+
+    func testEachOpRunsOnTheThreadOfItsRecordedThread() throws {
+        let run = try replay(Self.crossingTrace, threads: .auto, allocator: testingEntry("thread-checking"))
+        XCTAssertEqual(run.trace.threadMode, .perThread, "auto replays a multi-threaded trace per thread")
+        let row = try XCTUnwrap(run.results.first)
+        XCTAssertEqual(row.status, .ok, row.detail ?? "")
+        XCTAssertEqual(row.selfReported["os_threads_count"], 3)
+        XCTAssertEqual(row.selfReported["wrong_thread_count"], 0)
+        // The free of 0x10 on thread 2 and the free of 0x40 (reallocated on 3 from 2's block: a
+        // new block of 3's) — only the first crosses at the free; the realloc's own free of 2's
+        // block happens on 3.
+        XCTAssertEqual(row.selfReported["cross_thread_frees_count"], 2)
+
+        let serial = try XCTUnwrap(try replay(Self.crossingTrace, threads: .serial, allocator: testingEntry("thread-checking")).results.first)
+        XCTAssertEqual(serial.selfReported["os_threads_count"], 1)
+        XCTAssertEqual(serial.selfReported["cross_thread_frees_count"], 0)
+    }
+
+    /// glibc gives a thread that finds the main arena busy an arena of its own: with the ops on
+    /// their threads there is more than one (each a 64 MiB reservation: mapped pages jump), on
+    /// one thread there is the main arena alone (brk).
+    func testGlibcMakesArenasOnlyWhenTheOpsRunOnTheirThreads() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let glibc = try XCTUnwrap(catalog.entry(named: "glibc"))
+        let trace = (0..<4).flatMap { thread in (0..<50).map { "\(thread + 1): malloc 0x\(String(thread * 4096 + $0 * 16 + 16, radix: 16)) 64" } }
+            .joined(separator: "\n")
+        let perThread = try XCTUnwrap(try replay(trace, threads: .perThread, allocator: glibc).results.first)
+        let serial = try XCTUnwrap(try replay(trace, threads: .serial, allocator: glibc).results.first)
+        XCTAssertEqual(perThread.status, .ok, perThread.detail ?? "")
+        XCTAssertEqual(serial.mmSyscalls?["mmap"], 0, "serial: the main arena only")
+        XCTAssertGreaterThanOrEqual(perThread.mappedPages?.peak ?? 0, 64 * 256, "per thread: another arena's 64 MiB")
+    }
+
+    /// The replay's own thread stacks are mapped and written before the baseline: a thousand
+    /// threads that each allocate and free 16 bytes in bss-arena's tail touch no page.
+    func testThreadStacksAreNotChargedToTheAllocator() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let arena = try XCTUnwrap(catalog.entry(named: "bss-arena"))
+        let trace = (1...1000).map { "\($0): malloc 0x10 16\n\($0): free 0x10" }.joined(separator: "\n")
+        let run = try replay(trace, threads: .perThread, allocator: arena)
+        let row = try XCTUnwrap(run.results.first)
+        XCTAssertEqual(row.status, .ok, row.detail ?? "")
+        XCTAssertEqual(run.trace.threads, 1000)
+        XCTAssertEqual(row.touchedPages, FinalAndPeak(final: 0, peak: 0))
+    }
+
+    /// Page counts of a per-thread replay repeat exactly (one thread runs between two stops) —
+    /// but jemalloc's: it purges dirty pages on a wall-clock decay (10 s), and thread exits make it
+    /// purge during a per-thread replay, at points that move with the replay's speed. It stays
+    /// within the gate's tolerance for it (0.6 %).
+    func testPerThreadPageCountsRepeat() throws {
+        guard let systemui = TestPaths.sharedTrace("android/systemui.zip") else { return }
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 0, timeoutSeconds: 300, lenient: false, threads: .perThread))
+        let allocators = try catalog.select(["glibc", "musl", "slab", "bss-arena", "jemalloc"])
+        let first = try benchmark.run(tracePath: systemui, allocators: allocators)
+        let second = try benchmark.run(tracePath: systemui, allocators: allocators)
+        for (a, b) in zip(first.results, second.results) {
+            XCTAssertEqual(a.status, .ok, "\(a.allocator): \(a.detail ?? "")")
+            guard a.allocator != "jemalloc" else {
+                let (x, y) = (Double(a.touchedPages?.peak ?? 0), Double(b.touchedPages?.peak ?? 0))
+                XCTAssertLessThanOrEqual(abs(x - y), max(2, 0.006 * x), "jemalloc: \(x) vs \(y)")
+                continue
+            }
+            XCTAssertEqual(a.touchedPages, b.touchedPages, a.allocator)
+            XCTAssertEqual(a.mappedPages, b.mappedPages, a.allocator)
+            XCTAssertEqual(a.mmSyscalls, b.mmSyscalls, a.allocator)
+        }
+    }
+}
