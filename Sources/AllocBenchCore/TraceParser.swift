@@ -1,4 +1,5 @@
 import CAllocBench
+import CAllocBenchPrefetch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,6 +88,8 @@ public struct TraceParser: ~Copyable {
     /// The bytes of a line that the last chunk ended inside of (at most `maximumLineLength`).
     private let pending: UnsafeMutablePointer<UInt8>
     private var pendingCount = 0
+    /// The lines `parseAll` has read ahead, a ring of `lookaheadDepth`.
+    private let lookahead: UnsafeMutablePointer<ReadLine>
 
     /// The longest line a trace may have. record_allocs writes at most about 120 bytes a line (a
     /// realloc with its two timestamps); a longer one is not a trace, and refusing it at once
@@ -99,9 +102,13 @@ public struct TraceParser: ~Copyable {
         live = LiveSet(lenient: options.lenient)
         opStream.ops.reserveCapacity(min(max(byteCountHint, 0), 1 << 30) / 24)
         pending = .allocate(capacity: Self.maximumLineLength)
+        lookahead = .allocate(capacity: Self.lookaheadDepth)
     }
 
-    deinit { pending.deallocate() }
+    deinit {
+        pending.deallocate()
+        lookahead.deallocate()
+    }
 
     /// Bytes the parser holds: the op array and the live set's tables. Each grows by doubling, and a
     /// growth holds the old and the new at once: a caller with a memory limit checks that twice
@@ -187,21 +194,58 @@ public struct TraceParser: ~Copyable {
 
     // MARK: - Lines
 
+    /// A line read and not yet applied.
+    private struct ReadLine {
+        var operation: TraceOperation
+        var line: Int
+    }
+
+    /// How many lines are read ahead of the one applied: enough that the prefetch of a line's
+    /// table bucket has arrived by the time the line is applied.
+    private static let lookaheadDepth = 16
+
+    /// Reads each line, prefetches the table buckets it will need, and applies it `lookaheadDepth`
+    /// lines later, in order. Errors stay in line order: a line that cannot be read is reported
+    /// only after the lines before it are applied, since one of those may fail first.
     private mutating func parseAll(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
+        let mask = Self.lookaheadDepth - 1
+        var read = 0
+        var applied = 0
         try ByteCursor.forEachLine(in: bytes) { text throws(TraceError) in
             line += 1
-            guard text.end - text.position <= Self.maximumLineLength else {
-                throw TraceError(line: line, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+            let operation: TraceOperation?
+            do throws(TraceError) {
+                guard text.end - text.position <= Self.maximumLineLength else {
+                    throw TraceError(line: line, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+                }
+                operation = try TraceOperation(reading: text, lineNumber: line)
+            } catch {
+                while applied < read {
+                    try apply(lookahead[applied & mask])
+                    applied += 1
+                }
+                throw error
             }
-            try parseLine(text)
+            guard let operation else { return }
+            live.prefetch(for: operation)
+            if read - applied == Self.lookaheadDepth {
+                try apply(lookahead[applied & mask])
+                applied += 1
+            }
+            lookahead[read & mask] = ReadLine(operation: operation, line: line)
+            read += 1
+        }
+        while applied < read {
+            try apply(lookahead[applied & mask])
+            applied += 1
         }
     }
 
     @inline(__always)
-    private mutating func parseLine(_ text: ByteCursor) throws(TraceError) {
-        guard let operation = try TraceOperation(reading: text, lineNumber: line) else { return }
+    private mutating func apply(_ read: ReadLine) throws(TraceError) {
+        let operation = read.operation
         opStream.thread = try threadIndex(operation.tid)
-        try live.apply(operation, line: line, observer: &opStream)
+        try live.apply(operation, line: read.line, observer: &opStream)
         if operation.action == .threadDone { result.threadsDone += 1 }
     }
 
@@ -307,7 +351,9 @@ public struct TraceOperation: Sendable {
             if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
             throw fail("unknown action '\(printable(action, limit: 40))'")
         }
-        var values = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        // Three named values, not an array or a tuple written through its bytes: those live on the
+        // stack, and reading back what was just stored there stalled the parser.
+        var first: UInt64 = 0, second: UInt64 = 0, third: UInt64 = 0
         var count = 0
         while true {
             cursor.skipBlanks()
@@ -324,19 +370,24 @@ public struct TraceOperation: Sendable {
                 let what = count < kind.hexFieldCount ? "a 0x pointer" : "a decimal number"
                 throw fail("\(kind.name): field \(count + 1) is not \(what): '\(cursor.lineText(from: start))'")
             }
-            withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: value, toByteOffset: count * 8, as: UInt64.self) }
+            switch count {
+            case 0: first = value
+            case 1: second = value
+            case 2: third = value
+            default: break  // timestamps
+            }
             count += 1
         }
         guard count == kind.fieldCount || count == kind.fieldCount + kind.timestampCount else {
             throw fail("\(kind.name) takes \(kind.usage), found \(count) field\(count == 1 ? "" : "s")")
         }
         // record_allocs writes 0x0 there; anything else is not its output.
-        if kind == .threadDone && values.0 != 0 {
-            throw fail("thread_done takes 0x0, found \(hexPointerText(values.0))")
+        if kind == .threadDone && first != 0 {
+            throw fail("thread_done takes 0x0, found \(hexPointerText(first))")
         }
         tid = UInt32(tidValue)
         self.action = kind
-        fields = (values.0, values.1, values.2)
+        fields = (first, second, third)
     }
 }
 
@@ -351,8 +402,6 @@ public struct LiveBlock: Sendable {
     /// there are only as many slots as blocks live at once: the replay child's table is indexed by
     /// it, and an observer can index its own by it.
     public var slot: UInt32
-    /// The line that allocated or last reallocated the block, for error messages.
-    public var line: UInt32
     /// log2 of the alignment asked for: 4 except for memalign. A realloc keeps it.
     public var alignLog2: UInt8
 }
@@ -385,7 +434,14 @@ public protocol LiveSetObserver {
 /// skip it and go on.
 public struct LiveSet: ~Copyable {
     private let lenient: Bool
+    /// Pointer → slot and size: the one lookup of every op, so each entry is 16 bytes.
     private var table = LivePointerTable()
+    /// The exact size and alignment of the blocks whose table entry cannot hold them (a size of
+    /// 2^32 − 1 or more, or an alignment other than 16): few in any real trace.
+    private var outsized: [UInt32: OutsizedBlock] = [:]
+    /// The line that allocated or last reallocated the block in each slot, read only for an error
+    /// message: kept out of the table so that its entries stay dense.
+    private var allocationLines = SlotColumn()
     private var freeSlots: [UInt32] = []
     private var nextSlot: UInt32 = 0
     public private(set) var liveBytes: UInt64 = 0
@@ -397,6 +453,11 @@ public struct LiveSet: ~Copyable {
     /// The line being applied, for error messages.
     private var line = 0
 
+    private struct OutsizedBlock {
+        var size: UInt64
+        var alignLog2: UInt8
+    }
+
     /// `lenient`: count and skip the anomalies of interleaved multi-threaded recordings (see
     /// `TraceAnomalies`) rather than throw.
     public init(lenient: Bool) {
@@ -407,21 +468,35 @@ public struct LiveSet: ~Copyable {
     public var count: Int { table.count }
 
     /// Bytes its tables hold now; their next growth takes as much again while the old is alive.
-    public var reservedBytes: Int { table.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride }
+    public var reservedBytes: Int {
+        table.reservedBytes + allocationLines.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride
+            + outsized.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<OutsizedBlock>.stride)
+    }
 
     /// The most blocks live at once: how many slots were handed out.
     public var slotCount: Int { Int(nextSlot) }
 
     /// Calls `body` with every live block, in no particular order.
     public func forEachBlock(_ body: (LiveBlock) -> Void) {
-        table.forEachEntry(body)
+        table.forEachEntry { body(block($0)) }
     }
 
-    private static let maximumSize: UInt64 = 1 << 56
+    /// A size of 2^48 or more cannot be real (no address space holds it), and the op stream keeps
+    /// sizes in 48 bits.
+    public static let maximumSize: UInt64 = 1 << 48
     private static let maximumAlignment: UInt64 = 1 << 40
     /// No process holds 2^60 bytes; a trace that claims to is corrupt, and capping the sum keeps
     /// every later computation on it (ideal pages, the live-bytes timeline) free of overflow.
     private static let maximumLiveBytes: UInt64 = 1 << 60
+    private static let defaultAlignLog2: UInt8 = 4
+
+    /// Starts loading the table buckets that applying `operation` will look up: the parser calls
+    /// this a few lines ahead, so that the cache misses of a large live set overlap.
+    @inline(__always)
+    public func prefetch(for operation: TraceOperation) {
+        table.prefetch(operation.fields.0)
+        if operation.action == .realloc { table.prefetch(operation.fields.1) }
+    }
 
     /// Applies `operation`, read at `line`, and tells `observer` what changed.
     @inline(__always)
@@ -431,12 +506,12 @@ public struct LiveSet: ~Copyable {
         let fields = operation.fields
         switch operation.action {
         case .malloc:
-            try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: .malloc, observer: &observer)
+            try allocate(pointer: fields.0, size: fields.1, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
         case .calloc:
             let (total, overflow) = fields.1.multipliedReportingOverflow(by: fields.2)
             // A calloc that failed because the product overflows is recorded with a null result.
             if overflow && fields.0 != 0 { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
-            try allocate(pointer: fields.0, size: total, alignLog2: 4,
+            try allocate(pointer: fields.0, size: total, alignLog2: Self.defaultAlignLog2,
                          kind: .calloc(count: fields.1, elementSize: fields.2), observer: &observer)
         case .memalign:
             let alignment = fields.1
@@ -461,6 +536,34 @@ public struct LiveSet: ~Copyable {
         TraceError(line: line, message: message)
     }
 
+    private func sizeTooLarge(_ size: UInt64) -> TraceError {
+        fail("size \(size) is 2^48 or more: no allocation can be that large")
+    }
+
+    /// The whole block that `entry` names.
+    @inline(__always)
+    private func block(_ entry: LivePointerTable.Entry) -> LiveBlock {
+        if entry.compactSize != LivePointerTable.Entry.outsized {
+            return LiveBlock(pointer: entry.pointer, size: UInt64(entry.compactSize), slot: entry.slot, alignLog2: Self.defaultAlignLog2)
+        }
+        let outsized = outsized[entry.slot]!
+        return LiveBlock(pointer: entry.pointer, size: outsized.size, slot: entry.slot, alignLog2: outsized.alignLog2)
+    }
+
+    /// The size field of `block`'s table entry; records the outsized ones beside the table.
+    @inline(__always)
+    private mutating func compactSize(of block: LiveBlock) -> UInt32 {
+        if block.size < UInt64(LivePointerTable.Entry.outsized) && block.alignLog2 == Self.defaultAlignLog2 {
+            return UInt32(block.size)
+        }
+        outsized[block.slot] = OutsizedBlock(size: block.size, alignLog2: block.alignLog2)
+        return LivePointerTable.Entry.outsized
+    }
+
+    private mutating func forgetOutsized(_ entry: LivePointerTable.Entry) {
+        if entry.compactSize == LivePointerTable.Entry.outsized { outsized[entry.slot] = nil }
+    }
+
     private mutating func allocate<Observer: LiveSetObserver>(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: AllocationKind,
                                                               observer: inout Observer) throws(TraceError) {
         // Failed first: programs probe with absurd sizes, and those fail.
@@ -468,22 +571,23 @@ public struct LiveSet: ~Copyable {
             failedAllocationsSkipped += 1
             return
         }
-        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var block = LiveBlock(pointer: pointer, size: size, slot: 0, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2)
-        let (index, inserted) = table.insertIfAbsent(block)
+        guard size < Self.maximumSize else { throw sizeTooLarge(size) }
+        let (index, inserted) = table.insertIfAbsent(pointer)
         guard inserted else {
             if lenient {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(table[index].line))")
+            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(allocationLines[table[index].slot]))")
         }
         guard fitsLiveBytes(liveBytes + size) else {
             table.remove(at: index)
             throw liveBytesExceeded()
         }
-        block.slot = takeSlot()
+        let block = LiveBlock(pointer: pointer, size: size, slot: takeSlot(), alignLog2: alignLog2)
         table[index].slot = block.slot
+        table[index].compactSize = compactSize(of: block)
+        allocationLines[block.slot] = UInt32(truncatingIfNeeded: line)
         addLive(size)
         observer.allocated(block, kind: kind)
     }
@@ -497,8 +601,10 @@ public struct LiveSet: ~Copyable {
             }
             throw fail("free of \(hexPointerText(pointer)), which is not live")
         }
-        let block = table[index]
+        let entry = table[index]
+        let block = block(entry)
         table.remove(at: index)
+        forgetOutsized(entry)
         freeSlots.append(block.slot)
         liveBytes -= block.size
         observer.freed(block)
@@ -507,18 +613,18 @@ public struct LiveSet: ~Copyable {
     private mutating func reallocate<Observer: LiveSetObserver>(new: UInt64, old: UInt64, size: UInt64,
                                                                 observer: inout Observer) throws(TraceError) {
         if old == 0 {
-            return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
+            return try allocate(pointer: new, size: size, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
         }
         guard let oldIndex = table.find(old) else {
             if lenient {
                 anomalies.reallocsOfUnknownPointers += 1
-                return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
+                return try allocate(pointer: new, size: size, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
             }
             throw fail("realloc of \(hexPointerText(old)), which is not live")
         }
         if size == 0 {
             try free(pointer: old, observer: &observer)
-            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: 4, kind: .malloc, observer: &observer) }
+            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer) }
             return
         }
         if new == 0 {
@@ -526,26 +632,31 @@ public struct LiveSet: ~Copyable {
             failedAllocationsSkipped += 1
             return
         }
-        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var block = table[oldIndex]
+        guard size < Self.maximumSize else { throw sizeTooLarge(size) }
         if new != old, let existing = table.find(new) {
             if lenient {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(table[existing].line))")
+            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(allocationLines[table[existing].slot]))")
         }
+        let oldEntry = table[oldIndex]
+        var block = block(oldEntry)
         guard fitsLiveBytes(liveBytes - block.size + size) else { throw liveBytesExceeded() }
         liveBytes -= block.size
         addLive(size)
+        forgetOutsized(oldEntry)
         block.size = size
-        block.line = UInt32(truncatingIfNeeded: line)
+        block.pointer = new
+        let compact = compactSize(of: block)
+        allocationLines[block.slot] = UInt32(truncatingIfNeeded: line)
         if new == old {
-            table[oldIndex] = block
+            table[oldIndex].compactSize = compact
         } else {
             table.remove(at: oldIndex)
-            block.pointer = new
-            _ = table.insertIfAbsent(block)  // absent: checked above
+            let (index, _) = table.insertIfAbsent(new)  // absent: checked above
+            table[index].slot = block.slot
+            table[index].compactSize = compact
         }
         observer.reallocated(block)
     }
@@ -571,6 +682,35 @@ public struct LiveSet: ~Copyable {
         if let reused = freeSlots.popLast() { return reused }
         defer { nextSlot += 1 }
         return nextSlot
+    }
+}
+
+/// One `UInt32` per slot, grown as slots are handed out: a raw allocation, since an array's
+/// uniqueness and bounds checks on every op cost the parser more than the store itself.
+struct SlotColumn: ~Copyable {
+    private var values = UnsafeMutablePointer<UInt32>.allocate(capacity: 1024)
+    private var capacity = 1024
+
+    var reservedBytes: Int { capacity * MemoryLayout<UInt32>.stride }
+
+    deinit { values.deallocate() }
+
+    subscript(slot: UInt32) -> UInt32 {
+        get { values[Int(slot)] }
+        set {
+            if Int(slot) >= capacity { grow(toHold: Int(slot)) }
+            values[Int(slot)] = newValue
+        }
+    }
+
+    private mutating func grow(toHold slot: Int) {
+        var newCapacity = capacity
+        while newCapacity <= slot { newCapacity *= 2 }
+        let grown = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity)
+        grown.moveInitialize(from: values, count: capacity)
+        values.deallocate()
+        values = grown
+        capacity = newCapacity
     }
 }
 
@@ -767,9 +907,19 @@ public struct ByteCursor {
 /// Open addressing with linear probing and backward-shift deletion, keyed by pointer value.
 /// Pointer 0 marks an empty bucket (a live block never has address 0). The buckets are one raw
 /// allocation: every op probes this table, and an array's uniqueness and bounds checks cost the
-/// parser more than the probe itself does.
+/// parser more than the probe itself does. Once the live set outgrows the caches every probe is a
+/// cache miss, so an entry is 16 bytes (four to a cache line) and the parser prefetches buckets
+/// a few lines ahead (`prefetch`).
 struct LivePointerTable: ~Copyable {
-    typealias Entry = LiveBlock
+    struct Entry {
+        var pointer: UInt64
+        var slot: UInt32
+        /// The block's size, or `outsized` when `LiveSet` keeps its size and alignment beside the
+        /// table (a size this field cannot hold, or an alignment other than the default).
+        var compactSize: UInt32
+
+        static let outsized = UInt32.max
+    }
 
     private var buckets: UnsafeMutablePointer<Entry>
     private var mask: Int
@@ -789,13 +939,13 @@ struct LivePointerTable: ~Copyable {
     private static func emptyBuckets(log2Capacity: Int) -> (UnsafeMutablePointer<Entry>, Int, UInt64) {
         let capacity = 1 << log2Capacity
         let buckets = UnsafeMutablePointer<Entry>.allocate(capacity: capacity)
-        buckets.initialize(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: capacity)
+        buckets.initialize(repeating: Entry(pointer: 0, slot: 0, compactSize: 0), count: capacity)
         return (buckets, capacity - 1, UInt64(64 - log2Capacity))
     }
 
     subscript(index: Int) -> Entry {
-        get { buckets[index] }
-        set { buckets[index] = newValue }
+        @inline(__always) get { buckets[index] }
+        @inline(__always) _modify { yield &buckets[index] }
     }
 
     func forEachEntry(_ body: (Entry) -> Void) {
@@ -807,6 +957,13 @@ struct LivePointerTable: ~Copyable {
         Int(truncatingIfNeeded: (pointer &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
+    /// Starts loading `pointer`'s home bucket into the cache.
+    @inline(__always)
+    func prefetch(_ pointer: UInt64) {
+        ab_prefetch(buckets + home(pointer))
+    }
+
+    @inline(__always)
     func find(_ pointer: UInt64) -> Int? {
         let probe = probe(pointer)
         return probe.isPresent ? probe.index : nil
@@ -824,14 +981,15 @@ struct LivePointerTable: ~Copyable {
         }
     }
 
-    /// Inserts `entry` unless its pointer is live already; either way returns the pointer's
-    /// bucket. One probe serves both the check and the insertion.
+    /// Inserts `pointer` (slot and size to be set by the caller) unless it is live already; either
+    /// way returns the pointer's bucket. One probe serves both the check and the insertion.
     @inline(__always)
-    mutating func insertIfAbsent(_ entry: Entry) -> (index: Int, inserted: Bool) {
-        if (count + 1) * 2 > mask + 1 { grow() }
-        let probe = probe(entry.pointer)
+    mutating func insertIfAbsent(_ pointer: UInt64) -> (index: Int, inserted: Bool) {
+        // At most 5/8 full: short probe sequences, and the buckets still twice as dense as before.
+        if (count + 1) * 8 > (mask + 1) * 5 { grow() }
+        let probe = probe(pointer)
         if probe.isPresent { return (probe.index, false) }
-        buckets[probe.index] = entry
+        buckets[probe.index].pointer = pointer
         count += 1
         return (probe.index, true)
     }
