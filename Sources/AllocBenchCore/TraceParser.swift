@@ -33,37 +33,68 @@ public struct TraceAnomalies: Sendable, Equatable {
     public var total: Int { freesOfUnknownPointers + reallocsOfUnknownPointers + pointersReturnedWhileLive }
 }
 
-/// A trace turned into the compact op stream that replay children map.
-public struct ParsedTrace: Sendable {
-    public var ops: [ab_op]
-    /// The most blocks live at once: the size of a child's slot table.
-    public var slotCount: Int
-    /// The largest sum of requested bytes live at once: the ideal's numerator.
-    public var peakLiveBytes: UInt64
-    public var finalLiveBytes: UInt64
-    /// Thread ids in first-seen order; `ab_op.thread` indexes this.
-    public var threadIDs: [UInt32]
-    public var lineCount: Int
-    public var anomalies: TraceAnomalies
-    /// Allocations recorded as failed (a null result), which replay cannot reproduce.
-    public var failedAllocationsSkipped: Int
-    public var threadsDone: Int
+/// How a trace's threads overlap and share blocks, counted by the parser on the way.
+public struct ThreadStatistics: Sendable, Equatable, Codable {
+    /// The most thread lifetimes alive at once. A lifetime runs from a thread id's first line to its
+    /// `thread_done`, or to its last line when it has none; a line of the same id after its
+    /// `thread_done` starts a new lifetime (the kernel reuses thread ids).
+    public var peakAlive = 0
+    /// Frees on another thread than the one that allocated (or last reallocated) the block. Threads
+    /// are told apart by id here: a block freed by a later thread that reuses its allocator's id
+    /// does not count.
+    public var crossThreadFrees = 0
+    /// The bytes those frees released.
+    public var crossThreadFreedBytes: UInt64 = 0
+    /// Reallocs on another thread than the one that allocated (or last reallocated) the block; the
+    /// realloc's thread owns the block from then on.
+    public var crossThreadReallocs = 0
+    /// The sizes the blocks had before those reallocs.
+    public var crossThreadReallocatedBytes: UInt64 = 0
 
-    public init() {
-        ops = []
-        slotCount = 0
-        peakLiveBytes = 0
-        finalLiveBytes = 0
-        threadIDs = []
-        lineCount = 0
-        anomalies = TraceAnomalies()
-        failedAllocationsSkipped = 0
-        threadsDone = 0
-    }
+    public init() {}
+}
+
+/// What the parser learned about a trace besides its ops: everything allocbench keeps of it once
+/// the ops are in the op stream.
+public struct TraceFacts: Sendable {
+    public var opCount = 0
+    /// The most blocks live at once: the size of a child's slot table.
+    public var slotCount = 0
+    /// The largest sum of requested bytes live at once: the ideal's numerator.
+    public var peakLiveBytes: UInt64 = 0
+    public var finalLiveBytes: UInt64 = 0
+    /// Thread ids in first-seen order; `ab_op.thread` indexes this.
+    public var threadIDs: [UInt32] = []
+    public var lineCount = 0
+    public var anomalies = TraceAnomalies()
+    /// Allocations recorded as failed (a null result), which replay cannot reproduce.
+    public var failedAllocationsSkipped = 0
+    public var threadsDone = 0
+    public var threads = ThreadStatistics()
+
+    public init() {}
 
     /// ceil(peak live bytes / page size).
     public func idealPages(pageSize: Int) -> Int {
         Int((peakLiveBytes + UInt64(pageSize) - 1) / UInt64(pageSize))
+    }
+}
+
+/// A trace parsed in memory, its op stream included: for tests, the benchmark and the fuzzer.
+/// allocbench itself hands the ops to the op-stream file as they are produced (`TraceParser.drainOps`)
+/// and keeps only the facts. The facts read as the trace's own properties (`trace.slotCount`).
+@dynamicMemberLookup
+public struct ParsedTrace: Sendable {
+    public var facts: TraceFacts
+    public var ops: [ab_op]
+
+    public init(facts: TraceFacts, ops: [ab_op]) {
+        self.facts = facts
+        self.ops = ops
+    }
+
+    public subscript<Value>(dynamicMember keyPath: KeyPath<TraceFacts, Value>) -> Value {
+        facts[keyPath: keyPath]
     }
 }
 
@@ -76,14 +107,15 @@ public struct TraceParser: ~Copyable {
         public init(lenient: Bool = false) { self.lenient = lenient }
     }
 
-    private var result = ParsedTrace()
+    private var facts = TraceFacts()
     private var live: LiveSet
     private var opStream = OpStreamRecorder()
-    /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 16 | index`, or all
-    /// ones when empty. Recordings interleave hundreds of threads, and hashing every line's tid
-    /// into the dictionary costs more than parsing its pointer.
-    private var recentThreads = InlineArray<64, UInt64>(repeating: .max)
-    private var threadIndexByTid: [UInt32: UInt16] = [:]
+    private var lifetimes = ThreadLifetimes()
+    /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 32 | (index + 1)`, or 0
+    /// when empty. Recordings interleave hundreds of threads, and hashing every line's tid into the
+    /// dictionary costs more than parsing its pointer.
+    private var recentThreads = InlineArray<64, UInt64>(repeating: 0)
+    private var threadIndexByTid: [UInt32: UInt32] = [:]
     private var line = 0
     /// The bytes of a line that the last chunk ended inside of (at most `maximumLineLength`).
     private let pending: UnsafeMutablePointer<UInt8>
@@ -96,11 +128,10 @@ public struct TraceParser: ~Copyable {
     /// keeps a file of zeros or a binary from being read whole before its first line fails.
     public static let maximumLineLength = 4096
 
-    /// A parser fed in chunks (`feed`, then `finish`); `byteCountHint` is the trace's expected
-    /// size, for the op array's first capacity.
-    public init(options: Options = Options(), byteCountHint: Int = 0) {
+    /// A parser fed in chunks (`feed`, then `finish`). The ops it produces wait in a buffer until
+    /// `drainOps` hands them over, or `takeOps` returns them all.
+    public init(options: Options = Options()) {
         live = LiveSet(lenient: options.lenient)
-        opStream.ops.reserveCapacity(min(max(byteCountHint, 0), 1 << 30) / 24)
         pending = .allocate(capacity: Self.maximumLineLength)
         lookahead = .allocate(capacity: Self.lookaheadDepth)
     }
@@ -110,18 +141,34 @@ public struct TraceParser: ~Copyable {
         lookahead.deallocate()
     }
 
-    /// Bytes the parser holds: the op array and the live set's tables. Each grows by doubling, and a
-    /// growth holds the old and the new at once: a caller with a memory limit checks that twice
-    /// this still fits before feeding more (Swift ends a process whose allocation fails).
+    /// Bytes the parser holds: the ops not yet drained and the live set's tables. Each grows by
+    /// doubling, and a growth holds the old and the new at once: a caller with a memory limit
+    /// checks that twice this still fits before feeding more (Swift ends a process whose
+    /// allocation fails).
     public var reservedBytes: Int {
-        opStream.ops.capacity * MemoryLayout<ab_op>.stride + live.reservedBytes + Self.maximumLineLength
+        opStream.reservedBytes + live.reservedBytes + lifetimes.reservedBytes + Self.maximumLineLength
     }
 
     /// Parses a whole trace held in memory.
     public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
-        var parser = TraceParser(options: options, byteCountHint: bytes.count)
+        var parser = TraceParser(options: options)
+        parser.opStream.ops.reserveCapacity(min(bytes.count, 1 << 30) / 24)
         try parser.feed(bytes)
-        return try parser.finish()
+        let facts = try parser.finish()
+        return ParsedTrace(facts: facts, ops: parser.takeOps())
+    }
+
+    /// Hands the ops produced since the last drain to `body`, then forgets them: a caller that
+    /// drains after every chunk holds one chunk's ops at a time.
+    public mutating func drainOps<Failure: Error>(_ body: (UnsafeBufferPointer<ab_op>) throws(Failure) -> Void) throws(Failure) {
+        try opStream.ops.withUnsafeBufferPointer { ops throws(Failure) in try body(ops) }
+        opStream.ops.removeAll(keepingCapacity: true)
+    }
+
+    /// The ops produced since the last drain.
+    public mutating func takeOps() -> [ab_op] {
+        defer { opStream.ops = [] }
+        return opStream.ops
     }
 
     /// Parses every line `chunk` completes; the bytes after its last line break wait for the next
@@ -165,7 +212,7 @@ public struct TraceParser: ~Copyable {
 
     /// Parses a trace held in a byte array (tests, small inputs).
     public static func parse(_ bytes: [UInt8], options: Options = Options()) throws(TraceError) -> ParsedTrace {
-        var outcome: Result<ParsedTrace, TraceError> = .success(ParsedTrace())
+        var outcome: Result<ParsedTrace, TraceError> = .success(ParsedTrace(facts: TraceFacts(), ops: []))
         bytes.withUnsafeBytes { buffer in
             do throws(TraceError) {
                 outcome = .success(try parse(buffer, options: options))
@@ -176,20 +223,23 @@ public struct TraceParser: ~Copyable {
         return try outcome.get()
     }
 
-    /// Parses the last line if it had no line break, and returns the trace.
-    public consuming func finish() throws(TraceError) -> ParsedTrace {
+    /// Parses the last line if it had no line break, and returns the trace's facts. The ops of
+    /// that line wait to be drained like any other.
+    public mutating func finish() throws(TraceError) -> TraceFacts {
         if pendingCount > 0 { try parsePending() }
-        if opStream.ops.isEmpty {
+        if opStream.opCount == 0 {
             throw TraceError(line: 0, message: "no allocation to replay: none of its \(line) line\(line == 1 ? "" : "s") is a malloc, calloc, memalign or realloc")
         }
-        result.ops = opStream.ops
-        result.slotCount = live.slotCount
-        result.peakLiveBytes = live.peakLiveBytes
-        result.finalLiveBytes = live.liveBytes
-        result.anomalies = live.anomalies
-        result.failedAllocationsSkipped = live.failedAllocationsSkipped
-        result.lineCount = line
-        return result
+        facts.opCount = opStream.opCount
+        facts.slotCount = live.slotCount
+        facts.peakLiveBytes = live.peakLiveBytes
+        facts.finalLiveBytes = live.liveBytes
+        facts.anomalies = live.anomalies
+        facts.failedAllocationsSkipped = live.failedAllocationsSkipped
+        facts.lineCount = line
+        facts.threads = live.threadStatistics
+        facts.threads.peakAlive = lifetimes.peakAlive()
+        return facts
     }
 
     // MARK: - Lines
@@ -229,6 +279,8 @@ public struct TraceParser: ~Copyable {
             guard let operation else { return }
             live.prefetch(for: operation)
             if read - applied == Self.lookaheadDepth {
+                // Halfway through the lookahead, the bucket has arrived: the slot record next.
+                live.prefetchSlotRecord(for: lookahead[(applied + Self.lookaheadDepth / 2) & mask].operation)
                 try apply(lookahead[applied & mask])
                 applied += 1
             }
@@ -244,36 +296,108 @@ public struct TraceParser: ~Copyable {
     @inline(__always)
     private mutating func apply(_ read: ReadLine) throws(TraceError) {
         let operation = read.operation
-        opStream.thread = try threadIndex(operation.tid)
+        let thread = threadIndex(operation.tid)
+        opStream.thread = thread
         try live.apply(operation, line: read.line, observer: &opStream)
-        if operation.action == .threadDone { result.threadsDone += 1 }
+        if operation.action == .threadDone {
+            facts.threadsDone += 1
+            lifetimes.ended(thread: thread, line: read.line)
+        } else {
+            lifetimes.saw(thread: thread, line: read.line)
+        }
     }
 
-    private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
+    /// The thread's dense index: the order in which its id first appeared. A trace has at most
+    /// 2^32 thread ids, so the index always fits `ab_op.thread`.
+    @inline(__always)
+    private mutating func threadIndex(_ tid: UInt32) -> UInt32 {
         let way = Int(tid & 63)
         let recent = recentThreads[way]
-        if recent >> 16 == UInt64(tid) { return UInt16(truncatingIfNeeded: recent) }
-        let index: UInt16
+        if recent >> 32 == UInt64(tid) && UInt32(truncatingIfNeeded: recent) != 0 {
+            return UInt32(truncatingIfNeeded: recent) - 1
+        }
+        let index: UInt32
         if let known = threadIndexByTid[tid] {
             index = known
         } else {
-            guard result.threadIDs.count <= Int(UInt16.max) else {
-                throw TraceError(line: line, message: "more than 65536 thread ids")
-            }
-            index = UInt16(result.threadIDs.count)
+            index = UInt32(facts.threadIDs.count)
             threadIndexByTid[tid] = index
-            result.threadIDs.append(tid)
+            facts.threadIDs.append(tid)
         }
-        recentThreads[way] = UInt64(tid) << 16 | UInt64(index)
+        // The 2^32nd thread id's index + 1 wraps to 0, "empty": it is looked up every time instead.
+        recentThreads[way] = UInt64(tid) << 32 | UInt64(index &+ 1)
         return index
+    }
+}
+
+/// When each thread lived, for the most threads alive at once (`ThreadStatistics.peakAlive`).
+private struct ThreadLifetimes {
+    /// By thread index: the line its current lifetime began at, or 0 when it has none (it ended
+    /// with `thread_done` and has not appeared since).
+    private var start: [Int] = []
+    /// By thread index: its latest line.
+    private var last: [Int] = []
+    /// Lifetimes that ended with `thread_done`: first line, last line.
+    private var ended: [(start: Int, end: Int)] = []
+
+    var reservedBytes: Int { (start.capacity + last.capacity) * MemoryLayout<Int>.stride + ended.capacity * 16 }
+
+    /// A line of `thread` other than its `thread_done`.
+    @inline(__always)
+    mutating func saw(thread: UInt32, line: Int) {
+        let index = Int(thread)
+        if index == start.count {
+            start.append(line)
+            last.append(line)
+            return
+        }
+        if start[index] == 0 { start[index] = line }
+        last[index] = line
+    }
+
+    /// `thread`'s `thread_done`, at `line`: its lifetime ends there.
+    mutating func ended(thread: UInt32, line: Int) {
+        saw(thread: thread, line: line)
+        ended.append((start[Int(thread)], line))
+        start[Int(thread)] = 0
+    }
+
+    /// The most lifetimes that share a line: lifetimes are whole lines [start, end], and two
+    /// lifetimes never start or end on the same line, so a sweep over the sorted starts and ends
+    /// counts them.
+    func peakAlive() -> Int {
+        var starts = ended.map(\.start)
+        var ends = ended.map(\.end)
+        for index in start.indices where start[index] != 0 {
+            starts.append(start[index])
+            ends.append(last[index])
+        }
+        starts.sort()
+        ends.sort()
+        var alive = 0
+        var peak = 0
+        var endIndex = 0
+        for begin in starts {
+            while endIndex < ends.count && ends[endIndex] < begin {
+                alive -= 1
+                endIndex += 1
+            }
+            alive += 1
+            peak = max(peak, alive)
+        }
+        return peak
     }
 }
 
 /// The op stream replay children map: one op per change of the live set, on the line's thread.
 private struct OpStreamRecorder: LiveSetObserver {
     var ops: [ab_op] = []
+    /// Ops produced, drained or not.
+    private(set) var opCount = 0
     /// The thread index of the line being applied.
-    var thread: UInt16 = 0
+    var thread: UInt32 = 0
+
+    var reservedBytes: Int { ops.capacity * MemoryLayout<ab_op>.stride }
 
     @inline(__always)
     mutating func allocated(_ block: LiveBlock, kind: AllocationKind) {
@@ -291,13 +415,14 @@ private struct OpStreamRecorder: LiveSetObserver {
     }
 
     @inline(__always)
-    mutating func reallocated(_ block: LiveBlock) {
+    mutating func reallocated(_ block: LiveBlock, oldSize: UInt64) {
         append(block, kind: AB_OP_REALLOC)
     }
 
     @inline(__always)
     private mutating func append(_ block: LiveBlock, kind: Int) {
-        ops.append(ab_op(size: block.size, slot: block.slot, thread: thread, kind: UInt8(kind), align_log2: block.alignLog2))
+        ops.append(ab_op(slot: block.slot, thread: thread, kind: UInt8(kind), align_log2: block.alignLog2, size: block.size))
+        opCount += 1
     }
 }
 
@@ -421,8 +546,9 @@ public protocol LiveSetObserver {
     mutating func allocated(_ block: LiveBlock, kind: AllocationKind)
     /// `block`, as it was, is no longer live.
     mutating func freed(_ block: LiveBlock)
-    /// A realloc moved or resized the block in `block.slot`: `block` has its new pointer and size.
-    mutating func reallocated(_ block: LiveBlock)
+    /// A realloc moved or resized the block in `block.slot`: `block` has its new pointer and size,
+    /// `oldSize` the size it had.
+    mutating func reallocated(_ block: LiveBlock, oldSize: UInt64)
 }
 
 /// The blocks a trace holds live, and the one statement of what each action does to them: the
@@ -439,9 +565,10 @@ public struct LiveSet: ~Copyable {
     /// The exact size and alignment of the blocks whose table entry cannot hold them (a size of
     /// 2^32 − 1 or more, or an alignment other than 16): few in any real trace.
     private var outsized: [UInt32: OutsizedBlock] = [:]
-    /// The line that allocated or last reallocated the block in each slot, read only for an error
-    /// message: kept out of the table so that its entries stay dense.
-    private var allocationLines = SlotColumn()
+    /// By slot: what the table entry has no room for (see `SlotRecord`).
+    private var slotRecords = SlotColumn<SlotRecord>()
+    /// Cross-thread frees and reallocs so far (`peakAlive` is the parser's).
+    public private(set) var threadStatistics = ThreadStatistics()
     private var freeSlots: [UInt32] = []
     private var nextSlot: UInt32 = 0
     public private(set) var liveBytes: UInt64 = 0
@@ -450,12 +577,21 @@ public struct LiveSet: ~Copyable {
     public private(set) var anomalies = TraceAnomalies()
     /// Allocations recorded as failed (a null result): nothing became live.
     public private(set) var failedAllocationsSkipped = 0
-    /// The line being applied, for error messages.
+    /// The line being applied, for error messages, and its thread id.
     private var line = 0
+    private var tid: UInt32 = 0
 
-    private struct OutsizedBlock {
+    struct OutsizedBlock {
         var size: UInt64
         var alignLog2: UInt8
+    }
+
+    /// Of the block in a slot: the line that allocated or last reallocated it (for error messages)
+    /// and the thread id of that line (its owner, for the cross-thread counts). Kept out of the
+    /// table so that its entries stay dense.
+    struct SlotRecord {
+        var line: UInt32
+        var owner: UInt32
     }
 
     /// `lenient`: count and skip the anomalies of interleaved multi-threaded recordings (see
@@ -469,7 +605,7 @@ public struct LiveSet: ~Copyable {
 
     /// Bytes its tables hold now; their next growth takes as much again while the old is alive.
     public var reservedBytes: Int {
-        table.reservedBytes + allocationLines.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride
+        table.reservedBytes + slotRecords.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride
             + outsized.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<OutsizedBlock>.stride)
     }
 
@@ -498,11 +634,27 @@ public struct LiveSet: ~Copyable {
         if operation.action == .realloc { table.prefetch(operation.fields.1) }
     }
 
+    /// Starts loading the slot record of the block that `operation` frees or reallocs, once its
+    /// table bucket has arrived (the parser calls this halfway between `prefetch(for:)` and
+    /// `apply`): the record is found through the bucket, so its miss would otherwise come after
+    /// the bucket's instead of beside it.
+    @inline(__always)
+    public func prefetchSlotRecord(for operation: TraceOperation) {
+        let pointer: UInt64
+        switch operation.action {
+        case .free: pointer = operation.fields.0
+        case .realloc: pointer = operation.fields.1
+        default: return
+        }
+        if pointer != 0, let index = table.find(pointer) { slotRecords.prefetch(table[index].slot) }
+    }
+
     /// Applies `operation`, read at `line`, and tells `observer` what changed.
     @inline(__always)
     public mutating func apply<Observer: LiveSetObserver>(_ operation: TraceOperation, line: Int,
                                                           observer: inout Observer) throws(TraceError) {
         self.line = line
+        self.tid = operation.tid
         let fields = operation.fields
         switch operation.action {
         case .malloc:
@@ -578,7 +730,7 @@ public struct LiveSet: ~Copyable {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(allocationLines[table[index].slot]))")
+            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(slotRecords[table[index].slot].line))")
         }
         guard fitsLiveBytes(liveBytes + size) else {
             table.remove(at: index)
@@ -587,7 +739,7 @@ public struct LiveSet: ~Copyable {
         let block = LiveBlock(pointer: pointer, size: size, slot: takeSlot(), alignLog2: alignLog2)
         table[index].slot = block.slot
         table[index].compactSize = compactSize(of: block)
-        allocationLines[block.slot] = UInt32(truncatingIfNeeded: line)
+        slotRecords[block.slot] = SlotRecord(line: UInt32(truncatingIfNeeded: line), owner: tid)
         addLive(size)
         observer.allocated(block, kind: kind)
     }
@@ -603,6 +755,10 @@ public struct LiveSet: ~Copyable {
         }
         let entry = table[index]
         let block = block(entry)
+        if slotRecords[block.slot].owner != tid {
+            threadStatistics.crossThreadFrees += 1
+            threadStatistics.crossThreadFreedBytes += block.size
+        }
         table.remove(at: index)
         forgetOutsized(entry)
         freeSlots.append(block.slot)
@@ -638,10 +794,11 @@ public struct LiveSet: ~Copyable {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(allocationLines[table[existing].slot]))")
+            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(slotRecords[table[existing].slot].line))")
         }
         let oldEntry = table[oldIndex]
         var block = block(oldEntry)
+        let oldSize = block.size
         guard fitsLiveBytes(liveBytes - block.size + size) else { throw liveBytesExceeded() }
         liveBytes -= block.size
         addLive(size)
@@ -649,7 +806,11 @@ public struct LiveSet: ~Copyable {
         block.size = size
         block.pointer = new
         let compact = compactSize(of: block)
-        allocationLines[block.slot] = UInt32(truncatingIfNeeded: line)
+        if slotRecords[block.slot].owner != tid {
+            threadStatistics.crossThreadReallocs += 1
+            threadStatistics.crossThreadReallocatedBytes += oldSize
+        }
+        slotRecords[block.slot] = SlotRecord(line: UInt32(truncatingIfNeeded: line), owner: tid)
         if new == old {
             table[oldIndex].compactSize = compact
         } else {
@@ -658,7 +819,7 @@ public struct LiveSet: ~Copyable {
             table[index].slot = block.slot
             table[index].compactSize = compact
         }
-        observer.reallocated(block)
+        observer.reallocated(block, oldSize: oldSize)
     }
 
     /// Checked before anything changes, so that a lenient caller can skip the operation.
@@ -685,28 +846,34 @@ public struct LiveSet: ~Copyable {
     }
 }
 
-/// One `UInt32` per slot, grown as slots are handed out: a raw allocation, since an array's
+/// One value per slot, grown as slots are handed out: a raw allocation, since an array's
 /// uniqueness and bounds checks on every op cost the parser more than the store itself.
-struct SlotColumn: ~Copyable {
-    private var values = UnsafeMutablePointer<UInt32>.allocate(capacity: 1024)
+struct SlotColumn<Element: BitwiseCopyable>: ~Copyable {
+    private var values = UnsafeMutablePointer<Element>.allocate(capacity: 1024)
     private var capacity = 1024
 
-    var reservedBytes: Int { capacity * MemoryLayout<UInt32>.stride }
+    var reservedBytes: Int { capacity * MemoryLayout<Element>.stride }
 
     deinit { values.deallocate() }
 
-    subscript(slot: UInt32) -> UInt32 {
-        get { values[Int(slot)] }
-        set {
+    /// Only slots that have been set.
+    subscript(slot: UInt32) -> Element {
+        @inline(__always) get { values[Int(slot)] }
+        @inline(__always) set {
             if Int(slot) >= capacity { grow(toHold: Int(slot)) }
             values[Int(slot)] = newValue
         }
     }
 
+    @inline(__always)
+    func prefetch(_ slot: UInt32) {
+        if Int(slot) < capacity { ab_prefetch(values + Int(slot)) }
+    }
+
     private mutating func grow(toHold slot: Int) {
         var newCapacity = capacity
         while newCapacity <= slot { newCapacity *= 2 }
-        let grown = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity)
+        let grown = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
         grown.moveInitialize(from: values, count: capacity)
         values.deallocate()
         values = grown
@@ -848,6 +1015,7 @@ public struct ByteCursor {
     }
 
     /// Decimal digits; nil when there are none or the value does not fit 64 bits.
+    @inline(__always)
     public mutating func decimal() -> UInt64? {
         let start = position
         var value: UInt64 = 0
@@ -869,6 +1037,7 @@ public struct ByteCursor {
 
     /// `0x` followed by 1 to 16 hex digits, or `(nil)`, which is how glibc's printf("%p") writes
     /// a null pointer (bionic writes `0x0`).
+    @inline(__always)
     public mutating func hexPointer() -> UInt64? {
         if end - position >= 5 && position[0] == UInt8(ascii: "(") && position[1] == UInt8(ascii: "n")
             && position[2] == UInt8(ascii: "i") && position[3] == UInt8(ascii: "l") && position[4] == UInt8(ascii: ")") {

@@ -77,10 +77,12 @@ public struct TraceSummary: Codable, Sendable, Equatable {
     public var idealPages: Int
     public var anomaliesSkipped: Int
     public var failedAllocationsSkipped: Int
+    /// How the threads overlapped and shared blocks (absent in reports written before it was recorded).
+    public var threadActivity: ThreadStatistics?
 
     public init(path: String, name: String, lines: Int, ops: Int, threads: Int, threadsDone: Int? = nil, slots: Int,
                 peakLiveBytes: UInt64, finalLiveBytes: UInt64, idealPages: Int, anomaliesSkipped: Int,
-                failedAllocationsSkipped: Int) {
+                failedAllocationsSkipped: Int, threadActivity: ThreadStatistics? = nil) {
         self.path = path
         self.name = name
         self.lines = lines
@@ -93,6 +95,7 @@ public struct TraceSummary: Codable, Sendable, Equatable {
         self.idealPages = idealPages
         self.anomaliesSkipped = anomaliesSkipped
         self.failedAllocationsSkipped = failedAllocationsSkipped
+        self.threadActivity = threadActivity
     }
 }
 

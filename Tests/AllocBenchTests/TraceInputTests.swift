@@ -34,7 +34,7 @@ final class TraceInputTests: XCTestCase {
         XCTAssertEqual(try runCommand("/bin/sh", ["-c", "gzip -k -c '\(plain)' > '\(plain).gz'"]).status, 0)
         let whole = try TraceInput.parse(path: plain, options: .init())
         let gzipped = try TraceInput.parse(path: plain + ".gz", options: .init())
-        XCTAssertEqual(gzipped.ops.map(\.size), whole.ops.map(\.size))
+        XCTAssertEqual(gzipped.ops.map { $0.size }, whole.ops.map { $0.size })
         XCTAssertEqual(whole.ops.count, 5000)
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory))
     }
