@@ -4,8 +4,9 @@
     synthetic_trace.py --live 100000 --ops 2000000 [--threads 8] [--seed 1] OUTPUT
 
 The trace first allocates until `--live` blocks are live, then keeps about that many live: each
-later op frees a random live block (47.5 %), allocates (47.5 %), or reallocs (5 %) a random live block, on a random one
-of `--threads` threads (so most frees cross threads, as in a real multi-threaded recording).
+later op frees a random live block (47.5 %), allocates (47.5 %), or reallocs a random live block
+(5 %), on a random one of `--threads` threads (so most frees cross threads). It ends with one
+thread_done per thread.
 Addresses come from a simulated allocator that reuses the most recently freed address of the
 same size class first, so the live set's pointers are spread over a heap as large as its bytes,
 the way real recordings look, and a pointer value is returned again after it has been freed.

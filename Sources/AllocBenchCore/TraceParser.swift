@@ -331,35 +331,40 @@ public struct TraceParser: ~Copyable {
 }
 
 /// When each thread lived, for the most threads alive at once (`ThreadStatistics.peakAlive`).
-private struct ThreadLifetimes {
-    /// By thread index: the line its current lifetime began at, or 0 when it has none (it ended
-    /// with `thread_done` and has not appeared since).
-    private var start: [Int] = []
-    /// By thread index: its latest line.
-    private var last: [Int] = []
+private struct ThreadLifetimes: ~Copyable {
+    struct Current {
+        /// The line the thread's current lifetime began at, or 0 when it has none (it ended with
+        /// `thread_done` and has not appeared since).
+        var start: Int
+        /// Its latest line.
+        var last: Int
+    }
+
+    /// By thread index; every line writes its thread's, so a raw column rather than an array.
+    private var current = SlotColumn<Current>()
+    private var threadCount = 0
     /// Lifetimes that ended with `thread_done`: first line, last line.
     private var ended: [(start: Int, end: Int)] = []
 
-    var reservedBytes: Int { (start.capacity + last.capacity) * MemoryLayout<Int>.stride + ended.capacity * 16 }
+    var reservedBytes: Int { current.reservedBytes + ended.capacity * 16 }
 
-    /// A line of `thread` other than its `thread_done`.
+    /// A line of `thread` other than its `thread_done`; threads appear in index order.
     @inline(__always)
     mutating func saw(thread: UInt32, line: Int) {
-        let index = Int(thread)
-        if index == start.count {
-            start.append(line)
-            last.append(line)
+        if Int(thread) == threadCount {
+            threadCount += 1
+            current[thread] = Current(start: line, last: line)
             return
         }
-        if start[index] == 0 { start[index] = line }
-        last[index] = line
+        let start = current[thread].start
+        current[thread] = Current(start: start == 0 ? line : start, last: line)
     }
 
     /// `thread`'s `thread_done`, at `line`: its lifetime ends there.
     mutating func ended(thread: UInt32, line: Int) {
         saw(thread: thread, line: line)
-        ended.append((start[Int(thread)], line))
-        start[Int(thread)] = 0
+        ended.append((current[thread].start, line))
+        current[thread].start = 0
     }
 
     /// The most lifetimes that share a line: lifetimes are whole lines [start, end], and two
@@ -368,9 +373,9 @@ private struct ThreadLifetimes {
     func peakAlive() -> Int {
         var starts = ended.map(\.start)
         var ends = ended.map(\.end)
-        for index in start.indices where start[index] != 0 {
-            starts.append(start[index])
-            ends.append(last[index])
+        for thread in 0..<threadCount where current[UInt32(thread)].start != 0 {
+            starts.append(current[UInt32(thread)].start)
+            ends.append(current[UInt32(thread)].last)
         }
         starts.sort()
         ends.sort()
