@@ -34,7 +34,7 @@ public struct TraceAnomalies: Sendable, Equatable {
 }
 
 /// How a trace's threads overlap and share blocks, counted by the parser on the way.
-public struct ThreadStatistics: Sendable, Equatable, Codable {
+public struct ThreadStatistics: Sendable, Equatable {
     /// The most thread lifetimes alive at once. A lifetime runs from a thread id's first line to its
     /// `thread_done`, or to its last line when it has none; a line of the same id after its
     /// `thread_done` starts a new lifetime (the kernel reuses thread ids).

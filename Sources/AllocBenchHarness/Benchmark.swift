@@ -61,7 +61,7 @@ public struct Benchmark: Sendable {
             idealPages: facts.idealPages(pageSize: Benchmark.pageSize),
             anomaliesSkipped: facts.anomalies.total,
             failedAllocationsSkipped: facts.failedAllocationsSkipped,
-            threadActivity: facts.threads)
+            threadActivity: ThreadActivity(facts.threads))
         return PreparedTrace(summary: summary, stream: stream)
     }
 

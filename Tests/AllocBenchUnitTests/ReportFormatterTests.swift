@@ -60,12 +60,13 @@ final class ReportFormatterTests: XCTestCase {
     /// blocks, and so does its JSON.
     func testThreadActivityIsInTheHeaderAndTheJSON() throws {
         var report = Self.report([Self.row("glibc")])
-        var activity = ThreadStatistics()
-        activity.peakAlive = 3
-        activity.crossThreadFrees = 2
-        activity.crossThreadFreedBytes = 64
-        activity.crossThreadReallocs = 1
-        activity.crossThreadReallocatedBytes = 16
+        var statistics = ThreadStatistics()
+        statistics.peakAlive = 3
+        statistics.crossThreadFrees = 2
+        statistics.crossThreadFreedBytes = 64
+        statistics.crossThreadReallocs = 1
+        statistics.crossThreadReallocatedBytes = 16
+        let activity = ThreadActivity(statistics)
         report.runs[0].trace.threads = 8
         report.runs[0].trace.threadActivity = activity
         let table = try ReportFormatter(useColor: false).render(report, as: .table)
