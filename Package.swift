@@ -75,6 +75,12 @@ var targets: [Target] = [
         path: "Sources/CAllocBenchCleanup",
         cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
     ),
+    // The trace parser's software prefetch (a header-only inline function).
+    .target(
+        name: "CAllocBenchPrefetch",
+        path: "Sources/CAllocBenchPrefetch",
+        cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+    ),
     .systemLibrary(
         name: "CAllocBenchZlib",
         path: "Sources/CAllocBenchZlib",
@@ -83,7 +89,7 @@ var targets: [Target] = [
     ),
     .target(
         name: "AllocBenchCore",
-        dependencies: ["CAllocBench"],
+        dependencies: ["CAllocBench", "CAllocBenchPrefetch"],
         swiftSettings: strictSwift
     ),
     .target(

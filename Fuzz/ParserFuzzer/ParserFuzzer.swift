@@ -7,6 +7,7 @@
 // `allocbench --trace` reads it. Errors are expected; crashes, hangs and leaks are bugs.
 import AllocBenchCore
 import AllocBenchHarness
+import CAllocBench
 import Glibc
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -18,10 +19,14 @@ public func fuzzTraceParser(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         // The split point: the input's last two bytes, so the mutator can move it.
         let split = count < 2 ? count / 2 : (Int(input[count - 1]) << 8 | Int(input[count - 2])) % (count + 1)
         let chunked = Outcome(catching: { () throws(TraceError) in
+            // The first chunk's ops are drained as allocbench drains them into the op stream.
             var parser = TraceParser(options: options)
+            var ops: [ab_op] = []
             try parser.feed(UnsafeRawBufferPointer(rebasing: input[..<split]))
+            parser.drainOps { ops.append(contentsOf: $0) }
             try parser.feed(UnsafeRawBufferPointer(rebasing: input[split...]))
-            return try parser.finish()
+            let facts = try parser.finish()
+            return ParsedTrace(facts: facts, ops: ops + parser.takeOps())
         })
         if whole != chunked {
             fatalError("split at \(split) of \(count) bytes (lenient \(lenient)): whole \(whole), chunked \(chunked)")
@@ -38,7 +43,7 @@ public func fuzzTraceParser(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
 /// What a parse came to, in the parts that must not depend on how the input was chunked.
 enum Outcome: Equatable, CustomStringConvertible {
     case parsed(ops: [UInt8], slots: Int, peak: UInt64, final: UInt64, threads: [UInt32], lines: Int,
-                anomalies: TraceAnomalies, failedSkipped: Int, threadsDone: Int)
+                anomalies: TraceAnomalies, failedSkipped: Int, threadsDone: Int, threadActivity: ThreadStatistics)
     case failed(TraceError)
 
     init(catching parse: () throws(TraceError) -> ParsedTrace) {
@@ -47,7 +52,8 @@ enum Outcome: Equatable, CustomStringConvertible {
             let ops = trace.ops.withUnsafeBytes { Array($0) }
             self = .parsed(ops: ops, slots: trace.slotCount, peak: trace.peakLiveBytes, final: trace.finalLiveBytes,
                            threads: trace.threadIDs, lines: trace.lineCount, anomalies: trace.anomalies,
-                           failedSkipped: trace.failedAllocationsSkipped, threadsDone: trace.threadsDone)
+                           failedSkipped: trace.failedAllocationsSkipped, threadsDone: trace.threadsDone,
+                           threadActivity: trace.threads)
         } catch {
             self = .failed(error)
         }
@@ -55,7 +61,7 @@ enum Outcome: Equatable, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .parsed(let ops, _, let peak, _, _, let lines, _, _, _): "\(ops.count / 16) ops, peak \(peak), \(lines) lines"
+        case .parsed(let ops, _, let peak, _, _, let lines, _, _, _, _): "\(ops.count / 16) ops, peak \(peak), \(lines) lines"
         case .failed(let error): "error \(error)"
         }
     }

@@ -1,4 +1,5 @@
 import CAllocBench
+import CAllocBenchPrefetch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,37 +33,68 @@ public struct TraceAnomalies: Sendable, Equatable {
     public var total: Int { freesOfUnknownPointers + reallocsOfUnknownPointers + pointersReturnedWhileLive }
 }
 
-/// A trace turned into the compact op stream that replay children map.
-public struct ParsedTrace: Sendable {
-    public var ops: [ab_op]
-    /// The most blocks live at once: the size of a child's slot table.
-    public var slotCount: Int
-    /// The largest sum of requested bytes live at once: the ideal's numerator.
-    public var peakLiveBytes: UInt64
-    public var finalLiveBytes: UInt64
-    /// Thread ids in first-seen order; `ab_op.thread` indexes this.
-    public var threadIDs: [UInt32]
-    public var lineCount: Int
-    public var anomalies: TraceAnomalies
-    /// Allocations recorded as failed (a null result), which replay cannot reproduce.
-    public var failedAllocationsSkipped: Int
-    public var threadsDone: Int
+/// How a trace's threads overlap and share blocks, counted by the parser on the way.
+public struct ThreadStatistics: Sendable, Equatable {
+    /// The most thread lifetimes alive at once. A lifetime runs from a thread id's first line to its
+    /// `thread_done`, or to its last line when it has none; a line of the same id after its
+    /// `thread_done` starts a new lifetime (the kernel reuses thread ids).
+    public var peakAlive = 0
+    /// Frees on another thread than the one that allocated (or last reallocated) the block. Threads
+    /// are told apart by id here: a block freed by a later thread that reuses its allocator's id
+    /// does not count.
+    public var crossThreadFrees = 0
+    /// The bytes those frees released.
+    public var crossThreadFreedBytes: UInt64 = 0
+    /// Reallocs on another thread than the one that allocated (or last reallocated) the block; the
+    /// realloc's thread owns the block from then on.
+    public var crossThreadReallocs = 0
+    /// The sizes the blocks had before those reallocs.
+    public var crossThreadReallocatedBytes: UInt64 = 0
 
-    public init() {
-        ops = []
-        slotCount = 0
-        peakLiveBytes = 0
-        finalLiveBytes = 0
-        threadIDs = []
-        lineCount = 0
-        anomalies = TraceAnomalies()
-        failedAllocationsSkipped = 0
-        threadsDone = 0
-    }
+    public init() {}
+}
+
+/// What the parser learned about a trace besides its ops: everything allocbench keeps of it once
+/// the ops are in the op stream.
+public struct TraceFacts: Sendable {
+    public var opCount = 0
+    /// The most blocks live at once: the size of a child's slot table.
+    public var slotCount = 0
+    /// The largest sum of requested bytes live at once: the ideal's numerator.
+    public var peakLiveBytes: UInt64 = 0
+    public var finalLiveBytes: UInt64 = 0
+    /// Thread ids in first-seen order; `ab_op.thread` indexes this.
+    public var threadIDs: [UInt32] = []
+    public var lineCount = 0
+    public var anomalies = TraceAnomalies()
+    /// Allocations recorded as failed (a null result), which replay cannot reproduce.
+    public var failedAllocationsSkipped = 0
+    public var threadsDone = 0
+    public var threads = ThreadStatistics()
+
+    public init() {}
 
     /// ceil(peak live bytes / page size).
     public func idealPages(pageSize: Int) -> Int {
         Int((peakLiveBytes + UInt64(pageSize) - 1) / UInt64(pageSize))
+    }
+}
+
+/// A trace parsed in memory, its op stream included: for tests, the benchmark and the fuzzer.
+/// allocbench itself hands the ops to the op-stream file as they are produced (`TraceParser.drainOps`)
+/// and keeps only the facts. The facts read as the trace's own properties (`trace.slotCount`).
+@dynamicMemberLookup
+public struct ParsedTrace: Sendable {
+    public var facts: TraceFacts
+    public var ops: [ab_op]
+
+    public init(facts: TraceFacts, ops: [ab_op]) {
+        self.facts = facts
+        self.ops = ops
+    }
+
+    public subscript<Value>(dynamicMember keyPath: KeyPath<TraceFacts, Value>) -> Value {
+        facts[keyPath: keyPath]
     }
 }
 
@@ -75,46 +107,68 @@ public struct TraceParser: ~Copyable {
         public init(lenient: Bool = false) { self.lenient = lenient }
     }
 
-    private var result = ParsedTrace()
+    private var facts = TraceFacts()
     private var live: LiveSet
     private var opStream = OpStreamRecorder()
-    /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 16 | index`, or all
-    /// ones when empty. Recordings interleave hundreds of threads, and hashing every line's tid
-    /// into the dictionary costs more than parsing its pointer.
-    private var recentThreads = InlineArray<64, UInt64>(repeating: .max)
-    private var threadIndexByTid: [UInt32: UInt16] = [:]
+    private var lifetimes = ThreadLifetimes()
+    /// Recently seen threads, direct-mapped by the tid's low bits: `tid << 32 | (index + 1)`, or 0
+    /// when empty. Recordings interleave hundreds of threads, and hashing every line's tid into the
+    /// dictionary costs more than parsing its pointer.
+    private var recentThreads = InlineArray<64, UInt64>(repeating: 0)
+    private var threadIndexByTid: [UInt32: UInt32] = [:]
     private var line = 0
     /// The bytes of a line that the last chunk ended inside of (at most `maximumLineLength`).
     private let pending: UnsafeMutablePointer<UInt8>
     private var pendingCount = 0
+    /// The lines `parseAll` has read ahead, a ring of `lookaheadDepth`.
+    private let lookahead: UnsafeMutablePointer<ReadLine>
 
     /// The longest line a trace may have. record_allocs writes at most about 120 bytes a line (a
     /// realloc with its two timestamps); a longer one is not a trace, and refusing it at once
     /// keeps a file of zeros or a binary from being read whole before its first line fails.
     public static let maximumLineLength = 4096
 
-    /// A parser fed in chunks (`feed`, then `finish`); `byteCountHint` is the trace's expected
-    /// size, for the op array's first capacity.
-    public init(options: Options = Options(), byteCountHint: Int = 0) {
+    /// A parser fed in chunks (`feed`, then `finish`). The ops it produces wait in a buffer until
+    /// `drainOps` hands them over, or `takeOps` returns them all.
+    public init(options: Options = Options()) {
         live = LiveSet(lenient: options.lenient)
-        opStream.ops.reserveCapacity(min(max(byteCountHint, 0), 1 << 30) / 24)
         pending = .allocate(capacity: Self.maximumLineLength)
+        lookahead = .allocate(capacity: Self.lookaheadDepth)
     }
 
-    deinit { pending.deallocate() }
+    deinit {
+        pending.deallocate()
+        lookahead.deallocate()
+    }
 
-    /// Bytes the parser holds: the op array and the live set's tables. Each grows by doubling, and a
-    /// growth holds the old and the new at once: a caller with a memory limit checks that twice
-    /// this still fits before feeding more (Swift ends a process whose allocation fails).
+    /// Bytes the parser holds: the ops not yet drained and the live set's tables. Each grows by
+    /// doubling, and a growth holds the old and the new at once: a caller with a memory limit
+    /// checks that twice this still fits before feeding more (Swift ends a process whose
+    /// allocation fails).
     public var reservedBytes: Int {
-        opStream.ops.capacity * MemoryLayout<ab_op>.stride + live.reservedBytes + Self.maximumLineLength
+        opStream.reservedBytes + live.reservedBytes + lifetimes.reservedBytes + Self.maximumLineLength
     }
 
     /// Parses a whole trace held in memory.
     public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = Options()) throws(TraceError) -> ParsedTrace {
-        var parser = TraceParser(options: options, byteCountHint: bytes.count)
+        var parser = TraceParser(options: options)
+        parser.opStream.ops.reserveCapacity(min(bytes.count, 1 << 30) / 24)
         try parser.feed(bytes)
-        return try parser.finish()
+        let facts = try parser.finish()
+        return ParsedTrace(facts: facts, ops: parser.takeOps())
+    }
+
+    /// Hands the ops produced since the last drain to `body`, then forgets them: a caller that
+    /// drains after every chunk holds one chunk's ops at a time.
+    public mutating func drainOps<Failure: Error>(_ body: (UnsafeBufferPointer<ab_op>) throws(Failure) -> Void) throws(Failure) {
+        try opStream.ops.withUnsafeBufferPointer { ops throws(Failure) in try body(ops) }
+        opStream.ops.removeAll(keepingCapacity: true)
+    }
+
+    /// The ops produced since the last drain.
+    public mutating func takeOps() -> [ab_op] {
+        defer { opStream.ops = [] }
+        return opStream.ops
     }
 
     /// Parses every line `chunk` completes; the bytes after its last line break wait for the next
@@ -158,7 +212,7 @@ public struct TraceParser: ~Copyable {
 
     /// Parses a trace held in a byte array (tests, small inputs).
     public static func parse(_ bytes: [UInt8], options: Options = Options()) throws(TraceError) -> ParsedTrace {
-        var outcome: Result<ParsedTrace, TraceError> = .success(ParsedTrace())
+        var outcome: Result<ParsedTrace, TraceError> = .success(ParsedTrace(facts: TraceFacts(), ops: []))
         bytes.withUnsafeBytes { buffer in
             do throws(TraceError) {
                 outcome = .success(try parse(buffer, options: options))
@@ -169,67 +223,186 @@ public struct TraceParser: ~Copyable {
         return try outcome.get()
     }
 
-    /// Parses the last line if it had no line break, and returns the trace.
-    public consuming func finish() throws(TraceError) -> ParsedTrace {
+    /// Parses the last line if it had no line break, and returns the trace's facts. The ops of
+    /// that line wait to be drained like any other.
+    public mutating func finish() throws(TraceError) -> TraceFacts {
         if pendingCount > 0 { try parsePending() }
-        if opStream.ops.isEmpty {
+        if opStream.opCount == 0 {
             throw TraceError(line: 0, message: "no allocation to replay: none of its \(line) line\(line == 1 ? "" : "s") is a malloc, calloc, memalign or realloc")
         }
-        result.ops = opStream.ops
-        result.slotCount = live.slotCount
-        result.peakLiveBytes = live.peakLiveBytes
-        result.finalLiveBytes = live.liveBytes
-        result.anomalies = live.anomalies
-        result.failedAllocationsSkipped = live.failedAllocationsSkipped
-        result.lineCount = line
-        return result
+        facts.opCount = opStream.opCount
+        facts.slotCount = live.slotCount
+        facts.peakLiveBytes = live.peakLiveBytes
+        facts.finalLiveBytes = live.liveBytes
+        facts.anomalies = live.anomalies
+        facts.failedAllocationsSkipped = live.failedAllocationsSkipped
+        facts.lineCount = line
+        facts.threads = live.threadStatistics
+        facts.threads.peakAlive = lifetimes.peakAlive()
+        return facts
     }
 
     // MARK: - Lines
 
+    /// A line read and not yet applied.
+    private struct ReadLine {
+        var operation: TraceOperation
+        var line: Int
+    }
+
+    /// How many lines are read ahead of the one applied: enough that the prefetch of a line's
+    /// table bucket has arrived by the time the line is applied.
+    private static let lookaheadDepth = 16
+
+    /// Reads each line, prefetches the table buckets it will need, and applies it `lookaheadDepth`
+    /// lines later, in order. Errors stay in line order: a line that cannot be read is reported
+    /// only after the lines before it are applied, since one of those may fail first.
     private mutating func parseAll(_ bytes: UnsafeRawBufferPointer) throws(TraceError) {
+        let mask = Self.lookaheadDepth - 1
+        var read = 0
+        var applied = 0
         try ByteCursor.forEachLine(in: bytes) { text throws(TraceError) in
             line += 1
-            guard text.end - text.position <= Self.maximumLineLength else {
-                throw TraceError(line: line, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+            let operation: TraceOperation?
+            do throws(TraceError) {
+                guard text.end - text.position <= Self.maximumLineLength else {
+                    throw TraceError(line: line, message: "a line longer than \(Self.maximumLineLength) bytes: not a record_allocs trace")
+                }
+                operation = try TraceOperation(reading: text, lineNumber: line)
+            } catch {
+                while applied < read {
+                    try apply(lookahead[applied & mask])
+                    applied += 1
+                }
+                throw error
             }
-            try parseLine(text)
+            guard let operation else { return }
+            live.prefetch(for: operation)
+            if read - applied == Self.lookaheadDepth {
+                // Halfway through the lookahead, the bucket has arrived: the slot record next.
+                live.prefetchSlotRecord(for: lookahead[(applied + Self.lookaheadDepth / 2) & mask].operation)
+                try apply(lookahead[applied & mask])
+                applied += 1
+            }
+            lookahead[read & mask] = ReadLine(operation: operation, line: line)
+            read += 1
+        }
+        while applied < read {
+            try apply(lookahead[applied & mask])
+            applied += 1
         }
     }
 
     @inline(__always)
-    private mutating func parseLine(_ text: ByteCursor) throws(TraceError) {
-        guard let operation = try TraceOperation(reading: text, lineNumber: line) else { return }
-        opStream.thread = try threadIndex(operation.tid)
-        try live.apply(operation, line: line, observer: &opStream)
-        if operation.action == .threadDone { result.threadsDone += 1 }
+    private mutating func apply(_ read: ReadLine) throws(TraceError) {
+        let operation = read.operation
+        let thread = threadIndex(operation.tid)
+        opStream.thread = thread
+        try live.apply(operation, line: read.line, observer: &opStream)
+        if operation.action == .threadDone {
+            facts.threadsDone += 1
+            lifetimes.ended(thread: thread, line: read.line)
+        } else {
+            lifetimes.saw(thread: thread, line: read.line)
+        }
     }
 
-    private mutating func threadIndex(_ tid: UInt32) throws(TraceError) -> UInt16 {
+    /// The thread's dense index: the order in which its id first appeared. A trace has at most
+    /// 2^32 thread ids, so the index always fits `ab_op.thread`.
+    @inline(__always)
+    private mutating func threadIndex(_ tid: UInt32) -> UInt32 {
         let way = Int(tid & 63)
         let recent = recentThreads[way]
-        if recent >> 16 == UInt64(tid) { return UInt16(truncatingIfNeeded: recent) }
-        let index: UInt16
+        if recent >> 32 == UInt64(tid) && UInt32(truncatingIfNeeded: recent) != 0 {
+            return UInt32(truncatingIfNeeded: recent) - 1
+        }
+        let index: UInt32
         if let known = threadIndexByTid[tid] {
             index = known
         } else {
-            guard result.threadIDs.count <= Int(UInt16.max) else {
-                throw TraceError(line: line, message: "more than 65536 thread ids")
-            }
-            index = UInt16(result.threadIDs.count)
+            index = UInt32(facts.threadIDs.count)
             threadIndexByTid[tid] = index
-            result.threadIDs.append(tid)
+            facts.threadIDs.append(tid)
         }
-        recentThreads[way] = UInt64(tid) << 16 | UInt64(index)
+        // The 2^32nd thread id's index + 1 wraps to 0, "empty": it is looked up every time instead.
+        recentThreads[way] = UInt64(tid) << 32 | UInt64(index &+ 1)
         return index
+    }
+}
+
+/// When each thread lived, for the most threads alive at once (`ThreadStatistics.peakAlive`).
+private struct ThreadLifetimes: ~Copyable {
+    struct Current {
+        /// The line the thread's current lifetime began at, or 0 when it has none (it ended with
+        /// `thread_done` and has not appeared since).
+        var start: Int
+        /// Its latest line.
+        var last: Int
+    }
+
+    /// By thread index; every line writes its thread's, so a raw column rather than an array.
+    private var current = SlotColumn<Current>()
+    private var threadCount = 0
+    /// Lifetimes that ended with `thread_done`: first line, last line.
+    private var ended: [(start: Int, end: Int)] = []
+
+    var reservedBytes: Int { current.reservedBytes + ended.capacity * 16 }
+
+    /// A line of `thread` other than its `thread_done`; threads appear in index order.
+    @inline(__always)
+    mutating func saw(thread: UInt32, line: Int) {
+        if Int(thread) == threadCount {
+            threadCount += 1
+            current[thread] = Current(start: line, last: line)
+            return
+        }
+        let start = current[thread].start
+        current[thread] = Current(start: start == 0 ? line : start, last: line)
+    }
+
+    /// `thread`'s `thread_done`, at `line`: its lifetime ends there.
+    mutating func ended(thread: UInt32, line: Int) {
+        saw(thread: thread, line: line)
+        ended.append((current[thread].start, line))
+        current[thread].start = 0
+    }
+
+    /// The most lifetimes that share a line: lifetimes are whole lines [start, end], and two
+    /// lifetimes never start or end on the same line, so a sweep over the sorted starts and ends
+    /// counts them.
+    func peakAlive() -> Int {
+        var starts = ended.map(\.start)
+        var ends = ended.map(\.end)
+        for thread in 0..<threadCount where current[UInt32(thread)].start != 0 {
+            starts.append(current[UInt32(thread)].start)
+            ends.append(current[UInt32(thread)].last)
+        }
+        starts.sort()
+        ends.sort()
+        var alive = 0
+        var peak = 0
+        var endIndex = 0
+        for begin in starts {
+            while endIndex < ends.count && ends[endIndex] < begin {
+                alive -= 1
+                endIndex += 1
+            }
+            alive += 1
+            peak = max(peak, alive)
+        }
+        return peak
     }
 }
 
 /// The op stream replay children map: one op per change of the live set, on the line's thread.
 private struct OpStreamRecorder: LiveSetObserver {
     var ops: [ab_op] = []
+    /// Ops produced, drained or not.
+    private(set) var opCount = 0
     /// The thread index of the line being applied.
-    var thread: UInt16 = 0
+    var thread: UInt32 = 0
+
+    var reservedBytes: Int { ops.capacity * MemoryLayout<ab_op>.stride }
 
     @inline(__always)
     mutating func allocated(_ block: LiveBlock, kind: AllocationKind) {
@@ -247,13 +420,14 @@ private struct OpStreamRecorder: LiveSetObserver {
     }
 
     @inline(__always)
-    mutating func reallocated(_ block: LiveBlock) {
+    mutating func reallocated(_ block: LiveBlock, oldSize: UInt64) {
         append(block, kind: AB_OP_REALLOC)
     }
 
     @inline(__always)
     private mutating func append(_ block: LiveBlock, kind: Int) {
-        ops.append(ab_op(size: block.size, slot: block.slot, thread: thread, kind: UInt8(kind), align_log2: block.alignLog2))
+        ops.append(ab_op(slot: block.slot, thread: thread, kind: UInt8(kind), align_log2: block.alignLog2, size: block.size))
+        opCount += 1
     }
 }
 
@@ -307,7 +481,9 @@ public struct TraceOperation: Sendable {
             if action.isEmpty { throw fail("missing action after thread id \(tidValue)") }
             throw fail("unknown action '\(printable(action, limit: 40))'")
         }
-        var values = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        // Three named values, not an array or a tuple written through its bytes: those live on the
+        // stack, and reading back what was just stored there stalled the parser.
+        var first: UInt64 = 0, second: UInt64 = 0, third: UInt64 = 0
         var count = 0
         while true {
             cursor.skipBlanks()
@@ -324,19 +500,24 @@ public struct TraceOperation: Sendable {
                 let what = count < kind.hexFieldCount ? "a 0x pointer" : "a decimal number"
                 throw fail("\(kind.name): field \(count + 1) is not \(what): '\(cursor.lineText(from: start))'")
             }
-            withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: value, toByteOffset: count * 8, as: UInt64.self) }
+            switch count {
+            case 0: first = value
+            case 1: second = value
+            case 2: third = value
+            default: break  // timestamps
+            }
             count += 1
         }
         guard count == kind.fieldCount || count == kind.fieldCount + kind.timestampCount else {
             throw fail("\(kind.name) takes \(kind.usage), found \(count) field\(count == 1 ? "" : "s")")
         }
         // record_allocs writes 0x0 there; anything else is not its output.
-        if kind == .threadDone && values.0 != 0 {
-            throw fail("thread_done takes 0x0, found \(hexPointerText(values.0))")
+        if kind == .threadDone && first != 0 {
+            throw fail("thread_done takes 0x0, found \(hexPointerText(first))")
         }
         tid = UInt32(tidValue)
         self.action = kind
-        fields = (values.0, values.1, values.2)
+        fields = (first, second, third)
     }
 }
 
@@ -351,8 +532,6 @@ public struct LiveBlock: Sendable {
     /// there are only as many slots as blocks live at once: the replay child's table is indexed by
     /// it, and an observer can index its own by it.
     public var slot: UInt32
-    /// The line that allocated or last reallocated the block, for error messages.
-    public var line: UInt32
     /// log2 of the alignment asked for: 4 except for memalign. A realloc keeps it.
     public var alignLog2: UInt8
 }
@@ -372,8 +551,9 @@ public protocol LiveSetObserver {
     mutating func allocated(_ block: LiveBlock, kind: AllocationKind)
     /// `block`, as it was, is no longer live.
     mutating func freed(_ block: LiveBlock)
-    /// A realloc moved or resized the block in `block.slot`: `block` has its new pointer and size.
-    mutating func reallocated(_ block: LiveBlock)
+    /// A realloc moved or resized the block in `block.slot`: `block` has its new pointer and size,
+    /// `oldSize` the size it had.
+    mutating func reallocated(_ block: LiveBlock, oldSize: UInt64)
 }
 
 /// The blocks a trace holds live, and the one statement of what each action does to them: the
@@ -385,7 +565,15 @@ public protocol LiveSetObserver {
 /// skip it and go on.
 public struct LiveSet: ~Copyable {
     private let lenient: Bool
+    /// Pointer → slot and size: the one lookup of every op, so each entry is 16 bytes.
     private var table = LivePointerTable()
+    /// The exact size and alignment of the blocks whose table entry cannot hold them (a size of
+    /// 2^32 − 1 or more, or an alignment other than 16): few in any real trace.
+    private var outsized: [UInt32: OutsizedBlock] = [:]
+    /// By slot: what the table entry has no room for (see `SlotRecord`).
+    private var slotRecords = SlotColumn<SlotRecord>()
+    /// Cross-thread frees and reallocs so far (`peakAlive` is the parser's).
+    public private(set) var threadStatistics = ThreadStatistics()
     private var freeSlots: [UInt32] = []
     private var nextSlot: UInt32 = 0
     public private(set) var liveBytes: UInt64 = 0
@@ -394,8 +582,22 @@ public struct LiveSet: ~Copyable {
     public private(set) var anomalies = TraceAnomalies()
     /// Allocations recorded as failed (a null result): nothing became live.
     public private(set) var failedAllocationsSkipped = 0
-    /// The line being applied, for error messages.
+    /// The line being applied, for error messages, and its thread id.
     private var line = 0
+    private var tid: UInt32 = 0
+
+    struct OutsizedBlock {
+        var size: UInt64
+        var alignLog2: UInt8
+    }
+
+    /// Of the block in a slot: the line that allocated or last reallocated it (for error messages)
+    /// and the thread id of that line (its owner, for the cross-thread counts). Kept out of the
+    /// table so that its entries stay dense.
+    struct SlotRecord {
+        var line: UInt32
+        var owner: UInt32
+    }
 
     /// `lenient`: count and skip the anomalies of interleaved multi-threaded recordings (see
     /// `TraceAnomalies`) rather than throw.
@@ -407,36 +609,66 @@ public struct LiveSet: ~Copyable {
     public var count: Int { table.count }
 
     /// Bytes its tables hold now; their next growth takes as much again while the old is alive.
-    public var reservedBytes: Int { table.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride }
+    public var reservedBytes: Int {
+        table.reservedBytes + slotRecords.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride
+            + outsized.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<OutsizedBlock>.stride)
+    }
 
     /// The most blocks live at once: how many slots were handed out.
     public var slotCount: Int { Int(nextSlot) }
 
     /// Calls `body` with every live block, in no particular order.
     public func forEachBlock(_ body: (LiveBlock) -> Void) {
-        table.forEachEntry(body)
+        table.forEachEntry { body(block($0)) }
     }
 
-    private static let maximumSize: UInt64 = 1 << 56
+    /// A size of 2^48 or more cannot be real (no address space holds it), and the op stream keeps
+    /// sizes in 48 bits.
+    public static let maximumSize: UInt64 = 1 << 48
     private static let maximumAlignment: UInt64 = 1 << 40
     /// No process holds 2^60 bytes; a trace that claims to is corrupt, and capping the sum keeps
     /// every later computation on it (ideal pages, the live-bytes timeline) free of overflow.
     private static let maximumLiveBytes: UInt64 = 1 << 60
+    private static let defaultAlignLog2: UInt8 = 4
+
+    /// Starts loading the table buckets that applying `operation` will look up: the parser calls
+    /// this a few lines ahead, so that the cache misses of a large live set overlap.
+    @inline(__always)
+    public func prefetch(for operation: TraceOperation) {
+        table.prefetch(operation.fields.0)
+        if operation.action == .realloc { table.prefetch(operation.fields.1) }
+    }
+
+    /// Starts loading the slot record of the block that `operation` frees or reallocs, once its
+    /// table bucket has arrived (the parser calls this halfway between `prefetch(for:)` and
+    /// `apply`): the record is found through the bucket, so its miss would otherwise come after
+    /// the bucket's instead of beside it.
+    @inline(__always)
+    public func prefetchSlotRecord(for operation: TraceOperation) {
+        let pointer: UInt64
+        switch operation.action {
+        case .free: pointer = operation.fields.0
+        case .realloc: pointer = operation.fields.1
+        default: return
+        }
+        if pointer != 0, let index = table.find(pointer) { slotRecords.prefetch(table[index].slot) }
+    }
 
     /// Applies `operation`, read at `line`, and tells `observer` what changed.
     @inline(__always)
     public mutating func apply<Observer: LiveSetObserver>(_ operation: TraceOperation, line: Int,
                                                           observer: inout Observer) throws(TraceError) {
         self.line = line
+        self.tid = operation.tid
         let fields = operation.fields
         switch operation.action {
         case .malloc:
-            try allocate(pointer: fields.0, size: fields.1, alignLog2: 4, kind: .malloc, observer: &observer)
+            try allocate(pointer: fields.0, size: fields.1, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
         case .calloc:
             let (total, overflow) = fields.1.multipliedReportingOverflow(by: fields.2)
             // A calloc that failed because the product overflows is recorded with a null result.
             if overflow && fields.0 != 0 { throw fail("calloc size overflows: \(fields.1) * \(fields.2)") }
-            try allocate(pointer: fields.0, size: total, alignLog2: 4,
+            try allocate(pointer: fields.0, size: total, alignLog2: Self.defaultAlignLog2,
                          kind: .calloc(count: fields.1, elementSize: fields.2), observer: &observer)
         case .memalign:
             let alignment = fields.1
@@ -461,6 +693,34 @@ public struct LiveSet: ~Copyable {
         TraceError(line: line, message: message)
     }
 
+    private func sizeTooLarge(_ size: UInt64) -> TraceError {
+        fail("size \(size) is 2^48 or more: no allocation can be that large")
+    }
+
+    /// The whole block that `entry` names.
+    @inline(__always)
+    private func block(_ entry: LivePointerTable.Entry) -> LiveBlock {
+        if entry.compactSize != LivePointerTable.Entry.outsized {
+            return LiveBlock(pointer: entry.pointer, size: UInt64(entry.compactSize), slot: entry.slot, alignLog2: Self.defaultAlignLog2)
+        }
+        let outsized = outsized[entry.slot]!
+        return LiveBlock(pointer: entry.pointer, size: outsized.size, slot: entry.slot, alignLog2: outsized.alignLog2)
+    }
+
+    /// The size field of `block`'s table entry; records the outsized ones beside the table.
+    @inline(__always)
+    private mutating func compactSize(of block: LiveBlock) -> UInt32 {
+        if block.size < UInt64(LivePointerTable.Entry.outsized) && block.alignLog2 == Self.defaultAlignLog2 {
+            return UInt32(block.size)
+        }
+        outsized[block.slot] = OutsizedBlock(size: block.size, alignLog2: block.alignLog2)
+        return LivePointerTable.Entry.outsized
+    }
+
+    private mutating func forgetOutsized(_ entry: LivePointerTable.Entry) {
+        if entry.compactSize == LivePointerTable.Entry.outsized { outsized[entry.slot] = nil }
+    }
+
     private mutating func allocate<Observer: LiveSetObserver>(pointer: UInt64, size: UInt64, alignLog2: UInt8, kind: AllocationKind,
                                                               observer: inout Observer) throws(TraceError) {
         // Failed first: programs probe with absurd sizes, and those fail.
@@ -468,22 +728,23 @@ public struct LiveSet: ~Copyable {
             failedAllocationsSkipped += 1
             return
         }
-        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var block = LiveBlock(pointer: pointer, size: size, slot: 0, line: UInt32(truncatingIfNeeded: line), alignLog2: alignLog2)
-        let (index, inserted) = table.insertIfAbsent(block)
+        guard size < Self.maximumSize else { throw sizeTooLarge(size) }
+        let (index, inserted) = table.insertIfAbsent(pointer)
         guard inserted else {
             if lenient {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(table[index].line))")
+            throw fail("pointer \(hexPointerText(pointer)) returned while already live (allocated at line \(slotRecords[table[index].slot].line))")
         }
         guard fitsLiveBytes(liveBytes + size) else {
             table.remove(at: index)
             throw liveBytesExceeded()
         }
-        block.slot = takeSlot()
+        let block = LiveBlock(pointer: pointer, size: size, slot: takeSlot(), alignLog2: alignLog2)
         table[index].slot = block.slot
+        table[index].compactSize = compactSize(of: block)
+        slotRecords[block.slot] = SlotRecord(line: UInt32(truncatingIfNeeded: line), owner: tid)
         addLive(size)
         observer.allocated(block, kind: kind)
     }
@@ -497,8 +758,14 @@ public struct LiveSet: ~Copyable {
             }
             throw fail("free of \(hexPointerText(pointer)), which is not live")
         }
-        let block = table[index]
+        let entry = table[index]
+        let block = block(entry)
+        if slotRecords[block.slot].owner != tid {
+            threadStatistics.crossThreadFrees += 1
+            threadStatistics.crossThreadFreedBytes += block.size
+        }
         table.remove(at: index)
+        forgetOutsized(entry)
         freeSlots.append(block.slot)
         liveBytes -= block.size
         observer.freed(block)
@@ -507,18 +774,18 @@ public struct LiveSet: ~Copyable {
     private mutating func reallocate<Observer: LiveSetObserver>(new: UInt64, old: UInt64, size: UInt64,
                                                                 observer: inout Observer) throws(TraceError) {
         if old == 0 {
-            return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
+            return try allocate(pointer: new, size: size, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
         }
         guard let oldIndex = table.find(old) else {
             if lenient {
                 anomalies.reallocsOfUnknownPointers += 1
-                return try allocate(pointer: new, size: size, alignLog2: 4, kind: .malloc, observer: &observer)
+                return try allocate(pointer: new, size: size, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer)
             }
             throw fail("realloc of \(hexPointerText(old)), which is not live")
         }
         if size == 0 {
             try free(pointer: old, observer: &observer)
-            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: 4, kind: .malloc, observer: &observer) }
+            if new != 0 { try allocate(pointer: new, size: 0, alignLog2: Self.defaultAlignLog2, kind: .malloc, observer: &observer) }
             return
         }
         if new == 0 {
@@ -526,28 +793,38 @@ public struct LiveSet: ~Copyable {
             failedAllocationsSkipped += 1
             return
         }
-        guard size < Self.maximumSize else { throw fail("size \(size) is larger than 2^56") }
-        var block = table[oldIndex]
+        guard size < Self.maximumSize else { throw sizeTooLarge(size) }
         if new != old, let existing = table.find(new) {
             if lenient {
                 anomalies.pointersReturnedWhileLive += 1
                 return
             }
-            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(table[existing].line))")
+            throw fail("realloc returned \(hexPointerText(new)) while it is already live (allocated at line \(slotRecords[table[existing].slot].line))")
         }
+        let oldEntry = table[oldIndex]
+        var block = block(oldEntry)
+        let oldSize = block.size
         guard fitsLiveBytes(liveBytes - block.size + size) else { throw liveBytesExceeded() }
         liveBytes -= block.size
         addLive(size)
+        forgetOutsized(oldEntry)
         block.size = size
-        block.line = UInt32(truncatingIfNeeded: line)
+        block.pointer = new
+        let compact = compactSize(of: block)
+        if slotRecords[block.slot].owner != tid {
+            threadStatistics.crossThreadReallocs += 1
+            threadStatistics.crossThreadReallocatedBytes += oldSize
+        }
+        slotRecords[block.slot] = SlotRecord(line: UInt32(truncatingIfNeeded: line), owner: tid)
         if new == old {
-            table[oldIndex] = block
+            table[oldIndex].compactSize = compact
         } else {
             table.remove(at: oldIndex)
-            block.pointer = new
-            _ = table.insertIfAbsent(block)  // absent: checked above
+            let (index, _) = table.insertIfAbsent(new)  // absent: checked above
+            table[index].slot = block.slot
+            table[index].compactSize = compact
         }
-        observer.reallocated(block)
+        observer.reallocated(block, oldSize: oldSize)
     }
 
     /// Checked before anything changes, so that a lenient caller can skip the operation.
@@ -571,6 +848,41 @@ public struct LiveSet: ~Copyable {
         if let reused = freeSlots.popLast() { return reused }
         defer { nextSlot += 1 }
         return nextSlot
+    }
+}
+
+/// One value per slot, grown as slots are handed out: a raw allocation, since an array's
+/// uniqueness and bounds checks on every op cost the parser more than the store itself.
+struct SlotColumn<Element: BitwiseCopyable>: ~Copyable {
+    private var values = UnsafeMutablePointer<Element>.allocate(capacity: 1024)
+    private var capacity = 1024
+
+    var reservedBytes: Int { capacity * MemoryLayout<Element>.stride }
+
+    deinit { values.deallocate() }
+
+    /// Only slots that have been set.
+    subscript(slot: UInt32) -> Element {
+        @inline(__always) get { values[Int(slot)] }
+        @inline(__always) set {
+            if Int(slot) >= capacity { grow(toHold: Int(slot)) }
+            values[Int(slot)] = newValue
+        }
+    }
+
+    @inline(__always)
+    func prefetch(_ slot: UInt32) {
+        if Int(slot) < capacity { ab_prefetch(values + Int(slot)) }
+    }
+
+    private mutating func grow(toHold slot: Int) {
+        var newCapacity = capacity
+        while newCapacity <= slot { newCapacity *= 2 }
+        let grown = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        grown.moveInitialize(from: values, count: capacity)
+        values.deallocate()
+        values = grown
+        capacity = newCapacity
     }
 }
 
@@ -708,6 +1020,7 @@ public struct ByteCursor {
     }
 
     /// Decimal digits; nil when there are none or the value does not fit 64 bits.
+    @inline(__always)
     public mutating func decimal() -> UInt64? {
         let start = position
         var value: UInt64 = 0
@@ -729,6 +1042,7 @@ public struct ByteCursor {
 
     /// `0x` followed by 1 to 16 hex digits, or `(nil)`, which is how glibc's printf("%p") writes
     /// a null pointer (bionic writes `0x0`).
+    @inline(__always)
     public mutating func hexPointer() -> UInt64? {
         if end - position >= 5 && position[0] == UInt8(ascii: "(") && position[1] == UInt8(ascii: "n")
             && position[2] == UInt8(ascii: "i") && position[3] == UInt8(ascii: "l") && position[4] == UInt8(ascii: ")") {
@@ -767,9 +1081,19 @@ public struct ByteCursor {
 /// Open addressing with linear probing and backward-shift deletion, keyed by pointer value.
 /// Pointer 0 marks an empty bucket (a live block never has address 0). The buckets are one raw
 /// allocation: every op probes this table, and an array's uniqueness and bounds checks cost the
-/// parser more than the probe itself does.
+/// parser more than the probe itself does. Once the live set outgrows the caches every probe is a
+/// cache miss, so an entry is 16 bytes (four to a cache line) and the parser prefetches buckets
+/// a few lines ahead (`prefetch`).
 struct LivePointerTable: ~Copyable {
-    typealias Entry = LiveBlock
+    struct Entry {
+        var pointer: UInt64
+        var slot: UInt32
+        /// The block's size, or `outsized` when `LiveSet` keeps its size and alignment beside the
+        /// table (a size this field cannot hold, or an alignment other than the default).
+        var compactSize: UInt32
+
+        static let outsized = UInt32.max
+    }
 
     private var buckets: UnsafeMutablePointer<Entry>
     private var mask: Int
@@ -789,13 +1113,13 @@ struct LivePointerTable: ~Copyable {
     private static func emptyBuckets(log2Capacity: Int) -> (UnsafeMutablePointer<Entry>, Int, UInt64) {
         let capacity = 1 << log2Capacity
         let buckets = UnsafeMutablePointer<Entry>.allocate(capacity: capacity)
-        buckets.initialize(repeating: Entry(pointer: 0, size: 0, slot: 0, line: 0, alignLog2: 0), count: capacity)
+        buckets.initialize(repeating: Entry(pointer: 0, slot: 0, compactSize: 0), count: capacity)
         return (buckets, capacity - 1, UInt64(64 - log2Capacity))
     }
 
     subscript(index: Int) -> Entry {
-        get { buckets[index] }
-        set { buckets[index] = newValue }
+        @inline(__always) get { buckets[index] }
+        @inline(__always) _modify { yield &buckets[index] }
     }
 
     func forEachEntry(_ body: (Entry) -> Void) {
@@ -807,6 +1131,13 @@ struct LivePointerTable: ~Copyable {
         Int(truncatingIfNeeded: (pointer &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
+    /// Starts loading `pointer`'s home bucket into the cache.
+    @inline(__always)
+    func prefetch(_ pointer: UInt64) {
+        ab_prefetch(buckets + home(pointer))
+    }
+
+    @inline(__always)
     func find(_ pointer: UInt64) -> Int? {
         let probe = probe(pointer)
         return probe.isPresent ? probe.index : nil
@@ -824,14 +1155,15 @@ struct LivePointerTable: ~Copyable {
         }
     }
 
-    /// Inserts `entry` unless its pointer is live already; either way returns the pointer's
-    /// bucket. One probe serves both the check and the insertion.
+    /// Inserts `pointer` (slot and size to be set by the caller) unless it is live already; either
+    /// way returns the pointer's bucket. One probe serves both the check and the insertion.
     @inline(__always)
-    mutating func insertIfAbsent(_ entry: Entry) -> (index: Int, inserted: Bool) {
-        if (count + 1) * 2 > mask + 1 { grow() }
-        let probe = probe(entry.pointer)
+    mutating func insertIfAbsent(_ pointer: UInt64) -> (index: Int, inserted: Bool) {
+        // At most 5/8 full: short probe sequences, and the buckets still twice as dense as before.
+        if (count + 1) * 8 > (mask + 1) * 5 { grow() }
+        let probe = probe(pointer)
         if probe.isPresent { return (probe.index, false) }
-        buckets[probe.index] = entry
+        buckets[probe.index].pointer = pointer
         count += 1
         return (probe.index, true)
     }

@@ -40,7 +40,6 @@ public struct Benchmark: Sendable {
     /// A trace parsed and written to its op stream, ready for any number of replays.
     public struct PreparedTrace: Sendable {
         public let summary: TraceSummary
-        let parsed: ParsedTrace
         let stream: OpStreamFile
     }
 
@@ -48,26 +47,23 @@ public struct Benchmark: Sendable {
     /// invocation can be checked before the first child is spawned.
     public func prepare(tracePath: String) throws(InputError) -> PreparedTrace {
         progress("parsing \(tracePath)")
-        let parsed = try TraceInput.parse(path: tracePath, options: TraceParser.Options(lenient: settings.lenient))
+        let (facts, stream) = try OpStreamFile.parse(path: tracePath, options: TraceParser.Options(lenient: settings.lenient))
         let summary = TraceSummary(
             path: tracePath,
             name: Benchmark.traceName(tracePath),
-            lines: parsed.lineCount,
-            ops: parsed.ops.count,
-            threads: parsed.threadIDs.count,
-            threadsDone: parsed.threadsDone,
-            slots: parsed.slotCount,
-            peakLiveBytes: parsed.peakLiveBytes,
-            finalLiveBytes: parsed.finalLiveBytes,
-            idealPages: parsed.idealPages(pageSize: Benchmark.pageSize),
-            anomaliesSkipped: parsed.anomalies.total,
-            failedAllocationsSkipped: parsed.failedAllocationsSkipped,
-            threadMode: settings.threads.resolved(threads: parsed.threadIDs.count))
-        do {
-            return PreparedTrace(summary: summary, parsed: parsed, stream: try OpStreamFile(parsed))
-        } catch {
-            throw InputError.system(error)
-        }
+            lines: facts.lineCount,
+            ops: facts.opCount,
+            threads: facts.threadIDs.count,
+            threadsDone: facts.threadsDone,
+            slots: facts.slotCount,
+            peakLiveBytes: facts.peakLiveBytes,
+            finalLiveBytes: facts.finalLiveBytes,
+            idealPages: facts.idealPages(pageSize: Benchmark.pageSize),
+            anomaliesSkipped: facts.anomalies.total,
+            failedAllocationsSkipped: facts.failedAllocationsSkipped,
+            threadActivity: ThreadActivity(facts.threads),
+            threadMode: settings.threads.resolved(threads: facts.threadIDs.count))
+        return PreparedTrace(summary: summary, stream: stream)
     }
 
     /// Parses the trace once and replays it through each allocator.
@@ -88,7 +84,7 @@ public struct Benchmark: Sendable {
                 var result = try measure(allocator, stream: trace.stream, summary: trace.summary)
                 if var timeline = result.timeline {
                     timeline = Timeline.bounded(timeline, to: maximumTimelinePoints)
-                    Timeline.fillLiveBytes(&timeline, ops: trace.parsed.ops, slotCount: trace.parsed.slotCount)
+                    try Timeline.fillLiveBytes(&timeline, stream: trace.stream)
                     result.timeline = timeline
                 }
                 results.append(result)
@@ -113,8 +109,10 @@ public struct Benchmark: Sendable {
         for index in results.indices where results[index].isOK && !times[index].isEmpty {
             results[index].nsPerOp = TimePerOp(runs: times[index])
         }
+        // The op stream cannot be read back only if the memfd that every replay just mapped fails a
+        // pread: then the chart goes without the ideal's line rather than the run without its rows.
         let liveBytes = detail.contains(.timeline)
-            ? Timeline.liveBytes(ops: trace.parsed.ops, slotCount: trace.parsed.slotCount, buckets: maximumTimelinePoints / 2) : nil
+            ? try? Timeline.liveBytes(stream: trace.stream, buckets: maximumTimelinePoints / 2) : nil
         return TraceRun(trace: trace.summary, results: results, liveBytes: liveBytes)
     }
 

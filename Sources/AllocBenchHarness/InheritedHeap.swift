@@ -69,7 +69,7 @@ private struct Allocations: LiveSetObserver {
 
     /// A realloc keeps the block's place in the order and its alignment; a calloc block's new
     /// bytes are not zeroed, so it is allocated again as malloc of its new size.
-    mutating func reallocated(_ block: LiveBlock) {
+    mutating func reallocated(_ block: LiveBlock, oldSize: UInt64) {
         if case .calloc = bySlot[Int(block.slot)].kind { bySlot[Int(block.slot)].kind = .malloc }
     }
 }

@@ -69,12 +69,19 @@ final class FileDescriptor: @unchecked Sendable {
 
     /// write(2) until every byte is written.
     func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = try SystemCall.check("write") {
-                Glibc.write(rawValue, bytes.baseAddress! + offset, bytes.count - offset)
-            }
-            offset += written
+        try writeAll(bytes, name: "write") { start, count, _ in Glibc.write(rawValue, start, count) }
+    }
+
+    /// pwrite(2) at `offset` until every byte is written.
+    func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(SystemError) {
+        try writeAll(bytes, name: "pwrite") { start, count, done in pwrite(rawValue, start, count, off_t(offset + done)) }
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, name: String,
+                          _ write: (UnsafeRawPointer, Int, Int) -> Int) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            done += try SystemCall.check(name) { write(bytes.baseAddress! + done, bytes.count - done, done) }
         }
     }
 

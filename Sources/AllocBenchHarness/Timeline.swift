@@ -43,37 +43,46 @@ enum Timeline {
         }
     }
 
-    /// Sets each point's live requested bytes by walking the op stream once.
-    static func fillLiveBytes(_ points: inout [TimelinePoint], ops: [ab_op], slotCount: Int) {
-        var live = LiveBytes(slotCount: slotCount)
-        var opIndex = 0
-        for index in points.indices {
-            let target = min(points[index].opsCompleted, ops.count)
-            while opIndex < target {
-                live.apply(ops[opIndex])
-                opIndex += 1
+    /// Sets each point's live requested bytes by walking the op stream once; the points are in
+    /// replay order.
+    static func fillLiveBytes(_ points: inout [TimelinePoint], stream: OpStreamFile) throws(SystemError) {
+        var live = LiveBytes(slotCount: stream.slotCount)
+        var pointIndex = 0
+        var opsApplied = 0
+        func settle(_ points: inout [TimelinePoint]) {
+            while pointIndex < points.count && min(points[pointIndex].opsCompleted, stream.opCount) <= opsApplied {
+                points[pointIndex].liveBytes = live.bytes
+                pointIndex += 1
             }
-            points[index].liveBytes = live.bytes
+        }
+        settle(&points)
+        try stream.forEachOp { op in
+            live.apply(op)
+            opsApplied += 1
+            settle(&points)
         }
     }
 
     /// Live requested bytes over the whole trace in at most `buckets` points, each the largest
     /// value inside its bucket of ops, so the ideal's peak is always drawn.
-    static func liveBytes(ops: [ab_op], slotCount: Int, buckets: Int) -> [LiveBytesPoint] {
-        guard !ops.isEmpty, buckets > 0 else { return [] }
-        let bucketSize = max(1, (ops.count + buckets - 1) / buckets)
-        var walk = LiveBytes(slotCount: slotCount)
+    static func liveBytes(stream: OpStreamFile, buckets: Int) throws(SystemError) -> [LiveBytesPoint] {
+        let opCount = stream.opCount
+        guard opCount > 0, buckets > 0 else { return [] }
+        let bucketSize = max(1, (opCount + buckets - 1) / buckets)
+        var walk = LiveBytes(slotCount: stream.slotCount)
         var points: [LiveBytesPoint] = [LiveBytesPoint(opsCompleted: 0, liveBytes: 0)]
         var bucketMaximum: (ops: Int, bytes: UInt64) = (0, 0)
-        for (index, op) in ops.enumerated() {
+        var index = 0
+        try stream.forEachOp { op in
             walk.apply(op)
             let live = walk.bytes
             if live >= bucketMaximum.bytes { bucketMaximum = (index + 1, live) }
-            if (index + 1) % bucketSize == 0 || index == ops.count - 1 {
+            if (index + 1) % bucketSize == 0 || index == opCount - 1 {
                 points.append(LiveBytesPoint(opsCompleted: bucketMaximum.ops, liveBytes: bucketMaximum.bytes))
                 if bucketMaximum.ops != index + 1 { points.append(LiveBytesPoint(opsCompleted: index + 1, liveBytes: live)) }
                 bucketMaximum = (index + 1, 0)
             }
+            index += 1
         }
         return points
     }

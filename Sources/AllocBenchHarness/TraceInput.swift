@@ -1,4 +1,5 @@
 import AllocBenchCore
+import CAllocBench
 import CAllocBenchZlib
 import AllocBenchModel
 import Foundation
@@ -61,10 +62,13 @@ public enum TraceInput {
     /// How much is read, or decompressed, at a time.
     static let chunkSize = 1 << 20
 
-    /// Reads and parses `path` (`.txt` or anything else as text, `.gz`, or a `.zip` with one entry).
-    public static func parse(path: String, options: TraceParser.Options) throws(InputError) -> ParsedTrace {
+    /// Reads and parses `path` (`.txt` or anything else as text, `.gz`, or a `.zip` with one entry),
+    /// handing the ops to `consume` as they are produced, a chunk's worth at a time, and returns the
+    /// trace's facts: neither the text nor the ops are ever held whole.
+    public static func parse(path: String, options: TraceParser.Options,
+                             consumingOps consume: (UnsafeBufferPointer<ab_op>) throws(InputError) -> Void) throws(InputError) -> TraceFacts {
         let size = try readableSize(path)
-        var parser = TraceParser(options: options, byteCountHint: path.hasSuffix(".gz") || path.hasSuffix(".zip") ? size * 4 : size)
+        var parser = TraceParser(options: options)
         func failed(_ error: TraceError) -> InputError {
             InputError.badTrace(path: path, line: error.line > 0 ? error.line : nil, message: error.message)
         }
@@ -75,15 +79,26 @@ public enum TraceInput {
             } catch {
                 throw failed(error)
             }
+            try parser.drainOps(consume)
             if let limit, let mapped = mappedBytes(), mapped + 2 * parser.reservedBytes > limit {
                 throw InputError.outOfMemory(path: path, heldBytes: parser.reservedBytes, limitBytes: limit)
             }
         }
+        let facts: TraceFacts
         do throws(TraceError) {
-            return try parser.finish()
+            facts = try parser.finish()
         } catch {
             throw failed(error)
         }
+        try parser.drainOps(consume)
+        return facts
+    }
+
+    /// Reads and parses `path` into memory, its ops included (tests, the fuzzer, small inputs).
+    public static func parse(path: String, options: TraceParser.Options) throws(InputError) -> ParsedTrace {
+        var ops: [ab_op] = []
+        let facts = try parse(path: path, options: options) { chunk throws(InputError) in ops.append(contentsOf: chunk) }
+        return ParsedTrace(facts: facts, ops: ops)
     }
 
     /// Calls `body` with the file's whole decompressed text (the mtrace converter's input).

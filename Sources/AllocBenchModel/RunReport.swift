@@ -129,10 +129,12 @@ public struct TraceSummary: Codable, Sendable, Equatable {
     public var idealPages: Int
     public var anomaliesSkipped: Int
     public var failedAllocationsSkipped: Int
+    /// How the threads overlapped and shared blocks (absent in reports written before it was recorded).
+    public var threadActivity: ThreadActivity?
 
     public init(path: String, name: String, lines: Int, ops: Int, threads: Int, threadsDone: Int? = nil, slots: Int,
                 peakLiveBytes: UInt64, finalLiveBytes: UInt64, idealPages: Int, anomaliesSkipped: Int,
-                failedAllocationsSkipped: Int, threadMode: ThreadMode? = nil) {
+                failedAllocationsSkipped: Int, threadActivity: ThreadActivity? = nil, threadMode: ThreadMode? = nil) {
         self.threadMode = threadMode
         self.path = path
         self.name = name
@@ -146,6 +148,27 @@ public struct TraceSummary: Codable, Sendable, Equatable {
         self.idealPages = idealPages
         self.anomaliesSkipped = anomaliesSkipped
         self.failedAllocationsSkipped = failedAllocationsSkipped
+        self.threadActivity = threadActivity
+    }
+}
+
+/// The parser's `ThreadStatistics` as reports store them. A type of the model's own: the replay
+/// children link `AllocBenchCore`, and a `Codable` conformance there would put its caches in every
+/// child's bss, whose pages are measured.
+public struct ThreadActivity: Codable, Sendable, Equatable {
+    /// The most thread lifetimes alive at once (docs/trace-format.md, "Thread statistics").
+    public var peakAlive: Int
+    public var crossThreadFrees: Int
+    public var crossThreadFreedBytes: UInt64
+    public var crossThreadReallocs: Int
+    public var crossThreadReallocatedBytes: UInt64
+
+    public init(_ statistics: ThreadStatistics) {
+        peakAlive = statistics.peakAlive
+        crossThreadFrees = statistics.crossThreadFrees
+        crossThreadFreedBytes = statistics.crossThreadFreedBytes
+        crossThreadReallocs = statistics.crossThreadReallocs
+        crossThreadReallocatedBytes = statistics.crossThreadReallocatedBytes
     }
 }
 

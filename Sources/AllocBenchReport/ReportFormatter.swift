@@ -119,12 +119,22 @@ public struct ReportFormatter: Sendable {
         return String(format: "%.1f (%.1f–%.1f", time.median, time.min, time.max) + spread + ")"
     }
 
+    /// " (at most 12 alive at once; 3 frees of 96 bytes and 1 realloc of 40 bytes cross threads)"
+    /// for a trace of several threads; nothing for one thread, or a report that did not record it.
+    static func threadActivity(_ trace: TraceSummary) -> String {
+        guard trace.threads > 1, let activity = trace.threadActivity else { return "" }
+        func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
+        return " (at most \(activity.peakAlive) alive at once; "
+            + "\(plural(activity.crossThreadFrees, "free")) of \(activity.crossThreadFreedBytes) bytes and "
+            + "\(plural(activity.crossThreadReallocs, "realloc")) of \(activity.crossThreadReallocatedBytes) bytes cross threads)"
+    }
+
     public static func header(_ report: RunReport, _ run: TraceRun) -> [String] {
         let trace = run.trace
         let environment = report.environment
         var lines = [
-            "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s")"
-                + (trace.threadMode == .perThread ? " (replayed on a thread each, one op at a time)" : "") + ", "
+            "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s")\(threadActivity(trace))"
+                + (trace.threadMode == .perThread ? ", replayed on a thread each, one op at a time" : "") + ", "
                 + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
             "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
                 + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch.rawValue)"

@@ -190,8 +190,8 @@ final class GateCLITests: XCTestCase {
 
     func testAFailedReplayExitsOneAndIsNeverRecorded() throws {
         try recordBaseline(touch: "pages")
-        // 2^56 − 1 bytes: no allocator can map 64 PiB, so the replay reports out of memory.
-        try "1: malloc 0x1000 72057594037927935\n".write(toFile: path("blocks.txt"), atomically: true, encoding: .utf8)
+        // 2^48 − 1 bytes: no allocator can map 256 TiB, so the replay reports out of memory.
+        try "1: malloc 0x1000 281474976710655\n".write(toFile: path("blocks.txt"), atomically: true, encoding: .utf8)
         let recorded = try String(contentsOfFile: path("baselines/blocks.json"), encoding: .utf8)
 
         let update = try allocbench(["baseline", "update", "--trace", path("blocks.txt"), "--allocators", "glibc", "--repeat", "0",

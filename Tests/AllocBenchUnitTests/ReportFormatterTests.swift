@@ -1,4 +1,5 @@
 @testable import AllocBenchHarness
+import AllocBenchCore
 import AllocBenchModel
 import AllocBenchReport
 import XCTest
@@ -53,5 +54,29 @@ final class ReportFormatterTests: XCTestCase {
         let csv = try ReportFormatter(useColor: false).render(report, as: .csv)
         XCTAssertTrue(csv.contains("t,\"a,\"\"b\"\"\",ok,"), csv)
         XCTAssertTrue(csv.contains("t,c,failed,out of memory at op 4,"), csv)
+    }
+
+    /// Issue 15 item 4: a multi-threaded trace's header says how its threads overlapped and shared
+    /// blocks, and so does its JSON.
+    func testThreadActivityIsInTheHeaderAndTheJSON() throws {
+        var report = Self.report([Self.row("glibc")])
+        var statistics = ThreadStatistics()
+        statistics.peakAlive = 3
+        statistics.crossThreadFrees = 2
+        statistics.crossThreadFreedBytes = 64
+        statistics.crossThreadReallocs = 1
+        statistics.crossThreadReallocatedBytes = 16
+        let activity = ThreadActivity(statistics)
+        report.runs[0].trace.threads = 8
+        report.runs[0].trace.threadActivity = activity
+        let table = try ReportFormatter(useColor: false).render(report, as: .table)
+        XCTAssertTrue(table.hasPrefix("trace t.txt: 3 ops, 8 threads (at most 3 alive at once; 2 frees of 64 bytes and 1 realloc "
+                                      + "of 16 bytes cross threads), peak live 5000 bytes"), table)
+        let json = String(decoding: try report.encoded(), as: UTF8.self)
+        for key in ["\"thread_activity\"", "\"peak_alive\" : 3", "\"cross_thread_frees\" : 2", "\"cross_thread_freed_bytes\" : 64",
+                    "\"cross_thread_reallocs\" : 1", "\"cross_thread_reallocated_bytes\" : 16"] {
+            XCTAssertTrue(json.contains(key), "\(key) missing from \(json)")
+        }
+        XCTAssertEqual(try RunReport.decode(try report.encoded()).runs[0].trace.threadActivity, activity)
     }
 }

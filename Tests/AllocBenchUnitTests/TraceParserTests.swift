@@ -26,7 +26,7 @@ final class TraceParserTests: XCTestCase {
             600: thread_done 0x0
             """)
         XCTAssertEqual(trace.ops.map(\.kind), [AB_OP_MALLOC, AB_OP_CALLOC, AB_OP_REALLOC, AB_OP_MEMALIGN, AB_OP_FREE].map { UInt8($0) })
-        XCTAssertEqual(trace.ops.map(\.size), [48, 256, 150, 104, 256])
+        XCTAssertEqual(trace.ops.map { $0.size }, [48, 256, 150, 104, 256])
         XCTAssertEqual(trace.ops[2].slot, trace.ops[0].slot, "realloc keeps the old block's slot")
         XCTAssertEqual(trace.ops[3].align_log2, 6)
         XCTAssertEqual(trace.ops[0].align_log2, 4)
@@ -38,7 +38,7 @@ final class TraceParserTests: XCTestCase {
         // live: 48 → 48+256 → 150+256 → +104 = 510 → free 256 = 254
         XCTAssertEqual(trace.peakLiveBytes, 510)
         XCTAssertEqual(trace.finalLiveBytes, 254)
-        XCTAssertEqual(trace.idealPages(pageSize: 4096), 1)
+        XCTAssertEqual(trace.facts.idealPages(pageSize: 4096), 1)
     }
 
     func testTimestampFormAndCommentsAndBlankLinesAndCRLF() throws {
@@ -87,7 +87,7 @@ final class TraceParserTests: XCTestCase {
         let bionic = try parse("1: free 0x0\n1: realloc 0x10 0x0 32\n1: malloc 0x0 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
         let glibc = try parse("1: free (nil)\n1: realloc 0x10 (nil) 32\n1: malloc (nil) 100\n1: realloc 0x55f9aae60560 0x10 1600\n")
         XCTAssertEqual(glibc.ops.map(\.kind), bionic.ops.map(\.kind))
-        XCTAssertEqual(glibc.ops.map(\.size), bionic.ops.map(\.size))
+        XCTAssertEqual(glibc.ops.map { $0.size }, bionic.ops.map { $0.size })
         XCTAssertEqual(glibc.failedAllocationsSkipped, 1)
         assertError("1: malloc (nill) 8\n", line: 1, contains: "field 1 is not a 0x pointer")
         assertError("1: malloc (nil)x 8\n", line: 1, contains: "field 1 is not a 0x pointer")
@@ -115,7 +115,7 @@ final class TraceParserTests: XCTestCase {
         assertError("1: calloc 0x10 4294967296 4294967296\n", line: 1, contains: "calloc size overflows")
         assertError("1: memalign 0x10 24 8\n", line: 1, contains: "alignment 24 is not a power of two")
         assertError("1: memalign 0x10 0 8\n", line: 1, contains: "alignment 0 is not a power of two")
-        assertError("1: malloc 0x10 72057594037927936\n", line: 1, contains: "larger than 2^56")
+        assertError("1: malloc 0x10 281474976710656\n", line: 1, contains: "size 281474976710656 is 2^48 or more")
         assertError("99999999999: malloc 0x10 8\n", line: 1, contains: "expected '<tid>: <action>")
     }
 
@@ -138,8 +138,8 @@ final class TraceParserTests: XCTestCase {
                 try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[start..<end]))
                 start = end
             }
-            let pieces = try parser.finish()
-            XCTAssertEqual(pieces.ops.map(\.size), whole.ops.map(\.size), "chunks of \(chunkSize)")
+            let pieces = ParsedTrace(facts: try parser.finish(), ops: parser.takeOps())
+            XCTAssertEqual(pieces.ops.map { $0.size }, whole.ops.map { $0.size }, "chunks of \(chunkSize)")
             XCTAssertEqual(pieces.ops.map(\.slot), whole.ops.map(\.slot), "chunks of \(chunkSize)")
             XCTAssertEqual(pieces.ops.map(\.thread), whole.ops.map(\.thread), "chunks of \(chunkSize)")
             XCTAssertEqual(pieces.lineCount, whole.lineCount, "chunks of \(chunkSize)")
@@ -159,8 +159,9 @@ final class TraceParserTests: XCTestCase {
     }
 
     func testHostileNumbersAreErrorsNotCrashes() {
-        let huge = (1...300).map { "1: malloc 0x\(String($0, radix: 16)) 72057594037927935" }.joined(separator: "\n")
-        assertError(huge, line: 17, contains: "live bytes exceed 2^60")
+        // 4096 blocks of 2^48 − 1 bytes are just below 2^60 live bytes; the next passes it.
+        let huge = (1...5000).map { "1: malloc 0x\(String($0, radix: 16)) 281474976710655" }.joined(separator: "\n")
+        assertError(huge, line: 4097, contains: "live bytes exceed 2^60")
         assertError("1: memalign 0x10 9223372036854775808 16\n", line: 1, contains: "larger than 2^40")
         assertError("1: malloc 0x\u{1B}[31m 5\n", line: 1, contains: "'1: malloc 0x\\x1b[31m 5'")
         assertError("1: " + String(repeating: "a", count: 100_000) + " 0x1\n", line: 1, contains: "a line longer than 4096 bytes")
@@ -245,5 +246,92 @@ final class TraceParserTests: XCTestCase {
         XCTAssertEqual(guaranteedAlignment(requested: 16, byteCount: 100), 16)
         XCTAssertEqual(guaranteedAlignment(requested: 64, byteCount: 1), 64)
         XCTAssertEqual(guaranteedAlignment(requested: 4, byteCount: 100), 4)
+    }
+
+    /// Issue 15 item 6: thread ids are indexed in 32 bits, so a trace of more than 65,536 threads
+    /// (a long-running server's) parses, each op keeping its own thread's index.
+    func testSeventyThousandThreadIDsParse() throws {
+        let text = (1...70_000).map { "\($0): malloc 0x\(String($0 * 16, radix: 16)) 8\n" }.joined()
+        let trace = try parse(text)
+        XCTAssertEqual(trace.threadIDs.count, 70_000)
+        XCTAssertEqual(trace.threadIDs.last, 70_000)
+        XCTAssertEqual(trace.ops.map(\.thread), (0..<70_000).map { UInt32($0) })
+        XCTAssertEqual(trace.threads.peakAlive, 1, "without a thread_done, a thread lives to its last line: here its only one")
+    }
+
+    /// Cross-thread frees and reallocs are counted against the thread that allocated the block or
+    /// last reallocated it; a thread lives from its first line to its thread_done or, without one,
+    /// to its last line; a thread id seen again after its thread_done starts a new lifetime.
+    func testThreadStatistics() throws {
+        let trace = try parse("""
+            1: malloc 0x10 100
+            2: malloc 0x20 200
+            2: free 0x10
+            1: realloc 0x30 0x20 50
+            1: free 0x30
+            2: thread_done 0x0
+            3: malloc 0x40 8
+            4: malloc 0x50 8
+            3: free 0x40
+            4: free 0x50
+            2: malloc 0x60 8
+            """)
+        XCTAssertEqual(trace.threadIDs, [1, 2, 3, 4])
+        var expected = ThreadStatistics()
+        expected.crossThreadFrees = 1          // line 3: thread 2 frees thread 1's block
+        expected.crossThreadFreedBytes = 100
+        expected.crossThreadReallocs = 1       // line 4: thread 1 reallocs thread 2's block, then owns it (line 5)
+        expected.crossThreadReallocatedBytes = 200
+        // Lines 2–5: threads 1 and 2; lines 8–9: threads 3 and 4. Thread 1 has no thread_done and
+        // ends at line 5, or 1, 3 and 4 would be alive at line 8.
+        expected.peakAlive = 2
+        XCTAssertEqual(trace.threads, expected)
+    }
+
+    func testOneThreadHasNoCrossThreadTraffic() throws {
+        let trace = try parse("7: malloc 0x10 8\n7: realloc 0x20 0x10 16\n7: free 0x20\n7: thread_done 0x0\n")
+        var expected = ThreadStatistics()
+        expected.peakAlive = 1
+        XCTAssertEqual(trace.threads, expected)
+    }
+
+    /// allocbench drains the ops chunk by chunk into the op stream; drained and taken together they
+    /// are the ops of a whole parse.
+    func testDrainedOpsAreTheWholeParse() throws {
+        let text = Array((1...500).map { $0 % 4 == 0 ? "2: free 0x\(String(($0 - 1) * 16, radix: 16))\n" : "1: malloc 0x\(String($0 * 16, radix: 16)) \($0)\n" }.joined().utf8)
+        let whole = try TraceParser.parse(text)
+        // A buffer of its own: the parser is noncopyable, and fed outside any closure.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: text.count, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: text)
+        var parser = TraceParser()
+        var drained: [ab_op] = []
+        for start in stride(from: 0, to: buffer.count, by: 777) {
+            try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[start..<min(start + 777, buffer.count)]))
+            parser.drainOps { drained.append(contentsOf: $0) }
+        }
+        let facts = try parser.finish()
+        drained += parser.takeOps()
+        XCTAssertEqual(drained.map { $0.size }, whole.ops.map { $0.size })
+        XCTAssertEqual(drained.map(\.slot), whole.ops.map(\.slot))
+        XCTAssertEqual(drained.map(\.thread), whole.ops.map(\.thread))
+        XCTAssertEqual(facts.opCount, whole.ops.count)
+        XCTAssertEqual(facts.threads, whole.threads)
+    }
+
+    /// Sizes and alignments the table entry cannot hold are kept beside it, exactly.
+    func testOutsizedBlocksKeepTheirSizeAndAlignment() throws {
+        let trace = try parse("""
+            1: malloc 0x10 5000000000
+            1: memalign 0x20 4096 24
+            1: realloc 0x30 0x20 6000000000
+            1: free 0x10
+            1: realloc 0x40 0x30 8
+            1: free 0x40
+            """)
+        XCTAssertEqual(trace.ops.map { $0.size }, [5_000_000_000, 24, 6_000_000_000, 5_000_000_000, 8, 8])
+        XCTAssertEqual(trace.ops.map(\.align_log2), [4, 12, 12, 4, 12, 12])
+        XCTAssertEqual(trace.peakLiveBytes, 11_000_000_000)
+        XCTAssertEqual(trace.finalLiveBytes, 0)
     }
 }

@@ -28,20 +28,23 @@ enum {
 };
 
 /// One replayed operation. Pointers are replaced by dense slot indices so that a child needs only a
-/// table of `slot_count` entries, and a slot is reused once its block is freed.
+/// table of `slot_count` entries, and a slot is reused once its block is freed. The size takes 48
+/// bits (the parser refuses sizes of 2^48 or more) so that the thread index has 32 and the op stays
+/// 16 bytes.
 typedef struct ab_op {
-    uint64_t size;       // requested bytes (free: unused)
     uint32_t slot;       // the block's slot
-    uint16_t thread;     // dense thread index: ParsedTrace.threadIDs maps it back to the tid
+    uint32_t thread;     // dense thread index: ParsedTrace.threadIDs maps it back to the tid
     uint8_t kind;        // AB_OP_*
     uint8_t align_log2;  // log2 of the block's alignment (4 for malloc, calloc and realloc)
+    uint64_t size : 48;  // requested bytes (free: unused); Swift: read `op.size`, never `\.size` (a key path
+                         // to an imported bit-field crashes swiftc 6.3 in debug builds)
 } ab_op;
 
 _Static_assert(sizeof(ab_op) == 16, "ab_op is 16 bytes: four ops per cache line");
-_Static_assert(offsetof(ab_op, kind) == 14, "ab_op layout");
+_Static_assert(offsetof(ab_op, kind) == 8, "ab_op layout");
 
 #define AB_STREAM_MAGIC 0x314D525453424Aull  /* "JBSTRM1" */
-#define AB_STREAM_VERSION 1u
+#define AB_STREAM_VERSION 2u  /* 2: 32-bit thread index, 48-bit size */
 /// The page size the replay children and the module allocators are built for: their size classes
 /// and page arithmetic are compile-time constants (Swift: `Page.size`, `Page.shift`). A replay child
 /// refuses to start on a kernel whose page size differs.
