@@ -9,3 +9,4 @@ import ArgumentParser
 extension TouchMode: ExpressibleByArgument {}
 extension ReportFormat: ExpressibleByArgument {}
 extension GateFormat: ExpressibleByArgument {}
+extension FleetFormat: ExpressibleByArgument {}
