@@ -90,13 +90,14 @@ public struct Fleet: Sendable {
         }
 
         let started = ab_monotonic_nanoseconds()
-        let park: (read: FileDescriptor, write: FileDescriptor)
+        members.firstSpawn = started
+        // The write end is held by `members` alone: closing it there is what unparks the fleet.
+        let parkReadEnd: FileDescriptor
         do {
-            park = try FileDescriptor.pipe()
+            (parkReadEnd, members.parkWriteEnd) = try FileDescriptor.pipe()
         } catch {
             throw .failed("cannot create the park pipe: \(error)")
         }
-        members.parkWriteEnd = park.write
         for index in 0..<processes {
             if index % 64 == 0 {
                 if let signal = signals.pending() { throw .interrupted(signal) }
@@ -104,7 +105,7 @@ public struct Fleet: Sendable {
             }
             do {
                 let (block, file) = try ControlBlock.create()
-                let child = try ReplayRunner.spawn(request, stream: trace.stream, control: file, go: park.read)
+                let child = try ReplayRunner.spawn(request, stream: trace.stream, control: file, go: parkReadEnd)
                 members.children.append(child)
                 members.blocks.append(block)
             } catch {
@@ -195,18 +196,25 @@ public struct Fleet: Sendable {
         var blocks: [ControlBlock] = []
         var parkWriteEnd: FileDescriptor?
 
+        /// When the first member was spawned: a member's wait deadline counts from its own spawn.
+        var firstSpawn = ab_monotonic_nanoseconds()
+        /// How long unparked members may take to exit before they are killed.
+        static let exitGrace: Duration = .seconds(30)
+
         /// Ends every member and reaps it: closing the pipe's write end unparks them all (killing
-        /// them first when the fleet was cut short). Returns how the members that did not exit
-        /// with 0 ended.
+        /// them first when the fleet was cut short; a member still there after `exitGrace` is
+        /// killed too). Returns how the members that did not exit with 0 ended.
         @discardableResult
         mutating func end(killing: Bool) -> [String] {
             if killing { children.forEach { $0.kill() } }
             parkWriteEnd = nil
+            // Every member was spawned after `firstSpawn`: each gets at least the grace from now.
+            let timeout = Duration.nanoseconds(Int64(ab_monotonic_nanoseconds() - firstSpawn)) + Self.exitGrace
             var failures: [String] = []
             for (index, child) in children.enumerated() {
                 let completion: Subprocess.Completion
                 do {
-                    completion = try child.wait(timeout: .seconds(600))
+                    completion = try child.wait(timeout: timeout)
                 } catch {
                     child.kill()
                     failures.append("member \(index + 1) (pid \(child.pid)) could not be waited for: \(error)")
