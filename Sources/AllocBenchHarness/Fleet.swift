@@ -14,6 +14,8 @@ import Glibc
 public struct Fleet: Sendable {
     public var processes: Int
     public var settings: RunSettings
+    /// How long the fleet stays at rest after it is measured, for other tools to look at it.
+    public var holdSeconds: Double = 0
     /// Short progress messages (the CLI shows them on a terminal only).
     public var progress: @Sendable (String) -> Void
 
@@ -145,6 +147,14 @@ public struct Fleet: Sendable {
             result.cgroup = FleetCgroupUsage(version: group.version.rawValue, usageKilobytes: (usage - cgroupBefore) / 1024)
         }
 
+        if holdSeconds > 0 {
+            progress("\(name): \(processes) processes at rest for \(Int(holdSeconds)) s (--hold)")
+            let holdEnd = ab_monotonic_nanoseconds() + UInt64(holdSeconds * 1e9)
+            while ab_monotonic_nanoseconds() < holdEnd {
+                if let signal = signals.pending() { throw .interrupted(signal) }
+                usleep(20_000)
+            }
+        }
         progress("\(name): ending \(processes) processes")
         let ending = ab_monotonic_nanoseconds()
         let failures = members.end(killing: false)

@@ -98,6 +98,14 @@ public final class MemoryCgroup {
         path == "/" ? "" : String(path)
     }
 
+    /// The fleet groups beside the cgroup allocbench runs in (a fleet's, or one a killed
+    /// allocbench left).
+    static func fleetGroups() -> [String] {
+        guard let (_, home) = ownMemoryCgroup() else { return [] }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: home)) ?? []
+        return names.filter { $0.hasPrefix("allocbench-fleet-") }.map { home + "/" + $0 }
+    }
+
     /// Groups left by a fleet whose allocbench died inside one (SIGKILL): empty by now, since their
     /// children died with it; rmdir removes only an empty group.
     private static func removeStale(in home: String) {

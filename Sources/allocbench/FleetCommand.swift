@@ -40,6 +40,9 @@ struct FleetCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep address-space randomization in the processes.")
     var aslr = false
 
+    @Option(name: .customLong("hold"), help: "Seconds each fleet stays at rest after it is measured, to look at it with other tools.")
+    var holdSeconds: Double = 0
+
     @Option(name: .long, help: "Output format.")
     var format: FleetFormat = .table
 
@@ -48,6 +51,7 @@ struct FleetCommand: ParsableCommand {
 
     func validate() throws {
         guard processes >= 1 else { throw ValidationError("--processes must be 1 or more") }
+        guard holdSeconds.isFinite, holdSeconds >= 0, holdSeconds <= 86400 else { throw ValidationError("--hold must be between 0 and 86400 seconds") }
         guard timeout.isFinite, timeout >= 0.001, timeout <= 1_000_000 else {
             throw ValidationError("--timeout must be between 0.001 and 1000000 seconds")
         }
@@ -119,7 +123,8 @@ struct FleetCommand: ParsableCommand {
                 throw CommandFailure(error.kind, error.description)
             }
         }
-        let fleet = Fleet(processes: processes, settings: settings, progress: { Diagnostics.progress($0) })
+        var fleet = Fleet(processes: processes, settings: settings, progress: { Diagnostics.progress($0) })
+        fleet.holdSeconds = holdSeconds
         var results: [FleetResult] = []
         for (entry, single) in zip(selected, singles) {
             guard single.isOK, let sample = single.processEndSample else {
