@@ -112,7 +112,7 @@ public enum TraceInput {
         var text = [UInt8](repeating: 0, count: 64)
         let count = read(descriptor, &text, text.count)
         guard count > 0, let pages = Int(String(decoding: text[0..<count].prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)) else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        return pages * Benchmark.pageSize
     }
 
     /// The size of a readable regular file, or why it cannot be read.
