@@ -140,7 +140,8 @@ public struct Fleet: Sendable {
         let ownAtRest = Self.ownSample()
         if let memoryBefore, let memoryAtRest {
             result.memAvailableDropKilobytes = memoryBefore.availableKilobytes - memoryAtRest.availableKilobytes
-            result.harnessKilobytes = (memoryAtRest.shmemKilobytes - memoryBefore.shmemKilobytes)
+            // Not Shmem's growth: other processes move it too. The control pages are known exactly.
+            result.harnessKilobytes = processes * Int(AB_CONTROL_BLOCK_SIZE) / 1024
                 + FleetResult.privateKilobytes(ownAtRest) - FleetResult.privateKilobytes(ownBefore)
         }
         if case .success(let group) = cgroup, let cgroupBefore, let usage = group.usageBytes() {

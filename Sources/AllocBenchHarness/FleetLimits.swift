@@ -118,9 +118,6 @@ public enum FleetLimits {
 /// The /proc/meminfo lines a fleet reads, in kB.
 public struct MemInfo: Sendable {
     public var availableKilobytes: Int
-    /// Shared memory: the fleet's control blocks are memfd pages, counted here and not in any
-    /// process's RssAnon.
-    public var shmemKilobytes: Int
 
     public static func read() -> MemInfo? {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
@@ -131,6 +128,6 @@ public struct MemInfo: Sendable {
             values[String(parts[0])] = value
         }
         guard let available = values["MemAvailable"] else { return nil }
-        return MemInfo(availableKilobytes: available, shmemKilobytes: values["Shmem"] ?? 0)
+        return MemInfo(availableKilobytes: available)
     }
 }

@@ -54,9 +54,10 @@ public struct FleetResult: Codable, Sendable, Equatable {
     public var endSeconds: Double?
     /// Each counter summed over every member's /proc/PID/status at rest.
     public var total: MemorySample?
-    /// MemAvailable before the first spawn minus MemAvailable at rest, and how much of that drop is
-    /// allocbench's, not the fleet's: the members' control blocks (Shmem grew by that) and
-    /// allocbench's own RssAnon and VmPTE growth.
+    /// MemAvailable before the first spawn minus MemAvailable at rest, and how much of that drop
+    /// (and of the cgroup's usage) is allocbench's, not the fleet's: the members' control blocks
+    /// (one shared memfd page each, touched by allocbench inside the cgroup) and allocbench's own
+    /// RssAnon and VmPTE growth.
     public var memAvailableDropKilobytes: Int?
     public var harnessKilobytes: Int?
     /// A fresh memory cgroup's usage growth, from before the first spawn to rest; nil with
