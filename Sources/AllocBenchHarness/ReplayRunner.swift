@@ -127,10 +127,10 @@ final class ChildImage: Sendable {
         let size = try source.size()
         var copied = 0
         while copied < size {
-            let count = try SystemCall.check("copy_file_range \(executable)") {
+            let count = try SystemCall.check("sendfile \(executable)") {
                 sendfile(file.rawValue, source.rawValue, nil, size - copied)
             }
-            if count == 0 { throw SystemError("copy_file_range \(executable): the file shrank", errno: EIO) }
+            if count == 0 { throw SystemError("sendfile \(executable): the file shrank", errno: EIO) }
             copied += count
         }
         let image = ChildImage(name: name, file: file)
@@ -140,6 +140,35 @@ final class ChildImage: Sendable {
             return image
         }
     }
+}
+
+/// A child's control block: a one-page memfd the child gets as its descriptor 4, mapped shared
+/// here, with the magic the child checks. The mapping outlives the descriptor, so a fleet of
+/// children needs no open descriptor per control block once each child has started.
+final class ControlBlock: @unchecked Sendable {
+    private let mapping: SharedMapping
+    let control: UnsafeMutablePointer<ab_control>
+
+    private init(_ mapping: SharedMapping) {
+        self.mapping = mapping
+        control = mapping.address.bindMemory(to: ab_control.self, capacity: 1)
+    }
+
+    /// The block and its memfd (to pass to the child, then close).
+    static func create() throws(SystemError) -> (ControlBlock, FileDescriptor) {
+        let file = try FileDescriptor.memory(named: "allocbench-control")
+        try file.truncate(to: Int(AB_CONTROL_BLOCK_SIZE))
+        let block = ControlBlock(try SharedMapping(file, size: Int(AB_CONTROL_BLOCK_SIZE), writable: true))
+        block.control.pointee.magic = AB_CONTROL_MAGIC
+        return (block, file)
+    }
+
+    /// How far the child got (its state, with the failure when it failed).
+    var state: ChildOutcome.State {
+        ChildOutcome.State(state: control.pointee.state, failure: control.pointee.failure)
+    }
+
+    var opsCompleted: Int { Int(control.pointee.ops_completed) }
 }
 
 /// Spawns replay children and, for measurement runs, traces their mm syscalls.
@@ -160,10 +189,14 @@ public struct ReplayRunner: Sendable {
         public var addressRandomization: Bool
         /// Every op on an OS thread of its recorded thread (`--threads per-thread`).
         public var perThread: Bool
+        /// A fleet member (`--park`): after its replay the child holds its end state, blocked
+        /// reading the go pipe, until the parent closes the pipe's write end.
+        public var park: Bool
 
         public init(executable: String, allocator: String, touch: TouchMode, traced: Bool,
                     deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
-                    collectBreakdown: Bool = false, addressRandomization: Bool = false, perThread: Bool = false) {
+                    collectBreakdown: Bool = false, addressRandomization: Bool = false, perThread: Bool = false,
+                    park: Bool = false) {
             self.executable = executable
             self.allocator = allocator
             self.touch = touch
@@ -174,37 +207,19 @@ public struct ReplayRunner: Sendable {
             self.collectBreakdown = collectBreakdown
             self.addressRandomization = addressRandomization
             self.perThread = perThread
+            self.park = park
         }
     }
 
     public init() {}
 
     public func run(_ request: Request, stream: OpStreamFile) throws(SystemError) -> ChildOutcome {
-        let controlFile = try FileDescriptor.memory(named: "allocbench-control")
-        try controlFile.truncate(to: Int(AB_CONTROL_BLOCK_SIZE))
-        let controlMapping = try SharedMapping(controlFile, size: Int(AB_CONTROL_BLOCK_SIZE), writable: true)
-        let control = controlMapping.address.bindMemory(to: ab_control.self, capacity: 1)
-        control.pointee.magic = AB_CONTROL_MAGIC
-
+        let (controlBlock, controlFile) = try ControlBlock.create()
+        let control = controlBlock.control
         let (goRead, goWrite) = try FileDescriptor.pipe()
-        var arguments = [request.executable, "run", request.allocator, "--touch", request.touch.rawValue,
-                         request.traced ? "--traced" : "--timed"]
-        if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
-        if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
-        if request.perThread { arguments += ["--threads", "per-thread"] }
-        let keep = [stream.descriptor.rawValue, controlFile.rawValue] + (request.traced ? [goRead.rawValue] : [])
-        // Run from a copy in memory: the child's path is then "/dev/fd/N" and /proc/self/exe a
-        // memfd named after it, wherever the package was cloned (ChildImage).
         let image = try ChildImage.loaded(request.executable)
-        arguments[0] = image.name
-        let environment = Self.paddingArgumentArea(of: ["/dev/fd/\(3 + keep.count)"] + arguments.dropFirst(),
-                                                   Self.childEnvironment(adding: request.environment))
-        var options = Subprocess.Options(
-            environment: environment, descriptors: keep,
-            standardOutput: .standardError, standardError: .inherited,
-            addressRandomization: request.addressRandomization, tracedFromExec: request.traced)
-        options.executable = image.file
-        let child = try Subprocess(arguments, options: options)
+        let child = try Self.spawn(request, image: image, stream: stream, control: controlFile,
+                                   go: request.traced || request.park ? goRead : nil)
 
         var counters: TracedCounters?
         let termination: Subprocess.Termination
@@ -226,14 +241,40 @@ public struct ReplayRunner: Sendable {
         }
         return ChildOutcome(
             termination: termination,
-            state: ChildOutcome.State(state: control.pointee.state, failure: control.pointee.failure),
-            opsCompleted: Int(control.pointee.ops_completed),
+            state: controlBlock.state,
+            opsCompleted: controlBlock.opsCompleted,
             replayNanoseconds: control.pointee.replay_nanoseconds,
             runtimeMallocDelta: control.pointee.runtime_malloc_checked != 0 ? control.pointee.runtime_malloc_delta : nil,
             statistics: statistics,
             baselineStatistics: baselineStatistics,
             mallocProvider: provider,
             traced: counters)
+    }
+
+    /// Starts a replay child for `request`: the op stream becomes its descriptor 3, the control
+    /// block 4 and the go pipe's read end (traced or parked children) 5. The one place that turns
+    /// a request into a child's arguments, environment and descriptors: a fleet member is started
+    /// exactly as a timed replay is, plus `--park`.
+    static func spawn(_ request: Request, image: ChildImage, stream: OpStreamFile, control: FileDescriptor, go: FileDescriptor?)
+        throws(SystemError) -> Subprocess
+    {
+        var arguments = [image.name, "run", request.allocator, "--touch", request.touch.rawValue,
+                         request.traced ? "--traced" : "--timed"]
+        if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
+        if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
+        if request.perThread { arguments += ["--threads", "per-thread"] }
+        if request.park { arguments.append("--park") }
+        let keep = [stream.descriptor.rawValue, control.rawValue] + (go.map { [$0.rawValue] } ?? [])
+        // Run from a copy in memory: the child's path is then "/dev/fd/N" and /proc/self/exe a
+        // memfd named after it, wherever the package was cloned (ChildImage).
+        let environment = Self.paddingArgumentArea(of: ["/dev/fd/\(3 + keep.count)"] + arguments.dropFirst(),
+                                                   Self.childEnvironment(adding: request.environment))
+        var options = Subprocess.Options(
+            environment: environment, descriptors: keep,
+            standardOutput: .standardError, standardError: .inherited,
+            addressRandomization: request.addressRandomization, tracedFromExec: request.traced)
+        options.executable = image.file
+        return try Subprocess(arguments, options: options)
     }
 
     private static func statistics<Storage>(_ storage: inout Storage, count: UInt32) -> [AllocatorStatistic] {

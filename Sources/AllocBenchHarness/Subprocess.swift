@@ -180,6 +180,16 @@ public struct Subprocess {
         _ = ab_pidfd_send_signal(process.rawValue, SIGKILL)
     }
 
+    /// The first of `candidates` (indices into `children`) that has exited — its pidfd readable —
+    /// waiting up to `milliseconds` for one; nil when none has. Reaps nothing: `wait` still must.
+    public static func firstExited(of children: [Subprocess], among candidates: [Int], waitingUpTo milliseconds: Int32)
+        throws(SystemError) -> Int?
+    {
+        var descriptors = candidates.map { pollfd(fd: children[$0].process.rawValue, events: Int16(POLLIN), revents: 0) }
+        try SystemCall.check("poll") { poll(&descriptors, nfds_t(descriptors.count), milliseconds) }
+        return descriptors.firstIndex { $0.revents != 0 }.map { candidates[$0] }
+    }
+
     /// Waits for the child to exit, draining the captured streams meanwhile; once `timeout` has
     /// passed since the spawn, kills it and reaps it. Call it once, and only for a child that is
     /// not traced (a tracer's stops are not exits).

@@ -41,16 +41,16 @@ struct AllocBenchCommand: ParsableCommand {
               1   an allocator failed, crashed or timed out (its row says so)
               2-5 check and compare: regression, environment changed,
                   improvement beyond tolerance, baseline missing
-              64  usage error
+              64  usage error; fleet: --processes beyond a limit
               65  bad trace (the message names file and line), a malformed
                   baseline or report, reports that merge cannot merge
               66  missing input: trace, replay child, allocator, --preload
-              71  operating-system error
+              71  operating-system error; fleet: not enough memory
               73  an output cannot be written
             """,
         version: allocbenchVersion,
         subcommands: [Run.self, List.self, Conformance.self, NewAllocator.self, Baseline.self, Check.self, Compare.self,
-                      Merge.self, Record.self, Convert.self],
+                      Merge.self, Record.self, Convert.self, FleetCommand.self],
         defaultSubcommand: Run.self
     )
 }
@@ -131,11 +131,16 @@ struct ReplayOptions: ParsableArguments {
     /// The traces to replay: the given ones, or the bundled seed trace.
     func tracePaths() throws(CommandFailure) -> [String] {
         if !trace.isEmpty { return trace }
+        return [try Self.seedTracePath()]
+    }
+
+    /// The bundled seed trace, from the working directory or the package the executable was built in.
+    static func seedTracePath() throws(CommandFailure) -> String {
         let relative = "Benchmarks/traces/djb.txt"
         let packageRoot = URL(fileURLWithPath: AllocatorCatalog.executableDirectory())
             .deletingLastPathComponent().deletingLastPathComponent().path
         for candidate in [relative, packageRoot + "/" + relative] where FileManager.default.fileExists(atPath: candidate) {
-            return [candidate]
+            return candidate
         }
         throw CommandFailure(ExitStatus.missingInput, "\(relative): the bundled seed trace was not found (run from the package root or pass --trace)")
     }

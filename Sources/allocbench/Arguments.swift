@@ -11,3 +11,4 @@ extension TouchMode: ExpressibleByArgument {}
 extension ThreadMode: ExpressibleByArgument {}
 extension ReportFormat: ExpressibleByArgument {}
 extension GateFormat: ExpressibleByArgument {}
+extension FleetFormat: ExpressibleByArgument {}
