@@ -5,21 +5,44 @@ import Foundation
 // Parse throughput and replay speed targets live here, never in timed unit tests.
 //
 //     swift run -c release parse-benchmark [TRACE ...] [--iterations N]
+//     parse-benchmark TRACE --write-op-stream FILE
 //
 // For each trace: decompress once, then parse the in-memory text N times and report the best and
 // median MB/s (bytes of text per second) and ops/s. Target: ≥ 150 MB/s on systemui.txt.
+//
+// With --write-op-stream, the trace is parsed once, as `allocbench` parses it, and its op stream —
+// the exact bytes every replay child maps on descriptor 3 — is written to FILE instead, for the C
+// reference loop of Benchmarks/ReplayLoop (which must replay what the children replay).
 
 var paths: [String] = []
 var iterations = 7
+var opStreamPath: String?
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     if argument == "--iterations", let value = arguments.popFirst().flatMap(Int.init), value > 0 {
         iterations = value
+    } else if argument == "--write-op-stream", let path = arguments.popFirst() {
+        opStreamPath = path
     } else {
         paths.append(argument)
     }
 }
 if paths.isEmpty { paths = ["../shared/traces/android/systemui.zip"] }
+
+if let opStreamPath {
+    guard paths.count == 1 else {
+        FileHandle.standardError.write(Data("parse-benchmark: --write-op-stream takes exactly one trace\n".utf8))
+        exit(64)
+    }
+    do {
+        let trace = try TraceInput.parse(path: paths[0], options: TraceParser.Options(lenient: false))
+        try OpStreamFile.write(trace, toFileAt: opStreamPath)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("parse-benchmark: \(error)\n".utf8))
+        exit(1)
+    }
+}
 
 var failed = false
 for path in paths {
