@@ -20,7 +20,7 @@ LEAN_BUILD   := Sources/LeanChild/build.sh
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
-.PHONY: all deps build bench test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
+.PHONY: all deps build bench bench-replay-loop test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
 
 all: build
 
@@ -56,6 +56,45 @@ bench: build
 	@mkdir -p .build; [ -f .build/synthetic-100k.txt ] || python3 Benchmarks/synthetic_trace.py --live 100000 --ops 3000000 .build/synthetic-100k.txt
 	@[ -f .build/synthetic-1m.txt ] || python3 Benchmarks/synthetic_trace.py --live 1000000 --ops 6000000 .build/synthetic-1m.txt
 	$(BUILD_DIR)/parse-benchmark .build/synthetic-100k.txt .build/synthetic-1m.txt
+	$(MAKE) --no-print-directory bench-replay-loop
+
+# The replay loop against a plain C loop (issue #17: at most 1.05x per op for every process-malloc
+# row): Benchmarks/ReplayLoop/reference.c linked with each malloc the way its lean child is
+# (Sources/LeanChild/build.sh), and compare.py timing it and the row's lean child in interleaved
+# rounds on systemui and the bundled traces. A report of ratios measured in one run, not a gate.
+REPLAY_LOOP_DIR    := .build/replay-loop
+REPLAY_LOOP_ROUNDS ?= 10
+REPLAY_LOOP_TRACES := $(wildcard $(SHARED)/traces/android/systemui.zip) $(TRACES)
+REPLAY_LOOP_SOURCE := Benchmarks/ReplayLoop/reference.c
+REPLAY_LOOP_CFLAGS := -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -I Sources/CAllocBench/include
+# The launcher links the parent side of the C shim (ab_spawn), which is written for clang, the
+# compiler SwiftPM builds it with.
+REPLAY_LOOP_SHIM   := Sources/CAllocBench/CAllocBench.c Sources/CAllocBench/child.c
+REPLAY_LOOPS       := $(addprefix $(REPLAY_LOOP_DIR)/,reference-glibc reference-glibc-static reference-musl \
+                      reference-jemalloc reference-jemalloc-static time-child)
+
+bench-replay-loop: build $(REPLAY_LOOPS)
+	python3 Benchmarks/ReplayLoop/compare.py --bin $(BUILD_DIR) --loops $(REPLAY_LOOP_DIR) \
+	  --rounds $(REPLAY_LOOP_ROUNDS) $(REPLAY_LOOP_TRACES)
+
+$(REPLAY_LOOP_DIR)/reference-glibc: $(REPLAY_LOOP_SOURCE) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	gcc $(REPLAY_LOOP_CFLAGS) $< -o $@ -Wl,-z,now
+$(REPLAY_LOOP_DIR)/reference-glibc-static: $(REPLAY_LOOP_SOURCE) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	gcc $(REPLAY_LOOP_CFLAGS) $< -o $@ -static
+$(REPLAY_LOOP_DIR)/reference-musl: $(REPLAY_LOOP_SOURCE) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	musl-gcc $(REPLAY_LOOP_CFLAGS) $< -o $@ -static
+$(REPLAY_LOOP_DIR)/reference-jemalloc: $(REPLAY_LOOP_SOURCE) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	gcc $(REPLAY_LOOP_CFLAGS) $< -o $@ -Wl,-z,now $$(pkg-config --libs jemalloc)
+$(REPLAY_LOOP_DIR)/reference-jemalloc-static: $(REPLAY_LOOP_SOURCE) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	gcc $(REPLAY_LOOP_CFLAGS) $< -o $@ -static $$(pkg-config --static --libs jemalloc) -lstdc++ -lm -lpthread
+$(REPLAY_LOOP_DIR)/time-child: Benchmarks/ReplayLoop/time-child.c $(REPLAY_LOOP_SHIM) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	clang $(REPLAY_LOOP_CFLAGS) $< $(REPLAY_LOOP_SHIM) -o $@ -ldl
 
 # The baselines are read, never written, by a test run: recording them here would make the gate
 # gate nothing. Their checksum, taken first and compared last, fails the run if anything wrote them.

@@ -5,6 +5,7 @@ import Foundation
 // Parse throughput and replay speed targets live here, never in timed unit tests.
 //
 //     swift run -c release parse-benchmark [TRACE ...] [--iterations N]
+//     parse-benchmark TRACE --write-op-stream FILE
 //
 // For each trace: decompress once, then parse the in-memory text N times, fed and drained in 1 MiB
 // chunks as allocbench feeds its reader's chunks and drains the ops into the op stream, and report
@@ -12,13 +13,20 @@ import Foundation
 // (issue 17). The machine's speed changes from minute to minute, so each parse is paired with a
 // run of `awk '{n[$2]++}'` over the same text, and the ratio of the two medians is what compares
 // across runs and machines: above 1, the parser is faster than awk's plain field split.
+//
+// With --write-op-stream, the trace is parsed once, as `allocbench` parses it, and its op stream —
+// the exact bytes every replay child maps on descriptor 3 — is written to FILE instead, for the C
+// reference loop of Benchmarks/ReplayLoop (which must replay what the children replay).
 
 var paths: [String] = []
 var iterations = 7
+var opStreamPath: String?
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     if argument == "--iterations", let value = arguments.popFirst().flatMap(Int.init), value > 0 {
         iterations = value
+    } else if argument == "--write-op-stream", let path = arguments.popFirst() {
+        opStreamPath = path
     } else {
         paths.append(argument)
     }
@@ -61,6 +69,21 @@ func parseInChunks(_ text: UnsafeRawBufferPointer) throws(TraceError) -> Int {
         offset += chunkSize
     }
     return try parser.finish().opCount
+}
+
+if let opStreamPath {
+    guard paths.count == 1 else {
+        FileHandle.standardError.write(Data("parse-benchmark: --write-op-stream takes exactly one trace\n".utf8))
+        exit(64)
+    }
+    do {
+        let (_, stream) = try OpStreamFile.parse(path: paths[0], options: TraceParser.Options(lenient: false))
+        try stream.copy(toFileAt: opStreamPath)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("parse-benchmark: \(error)\n".utf8))
+        exit(1)
+    }
 }
 
 var failed = false

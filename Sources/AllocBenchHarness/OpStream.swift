@@ -55,6 +55,18 @@ public final class OpStreamFile: Sendable {
 
     private static let headerBytes = Int(AB_STREAM_HEADER_BYTES)
 
+    /// The same stream in a regular file, for a program outside allocbench that replays exactly
+    /// what the children replay (the C reference loop of Benchmarks/ReplayLoop).
+    public func copy(toFileAt path: String) throws(SystemError) {
+        let file = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        let size = try descriptor.size()
+        var offset: off_t = 0
+        while offset < off_t(size) {
+            let count = try SystemCall.check("sendfile \(path)") { sendfile(file.rawValue, descriptor.rawValue, &offset, size - Int(offset)) }
+            if count == 0 { throw SystemError("sendfile \(path): the op stream ended early", errno: EIO) }
+        }
+    }
+
     /// Calls `body` with every op in order, read a chunk at a time (the parent never maps the
     /// stream: its pages would count in its resident memory).
     func forEachOp(_ body: (ab_op) -> Void) throws(SystemError) {
