@@ -24,6 +24,11 @@ public protocol Allocator: SendableMetatype {
     /// True when this allocator *is* the process malloc (glibc, jemalloc, a preloaded library):
     /// then the child does not check that the process malloc stayed idle during the replay.
     static var isProcessMalloc: Bool { get }
+    /// True when one instance may be called from several threads at once (a process malloc is).
+    /// Every allocator runs in the per-thread replay, which calls it from one thread at a time and
+    /// orders each call after the one before; the conformance suite calls a thread-safe one from
+    /// four threads at once and frees blocks on other threads than the one that allocated them.
+    static var isThreadSafe: Bool { get }
 
     init()
 
@@ -51,6 +56,7 @@ public protocol Allocator: SendableMetatype {
 
 extension Allocator {
     public static var isProcessMalloc: Bool { false }
+    public static var isThreadSafe: Bool { false }
 
     public mutating func allocateZeroed(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         guard let block = allocate(byteCount: byteCount, alignment: alignment) else { return nil }

@@ -13,6 +13,9 @@ public protocol CMallocAPI: Allocator {}
 public let cMallocAlignment = 16
 
 extension CMallocAPI {
+    /// C's malloc is thread-safe.
+    public static var isThreadSafe: Bool { true }
+
     @inline(__always)
     public mutating func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         if alignment <= cMallocAlignment { return malloc(byteCount) }

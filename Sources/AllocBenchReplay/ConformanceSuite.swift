@@ -1,5 +1,8 @@
 import AllocBenchCore
 import CAllocBench
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The checks every registered allocator must pass (the contract on `Allocator`). It runs inside
 /// the allocator's own replay child, so a process-wide malloc such as jemalloc is checked in the
@@ -17,7 +20,86 @@ public enum ConformanceSuite {
         checkReallocate(&allocator, &failures)
         checkManySizesWithoutOverlap(&allocator, &failures, seed: 0x5EED)
         checkSelfReportFits(allocator, &failures)
+        if A.isThreadSafe { checkThreads(&allocator, &failures) }
         return failures
+    }
+
+    /// For an allocator that says it is thread-safe: one instance, called from four threads at
+    /// once (allocate, fill, verify, free, with blocks kept live across calls), then blocks
+    /// allocated on one thread freed on three others. A thread's blocks must keep their contents.
+    @inlinable
+    static func checkThreads<A: Allocator>(_ allocator: inout A, _ failures: inout [String]) {
+        let threads = 4
+        var corrupted = [Int](repeating: 0, count: threads)
+        withUnsafeMutablePointer(to: &allocator) { shared in
+            corrupted.withUnsafeMutableBufferPointer { corrupted in
+                concurrently(threads) { thread in
+                    var live: [(UnsafeMutableRawPointer, Int)] = []
+                    var state = UInt64(thread + 1) &* 0x9E37_79B9_7F4A_7C15
+                    for _ in 0..<2000 {
+                        state = state &* 6364136223846793005 &+ 1442695040888963407
+                        let byteCount = Int(state >> 52) + 1
+                        if live.count < 64, let block = shared.pointee.allocate(byteCount: byteCount, alignment: 16) {
+                            fill(block, byteCount, seed: UInt8(thread))
+                            live.append((block, byteCount))
+                        }
+                        if live.count == 64 || state & 1 == 0, !live.isEmpty {
+                            let (block, byteCount) = live.remove(at: Int(state >> 40) % live.count)
+                            if !verify(block, byteCount, seed: UInt8(thread)) { corrupted[thread] += 1 }
+                            shared.pointee.deallocate(block, byteCount: byteCount, alignment: 16)
+                        }
+                    }
+                    for (block, byteCount) in live {
+                        if !verify(block, byteCount, seed: UInt8(thread)) { corrupted[thread] += 1 }
+                        shared.pointee.deallocate(block, byteCount: byteCount, alignment: 16)
+                    }
+                }
+            }
+            for (thread, count) in corrupted.enumerated() where count > 0 {
+                failures.append("threads: \(count) blocks of thread \(thread) lost their contents while four threads allocated at once")
+            }
+            // Allocated here, freed on three other threads at once.
+            var blocks: [(UnsafeMutableRawPointer, Int)] = []
+            for index in 0..<999 {
+                let byteCount = 16 + (index * 37) % 2000
+                guard let block = shared.pointee.allocate(byteCount: byteCount, alignment: 16) else { continue }
+                fill(block, byteCount, seed: 7)
+                blocks.append((block, byteCount))
+            }
+            var crossCorrupted = [Int](repeating: 0, count: 3)
+            blocks.withUnsafeBufferPointer { blocks in
+                crossCorrupted.withUnsafeMutableBufferPointer { crossCorrupted in
+                    concurrently(3) { thread in
+                        for index in stride(from: thread, to: blocks.count, by: 3) {
+                            let (block, byteCount) = blocks[index]
+                            if !verify(block, byteCount, seed: 7) { crossCorrupted[thread] += 1 }
+                            shared.pointee.deallocate(block, byteCount: byteCount, alignment: 16)
+                        }
+                    }
+                }
+            }
+            if crossCorrupted.reduce(0, +) > 0 {
+                failures.append("threads: \(crossCorrupted.reduce(0, +)) blocks lost their contents before another thread freed them")
+            }
+        }
+    }
+
+    /// Runs `body(0)` … `body(count - 1)` on `count` threads at once, and waits for them.
+    @usableFromInline
+    static func concurrently(_ count: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            let tasks = (0..<count).map { index in ThreadTask { body(index) } }
+            var threads: [pthread_t] = []
+            for task in tasks {
+                var thread = pthread_t()
+                let created = pthread_create(&thread, nil, { context in
+                    Unmanaged<ThreadTask>.fromOpaque(context!).takeUnretainedValue().run()
+                    return nil
+                }, Unmanaged.passUnretained(task).toOpaque())
+                if created == 0 { threads.append(thread) } else { task.run() }
+            }
+            for thread in threads { pthread_join(thread, nil) }
+        }
     }
 
     /// The child passes the self-report to the parent in fixed slots; more statistics than fit, or
@@ -203,5 +285,17 @@ extension Array {
     mutating func swapRemoveAt(_ index: Int) -> Element {
         swapAt(index, count - 1)
         return removeLast()
+    }
+}
+
+/// A closure for a thread started by `ConformanceSuite.concurrently`, which joins it before the
+/// closure's captures go away.
+@usableFromInline
+final class ThreadTask: @unchecked Sendable {
+    let run: () -> Void
+
+    @usableFromInline
+    init(_ run: @escaping () -> Void) {
+        self.run = run
     }
 }
