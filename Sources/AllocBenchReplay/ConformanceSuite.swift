@@ -98,7 +98,10 @@ public enum ConformanceSuite {
                 }, Unmanaged.passUnretained(task).toOpaque())
                 if created == 0 { threads.append(thread) } else { task.run() }
             }
-            for thread in threads { pthread_join(thread, nil) }
+            // The threads hold their tasks unretained: the tasks live until every thread is joined.
+            withExtendedLifetime(tasks) {
+                for thread in threads { pthread_join(thread, nil) }
+            }
         }
     }
 
