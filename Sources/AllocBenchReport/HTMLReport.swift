@@ -5,7 +5,9 @@ import Foundation
 /// SVG, where the pages went, and the cost of ten thousand such processes. No scripts, no fonts,
 /// nothing fetched: the file reads the same offline and years from now.
 public enum HTMLReport {
-    public static func render(_ report: RunReport) -> String {
+    /// `fleets`: measured fleets (`allocbench fleet --format json`) of the report's traces; each
+    /// shows in its trace's "Ten thousand small processes" section beside the estimate.
+    public static func render(_ report: RunReport, fleets: [FleetReport] = []) -> String {
         let palette = Palette(report)
         let stems = Charts.uniqueStems(report.runs.map(\.trace.name))
         let names = report.runs.map(\.trace.name)
@@ -33,7 +35,7 @@ public enum HTMLReport {
         }
         main.append(header)
         for (run, stem) in zip(report.runs, stems) {
-            main.append(section(run, id: "trace-" + stem, report: report, palette: palette))
+            main.append(section(run, id: "trace-" + stem, report: report, palette: palette, fleets: fleets))
         }
         main.append(Element("footer", [:], text:
             "Made by allocbench \(report.environment.allocbenchVersion) (schema \(report.schema)). "
@@ -45,7 +47,7 @@ public enum HTMLReport {
 
     // MARK: - One trace
 
-    static func section(_ run: TraceRun, id: String, report: RunReport, palette: Palette) -> Element {
+    static func section(_ run: TraceRun, id: String, report: RunReport, palette: Palette, fleets: [FleetReport] = []) -> Element {
         let pageSize = report.environment.pageSize
         let trace = run.trace
         var section = Element("section", ["class": "trace", "id": id])
@@ -90,6 +92,9 @@ public enum HTMLReport {
 
         section.append(Element("h3", text: "Ten thousand small processes"))
         section.append(contentsOf: processCosts(run, pageSize: pageSize, palette: palette))
+        for fleet in fleets where fleet.trace.name == run.trace.name {
+            section.append(contentsOf: measuredFleet(fleet, palette: palette))
+        }
 
         let notes = ReportFormatter.notes(run, pageSize: pageSize)
         if !notes.isEmpty {
@@ -210,21 +215,57 @@ public enum HTMLReport {
     // MARK: - Ten thousand small processes
 
     static let baselineExplanation =
-        "The baseline is what the replay child already holds privately before its first replayed allocation: "
-        + "the Swift runtime, the replay's slot table and pre-faulted stack, and whatever the process malloc set up "
-        + "while the runtime started (ptmalloc's main arena in the glibc child, jemalloc itself in the jemalloc child), "
-        + "so it differs between children, and a small C program whose first malloc is the trace's first would start lower."
+        "The process's own part is what its lean replay child holds privately besides the allocator's pages, from its exec "
+        + "to the end of the replay: its stack, its data page, the loader's and the C library's start-up (a static glibc "
+        + "mallocs at start-up), and the replay's slot table when the trace needs a mapped one; its page tables are counted too."
+
+    /// A fleet that was run (`allocbench fleet`): the processes measured together at rest.
+    static func measuredFleet(_ fleet: FleetReport, palette: Palette) -> [Element] {
+        let count = Format.count(fleet.processes)
+        var elements = [Element("p", text:
+            "Measured: \(count) real processes per allocator (allocbench fleet), each replaying this trace and parked at its end "
+            + "state, summed at rest from /proc, against \(count) × the single process; the drop in MemAvailable and a memory "
+            + "cgroup's usage add what the kernel spends per process (kernel stack, task and mm structures).")]
+        var table = Element("table", ["class": "costs"])
+        table.append(Element("thead", [:], [.element(row([
+            Element("th", ["class": "text"], text: "allocator"), Element("th", text: "processes"),
+            Element("th", text: "Σ RssAnon + VmPTE"), Element("th", text: "\(count) × single"), Element("th", text: "ratio"),
+            Element("th", text: "MemAvailable drop per process"), Element("th", text: "cgroup per process"),
+            Element("th", text: "seconds to start"),
+        ]))]))
+        var body = Element("tbody")
+        for result in fleet.results {
+            var name = Element("td", ["class": "text name"], [.element(swatch(palette.style(allocator: result.allocator).color))])
+            name.append(text: result.allocator)
+            guard result.isOK, let total = result.total, let expected = result.expectedKilobytes, let ratio = result.ratio else {
+                body.append(row([name, Element("td", ["class": "text failure", "colspan": "7"], text: "failed: " + (result.detail ?? ""))]))
+                continue
+            }
+            let perProcess = result.netDropPerProcessKilobytes.map { String(format: "%.1f KiB", $0) } ?? "-"
+            let cgroup = result.cgroup.map { usage in
+                String(format: "%.1f KiB", Double(usage.usageKilobytes - (result.harnessKilobytes ?? 0)) / Double(max(1, result.processes)))
+            } ?? (result.cgroupUnavailable.map { "none: " + $0 } ?? "-")
+            body.append(row([name, Element("td", text: Format.count(result.processes)),
+                             Element("td", text: Format.kibibytes(FleetResult.privateKilobytes(total))),
+                             Element("td", text: Format.kibibytes(expected)), Element("td", text: String(format: "%.3f", ratio)),
+                             Element("td", text: perProcess), Element("td", text: cgroup),
+                             Element("td", text: result.startSeconds.map { String(format: "%.1f", $0) } ?? "-")]))
+        }
+        table.append(body)
+        elements.append(scrolling(table))
+        return elements
+    }
 
     static func processCosts(_ run: TraceRun, pageSize: Int, palette: Palette) -> [Element] {
         let fleet = Format.count(ProcessCost.fleetSize)
         var elements = [Element("p", text:
-            "What one process replaying this trace holds privately at its peak — baseline RssAnon + touched peak — "
-            + "and what \(fleet) such processes would hold. The allocator's own share is the touched peak alone. "
-            + baselineExplanation)]
+            "What one process replaying this trace holds privately at its peak — its own part and the allocator's pages "
+            + "(RssAnon), and its page tables — and what \(fleet) such processes would hold. The allocator's own share is the "
+            + "touched peak alone. " + baselineExplanation)]
         var table = Element("table", ["class": "costs"])
         table.append(Element("thead", [:], [.element(row([
             Element("th", ["class": "text"], text: "allocator"),
-            Element("th", text: "baseline"), Element("th", text: "allocator's share (touched peak)"),
+            Element("th", text: "the process's own part"), Element("th", text: "allocator's share (touched peak)"),
             Element("th", text: "per process"), Element("th", text: "× \(fleet) processes"),
             Element("th", text: "allocator's share × \(fleet)"),
         ]))]))
@@ -250,8 +291,9 @@ public enum HTMLReport {
         table.append(body)
         elements.append(scrolling(table))
         elements.append(Element("p", ["class": "small"], text:
-            "Not counted: page tables (VmPTE, page_tables_kilobytes in the JSON), and shared or file-backed pages "
-            + "such as program text, which such processes share."))
+            "Per process: the process's own part + the allocator's share + its page tables (VmPTE). Not counted: shared or "
+            + "file-backed pages such as program text, which such processes share, and the kernel's own per-process memory "
+            + "(a measured fleet shows it)."))
         return elements
     }
 

@@ -20,15 +20,24 @@ public struct ProcessCost: Sendable, Equatable {
         self.pageSize = pageSize
     }
 
+    /// The process's page tables at its peak (VmPTE), when the row has whole-process figures.
+    public var pageTablesKilobytes = 0
+
     /// nil for a row that has no measurement (failed, crashed, timed out).
     public init?(_ result: AllocatorResult, pageSize: Int) {
         guard result.isOK, let baseline = result.baseline, let touched = result.touchedPages else { return nil }
         self.init(allocator: result.allocator, baselineKilobytes: baseline.rssAnonKilobytes,
                   allocatorKilobytes: touched.peak * pageSize / 1024, pageSize: pageSize)
+        if let peak = result.processPeakSample {
+            // The whole process from its exec: its own part is everything but the allocator's.
+            baselineKilobytes = peak.rssAnonKilobytes - allocatorKilobytes
+            pageTablesKilobytes = peak.pageTablesKilobytes
+        }
     }
 
-    /// Baseline + touched peak: one process's private anonymous memory at its peak.
-    public var perProcessKilobytes: Int { baselineKilobytes + allocatorKilobytes }
+    /// The process's private memory at its peak: RssAnon (its own part + the allocator's) and its
+    /// page tables.
+    public var perProcessKilobytes: Int { baselineKilobytes + allocatorKilobytes + pageTablesKilobytes }
     public var fleetKilobytes: Int { perProcessKilobytes * ProcessCost.fleetSize }
     public var allocatorFleetKilobytes: Int { allocatorKilobytes * ProcessCost.fleetSize }
 

@@ -7,6 +7,8 @@ import Foundation
 struct ReportFiles {
     var htmlPath: String?
     var svgDirectory: String?
+    /// Measured fleets (`allocbench fleet --format json`) the HTML report shows beside its estimate.
+    var fleetResults: [String] = []
 
     var isRequested: Bool { htmlPath != nil || svgDirectory != nil }
 
@@ -25,6 +27,12 @@ struct ReportFiles {
                 return CommandFailure(ExitStatus.missingInput, "\(svgDirectory): the --svg directory is not writable")
             }
         }
+        for path in fleetResults where !files.isReadableFile(atPath: path) {
+            return CommandFailure(ExitStatus.missingInput, "\(path): no such fleet result (--fleet-results)")
+        }
+        if !fleetResults.isEmpty && htmlPath == nil {
+            return CommandFailure(ExitStatus.usage, "--fleet-results is shown in the HTML report: give --report FILE too")
+        }
         if let htmlPath {
             if files.fileExists(atPath: htmlPath, isDirectory: &isDirectory), isDirectory.boolValue {
                 return CommandFailure(ExitStatus.missingInput, "\(htmlPath): --report needs a file name, this is a directory")
@@ -40,7 +48,15 @@ struct ReportFiles {
 
     /// Renders everything first, then writes each file atomically.
     func write(_ report: RunReport) throws(CommandFailure) {
-        let html = htmlPath.map { ($0, HTMLReport.render(report)) }
+        var fleets: [FleetReport] = []
+        for path in fleetResults {
+            do {
+                fleets.append(try FleetReport.decode(try Data(contentsOf: URL(fileURLWithPath: path))))
+            } catch {
+                throw CommandFailure(ExitStatus.badInput, "\(path): not a fleet result (allocbench fleet --format json): \(error)")
+            }
+        }
+        let html = htmlPath.map { ($0, HTMLReport.render(report, fleets: fleets)) }
         let charts = svgDirectory.map { directory in
             Charts.files(report).map { ((directory as NSString).appendingPathComponent($0.name), $0.contents) }
         } ?? []

@@ -28,7 +28,11 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("svg"), help: "Also write the report's charts as standalone .svg files into this existing directory.")
     var svgDirectory: String?
 
-    var reportFiles: ReportFiles { ReportFiles(htmlPath: reportPath, svgDirectory: svgDirectory) }
+    @Option(name: .customLong("fleet-results"), parsing: .upToNextOption,
+            help: "Measured fleets (allocbench fleet --format json) for the HTML report's ten-thousand-processes section.")
+    var fleetResults: [String] = []
+
+    var reportFiles: ReportFiles { ReportFiles(htmlPath: reportPath, svgDirectory: svgDirectory, fleetResults: fleetResults) }
 
     func validate() throws {
         if let problem = reportFiles.problem() { fail(problem) }
