@@ -137,7 +137,7 @@ public struct Benchmark: Sendable {
             samples: detail.contains(.timeline) ? timelineSamples : 0,
             collectBreakdown: detail.contains(.breakdown),
             addressRandomization: settings.addressRandomization,
-            perThread: summary.threadMode == .perThread)
+            threads: summary.threadMode ?? .serial)
     }
 
     /// One untraced replay: its ns/op, or the row of a replay that failed.
@@ -223,6 +223,7 @@ extension AllocatorResult {
             runtimeMallocDeltaBytes: outcome.runtimeMallocDelta,
             timeline: nil,
             breakdown: nil)
+        threadMode = outcome.threadMode
 
         // What the replay recorded before the child died says more than the death: an allocator
         // that returned nil may crash whatever calls malloc after it (the runtime on its way out).

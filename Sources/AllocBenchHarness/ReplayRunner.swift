@@ -96,6 +96,8 @@ public struct ChildOutcome: Sendable {
     public var statistics: [AllocatorStatistic]
     public var baselineStatistics: [AllocatorStatistic]
     public var mallocProvider: String
+    /// How the child ran the ops (its control block's replay_threads).
+    public var threadMode: ThreadMode
     public var traced: TracedCounters?
 
     public var succeeded: Bool { termination == .exited(0) && state == .done }
@@ -187,15 +189,15 @@ public struct ReplayRunner: Sendable {
         public var collectBreakdown: Bool
         /// Leave address-space randomization on in the child (off by default: layouts repeat).
         public var addressRandomization: Bool
-        /// Every op on an OS thread of its recorded thread (`--threads per-thread`).
-        public var perThread: Bool
+        /// How the ops run: serial, per-thread or concurrent (never auto).
+        public var threads: ThreadMode
         /// A fleet member (`--park`): after its replay the child holds its end state, blocked
         /// reading the go pipe, until the parent closes the pipe's write end.
         public var park: Bool
 
         public init(executable: String, allocator: String, touch: TouchMode, traced: Bool,
                     deadlineMilliseconds: UInt64, environment: [String] = [], samples: Int = 0,
-                    collectBreakdown: Bool = false, addressRandomization: Bool = false, perThread: Bool = false,
+                    collectBreakdown: Bool = false, addressRandomization: Bool = false, threads: ThreadMode = .serial,
                     park: Bool = false) {
             self.executable = executable
             self.allocator = allocator
@@ -206,7 +208,7 @@ public struct ReplayRunner: Sendable {
             self.samples = samples
             self.collectBreakdown = collectBreakdown
             self.addressRandomization = addressRandomization
-            self.perThread = perThread
+            self.threads = threads
             self.park = park
         }
     }
@@ -248,7 +250,17 @@ public struct ReplayRunner: Sendable {
             statistics: statistics,
             baselineStatistics: baselineStatistics,
             mallocProvider: provider,
+            threadMode: Self.threadMode(control.pointee.replay_threads),
             traced: counters)
+    }
+
+    /// The mode a child reports it ran its ops in.
+    static func threadMode(_ code: UInt32) -> ThreadMode {
+        switch Int(code) {
+        case AB_REPLAY_PER_THREAD: .perThread
+        case AB_REPLAY_CONCURRENT: .concurrent
+        default: .serial
+        }
     }
 
     /// Starts a replay child for `request`: the op stream becomes its descriptor 3, the control
@@ -262,7 +274,7 @@ public struct ReplayRunner: Sendable {
                          request.traced ? "--traced" : "--timed"]
         if request.deadlineMilliseconds > 0 { arguments += ["--deadline-ms", String(request.deadlineMilliseconds)] }
         if request.traced && request.samples > 0 { arguments += ["--samples", String(request.samples)] }
-        if request.perThread { arguments += ["--threads", "per-thread"] }
+        if request.threads != .serial && request.threads != .auto { arguments += ["--threads", request.threads.rawValue] }
         if request.park { arguments.append("--park") }
         let keep = [stream.descriptor.rawValue, control.rawValue] + (go.map { [$0.rawValue] } ?? [])
         // Run from a copy in memory: the child's path is then "/dev/fd/N" and /proc/self/exe a

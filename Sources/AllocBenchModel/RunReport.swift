@@ -105,6 +105,11 @@ public enum ThreadMode: String, Codable, Sendable, CaseIterable {
     /// Every op on an OS thread of its recorded thread, one op at a time in file order: the
     /// allocators' per-thread machinery runs, and page counts stay exact and repeat.
     case perThread = "per-thread"
+    /// Every recorded thread at once, synchronised only where a block passes between threads
+    /// (an op waits for the earlier ops on its slot), for time; allocators that are not
+    /// thread-safe run per thread. Page counts are not exact (a thread faults pages in while
+    /// another is stopped), so `check` and `baseline` refuse it.
+    case concurrent
 
     /// The mode a trace with `threads` recorded threads is replayed in.
     public func resolved(threads: Int) -> ThreadMode {
@@ -255,6 +260,9 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     /// The same statistics read just before the baseline (allocators that run before the replay).
     public var selfReportedBaseline: [String: Int64]?
     public var mallocProvider: String
+    /// How this row's ops ran (serial, per-thread, concurrent; absent in older reports): in a
+    /// concurrent run an allocator that is not thread-safe runs per thread.
+    public var threadMode: ThreadMode?
     /// Bytes the process malloc gained during replay of an allocator that is not the process
     /// malloc: non-zero means the replay itself allocated, and the row's numbers are suspect.
     public var runtimeMallocDeltaBytes: Int64?

@@ -8,6 +8,7 @@ public struct RegisteredAllocator: Sendable {
     public let name: String
     public let summary: String
     public let isProcessMalloc: Bool
+    public let isThreadSafe: Bool
     @usableFromInline let buildNote: @Sendable () -> String?
     @usableFromInline let replayEntry: @Sendable (ReplaySession) -> Void
     /// Runs one op of a per-thread replay: `{ executeOnThread(Type.self, $0, $1) }`, written by the
@@ -26,6 +27,7 @@ public struct RegisteredAllocator: Sendable {
         self.name = name ?? A.name
         self.summary = summary ?? A.summary
         isProcessMalloc = A.isProcessMalloc
+        isThreadSafe = A.isThreadSafe
         buildNote = { A.buildNote() }
         replayEntry = { session in replay(A.self, session) }
         #if !hasFeature(Embedded)

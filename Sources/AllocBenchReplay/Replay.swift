@@ -119,12 +119,17 @@ func replayOps<A: Allocator>(_ allocator: inout A, _ session: ReplaySession) -> 
 @inlinable
 func replayOnThreads<A: Allocator>(_ allocator: inout A, _ session: ReplaySession, plan: UnsafeMutablePointer<ab_thread_plan>) -> UInt32 {
     guard let executeOp = session.executeOp else { return UInt32(AB_FAILURE_SETUP) }
+    // A concurrent replay runs the ops rewritten to chains, with a slot per chain (ab_thread_plan).
+    let concurrent = plan.pointee.concurrent != 0
+    let ops = concurrent ? UnsafeBufferPointer(start: plan.pointee.chain_ops, count: session.ops.count) : session.ops
+    let slots = concurrent ? plan.pointee.chain_slots.assumingMemoryBound(to: Slot.self) : session.slots
     return withUnsafeMutablePointer(to: &allocator) { allocator in
         var context = ThreadedReplayContext(
-            allocator: allocator, ops: session.ops, slots: session.slots, touch: session.touch,
+            allocator: allocator, ops: ops, slots: slots, touch: session.touch,
             progress: ab_control_progress(session.control)!, sampleInterval: UInt64(session.traced ? session.sampleInterval : 0))
         var completed: UInt64 = 0
-        return ab_replay_on_threads(plan, executeOp, &context, &completed)
+        return concurrent ? ab_replay_concurrently(plan, executeOp, &context, &completed)
+                          : ab_replay_on_threads(plan, executeOp, &context, &completed)
     }
 }
 

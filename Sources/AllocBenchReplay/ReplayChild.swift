@@ -17,7 +17,7 @@ public typealias AllocatorRegistry = (_ offer: (RegisteredAllocator) -> Bool) ->
 ///     allocbench-replay malloc-provider
 ///     allocbench-replay conformance NAME
 ///     allocbench-replay run NAME --touch none|pages|all --traced|--timed [--deadline-ms N] [--samples N] [--park]
-///                            [--threads serial|per-thread]
+///                            [--threads serial|per-thread|concurrent]
 ///
 /// `run` expects the op stream on descriptor 3, the control block on 4 and, when traced or
 /// parked, the go pipe on 5 (the harness maps them there), and ALLOCBENCH_PARENT set to the
@@ -90,6 +90,9 @@ public enum ReplayChild {
         var park = false
         /// Every op on an OS thread of its recorded thread (`--threads per-thread`).
         var perThread = false
+        /// Every recorded thread at once (`--threads concurrent`), for an allocator that is
+        /// thread-safe; the others run per thread.
+        var concurrent = false
     }
 
     /// Parses the options of `run` in place: nothing of argv is copied into the heap.
@@ -112,6 +115,7 @@ public enum ReplayChild {
                 let modeIndex = value()
                 if arguments.matches(modeIndex, "serial") { options.perThread = false }
                 else if arguments.matches(modeIndex, "per-thread") { options.perThread = true }
+                else if arguments.matches(modeIndex, "concurrent") { (options.perThread, options.concurrent) = (true, true) }
                 else { usage() }
             } else if arguments.matches(index, "--touch") {
                 let modeIndex = value()
@@ -211,9 +215,16 @@ public enum ReplayChild {
         if options.perThread && entry.executeOp == nil {
             setupFailure("this child replays its allocators on one thread only (its registry gives no executeOp)", control)
         }
-        if options.perThread && ab_thread_plan_prepare(&plan, ops.baseAddress, UInt64(ops.count)) != 0 {
+        let concurrent = options.concurrent && entry.isThreadSafe
+        if concurrent {
+            guard ab_thread_plan_prepare_concurrent(&plan, ops.baseAddress, UInt64(ops.count), UInt64(slotCount)) == 0 else {
+                setupFailure(ab_errno() == E2BIG ? "a concurrent replay starts at most AB_CONCURRENT_THREADS_MAX threads"
+                                                 : "cannot map the concurrent replay's plan or start its threads", control)
+            }
+        } else if options.perThread && ab_thread_plan_prepare(&plan, ops.baseAddress, UInt64(ops.count)) != 0 {
             setupFailure("cannot map the per-thread replay's plan and stacks", control)
         }
+        control.pointee.replay_threads = UInt32(concurrent ? AB_REPLAY_CONCURRENT : options.perThread ? AB_REPLAY_PER_THREAD : AB_REPLAY_SERIAL)
         if options.deadlineMilliseconds > 0 { _ = ab_arm_deadline(options.deadlineMilliseconds) }
 
         let sampleInterval = options.samples > 0 ? max(1, ops.count / options.samples) : 0
@@ -257,7 +268,7 @@ public enum ReplayChild {
     }
 
     static func usage() -> Never {
-        printError("usage: allocbench-replay describe | malloc-provider | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N] [--park] [--threads serial|per-thread]")
+        printError("usage: allocbench-replay describe | malloc-provider | conformance NAME | run NAME [--touch none|pages|all] [--traced|--timed] [--deadline-ms N] [--samples N] [--park] [--threads serial|per-thread|concurrent]")
         exit(ExitCode.usage.rawValue)
     }
 

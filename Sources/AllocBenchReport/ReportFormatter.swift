@@ -134,7 +134,8 @@ public struct ReportFormatter: Sendable {
         let environment = report.environment
         var lines = [
             "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s")\(threadActivity(trace))"
-                + (trace.threadMode == .perThread ? ", replayed on a thread each, one op at a time" : "") + ", "
+                + (trace.threadMode == .perThread ? ", replayed on a thread each, one op at a time" : "")
+                + (trace.threadMode == .concurrent ? ", replayed on a thread each, all at once (pages not exact)" : "") + ", "
                 + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
             "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
                 + " · jemalloc \(environment.jemalloc ?? "not built") · touch \(report.settings.touch.rawValue)"
@@ -229,6 +230,9 @@ public struct ReportFormatter: Sendable {
     public static func notes(_ run: TraceRun, pageSize: Int) -> [String] {
         var lines: [String] = []
         for result in run.results {
+            if run.trace.threadMode == .concurrent, result.threadMode == .perThread {
+                lines.append("\(result.allocator): not thread-safe: replayed on its threads one op at a time, not concurrently")
+            }
             if let delta = result.runtimeMallocDeltaBytes, delta != 0 {
                 lines.append("warning: \(result.allocator): the process malloc gained \(delta) bytes during replay; the replay or the allocator called malloc")
             }

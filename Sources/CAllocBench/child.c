@@ -461,6 +461,143 @@ uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void 
     return run.failure;
 }
 
+// MARK: - Concurrent replay
+
+typedef struct ab_concurrent_run {
+    ab_thread_plan *plan;
+    ab_execute_op execute;
+    void *context;
+    uint32_t failure;
+    uint32_t stopping;
+    uint64_t completed;
+} ab_concurrent_run;
+
+static ab_concurrent_run ab_concurrent;
+
+static void ab_wake_all(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void *ab_concurrent_thread(void *argument) {
+    uint64_t me = (uint64_t)(uintptr_t)argument;
+    ab_thread_plan *plan = ab_concurrent.plan;
+    while (__atomic_load_n(&plan->started, __ATOMIC_ACQUIRE) == 0)
+        syscall(SYS_futex, &plan->started, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    for (uint64_t index = plan->threads[me].first_op; index != UINT64_MAX; index = plan->next_op[index]) {
+        uint32_t slot = plan->chain_ops[index].slot;
+        uint32_t turn = plan->slot_sequence[index];
+        for (;;) {
+            uint32_t done = __atomic_load_n(&plan->slot_done[slot], __ATOMIC_ACQUIRE);
+            if (done == turn || __atomic_load_n(&ab_concurrent.stopping, __ATOMIC_ACQUIRE)) break;
+            __atomic_store_n(&plan->slot_waiters[slot], 1, __ATOMIC_SEQ_CST);
+            // Sleeps only while the slot is still at `done`: a return in between is not missed.
+            syscall(SYS_futex, &plan->slot_done[slot], FUTEX_WAIT_PRIVATE, done, NULL, NULL, 0);
+        }
+        if (__atomic_load_n(&ab_concurrent.stopping, __ATOMIC_ACQUIRE)) break;
+        uint32_t failure = ab_concurrent.execute(ab_concurrent.context, index);
+        __atomic_add_fetch(&ab_concurrent.completed, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&plan->slot_done[slot], turn + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_exchange_n(&plan->slot_waiters[slot], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[slot]);
+        if (failure != 0) {
+            uint32_t none = 0;
+            __atomic_compare_exchange_n(&ab_concurrent.failure, &none, failure, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&ab_concurrent.stopping, 1, __ATOMIC_SEQ_CST);
+            // Every sleeper wakes, sees the stop and leaves.
+            for (uint64_t other = 0; other < plan->slot_count; other++)
+                if (__atomic_exchange_n(&plan->slot_waiters[other], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[other]);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count, uint64_t slot_count) {
+    if (ab_thread_plan_prepare(plan, ops, op_count) != 0) return -1;
+    if (plan->thread_count > AB_CONCURRENT_THREADS_MAX) {
+        errno = E2BIG;
+        return -1;
+    }
+    // Chains: an allocation opens one (a fresh number), the reallocs and the free of its block
+    // continue it; `current[slot]` is the chain of the block in each trace slot as the pass goes.
+    uint64_t chain_count = 0;
+    for (uint64_t index = 0; index < op_count; index++) {
+        uint8_t kind = ops[index].kind;
+        if (kind == AB_OP_MALLOC || kind == AB_OP_CALLOC || kind == AB_OP_MEMALIGN) chain_count++;
+    }
+    // Every recorded thread at once: a stack each, not a pool of the most alive at once.
+    size_t stacks_bytes = plan->thread_count * AB_THREAD_STACK_BYTES;
+    size_t ops_bytes = op_count * sizeof(ab_op);
+    size_t next_bytes = op_count * sizeof(uint64_t);
+    size_t sequence_bytes = op_count * sizeof(uint32_t);
+    size_t chain_slot_bytes = (chain_count + 1) * 16;
+    size_t per_chain_bytes = (chain_count + 1) * 2 * sizeof(uint32_t);
+    size_t current_bytes = (slot_count + 1) * sizeof(uint32_t);
+    size_t bytes = (stacks_bytes + ops_bytes + next_bytes + sequence_bytes + chain_slot_bytes + per_chain_bytes + current_bytes
+                    + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
+    char *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (memory == MAP_FAILED) return -1;
+    char *cursor = memory;
+    plan->stacks = cursor; cursor += stacks_bytes;
+    plan->chain_ops = (ab_op *)(void *)cursor; cursor += ops_bytes;
+    plan->next_op = (uint64_t *)(void *)cursor; cursor += next_bytes;
+    plan->chain_slots = cursor; cursor += chain_slot_bytes;
+    plan->slot_sequence = (uint32_t *)(void *)cursor; cursor += sequence_bytes;
+    plan->slot_done = (uint32_t *)(void *)cursor; cursor += per_chain_bytes / 2;
+    plan->slot_waiters = (uint32_t *)(void *)cursor; cursor += per_chain_bytes / 2;
+    uint32_t *current = (uint32_t *)(void *)cursor;
+    plan->slot_count = chain_count + 1;
+    plan->mapped_bytes += bytes;
+    plan->concurrent = 1;
+    // Each op's chain and its turn in it (counted in slot_done, then cleared), and its thread's
+    // next op (from the end, each thread's `handle` holding the op seen last until it starts).
+    uint32_t next_chain = 0;
+    for (uint64_t index = 0; index < op_count; index++) {
+        ab_op op = ops[index];
+        if (op.kind == AB_OP_MALLOC || op.kind == AB_OP_CALLOC || op.kind == AB_OP_MEMALIGN) current[op.slot] = next_chain++;
+        op.slot = current[op.slot];
+        plan->chain_ops[index] = op;
+        plan->slot_sequence[index] = plan->slot_done[op.slot]++;
+    }
+    memset(plan->slot_done, 0, per_chain_bytes);
+    for (uint64_t thread = 0; thread < plan->thread_count; thread++) plan->threads[thread].handle = UINT64_MAX;
+    for (uint64_t index = op_count; index-- > 0;) {
+        ab_recorded_thread *thread = &plan->threads[ops[index].thread];
+        plan->next_op[index] = thread->handle;
+        thread->handle = index;
+    }
+    // Touch each stack's top now, then start every thread: they wait for ab_replay_concurrently.
+    ab_concurrent = (ab_concurrent_run){.plan = plan};
+    for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
+        char *top = plan->stacks + (thread + 1) * AB_THREAD_STACK_BYTES;
+        for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
+            *(volatile char *)(top - offset) = 0;
+    }
+    for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setstack(&attributes, plan->stacks + thread * AB_THREAD_STACK_BYTES, AB_THREAD_STACK_BYTES);
+        pthread_t handle;
+        int error = pthread_create(&handle, &attributes, ab_concurrent_thread, (void *)(uintptr_t)thread);
+        pthread_attr_destroy(&attributes);
+        if (error != 0) {
+            errno = error;
+            return -1;
+        }
+        plan->threads[thread].handle = (uint64_t)handle;
+    }
+    return 0;
+}
+
+uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
+    ab_concurrent.execute = execute;
+    ab_concurrent.context = context;
+    __atomic_store_n(&plan->started, 1, __ATOMIC_RELEASE);
+    ab_wake_all(&plan->started);
+    for (uint64_t thread = 0; thread < plan->thread_count; thread++) pthread_join((pthread_t)plan->threads[thread].handle, NULL);
+    *completed = ab_concurrent.completed;
+    return ab_concurrent.failure;
+}
+
 int ab_gettid(void) {
     return (int)syscall(SYS_gettid);
 }

@@ -78,8 +78,15 @@ struct ReplayOptions: ParsableArguments {
     @Flag(name: .long, help: "Skip frees of pointers that are not live and pointers returned while live, and count them, instead of failing.")
     var lenient = false
 
-    @Option(name: .long, help: "Which threads replay a trace: serial (every op on one thread), per-thread (every op on an OS thread of its recorded thread, one at a time in file order), or auto (per-thread when the trace has more than one thread).")
+    @Option(name: .long, help: "Which threads replay a trace: serial (every op on one thread), per-thread (every op on an OS thread of its recorded thread, one at a time in file order), concurrent (every recorded thread at once, ordered only where a block passes between threads: for time; page counts not exact), or auto (per-thread when the trace has more than one thread).")
     var threads: ThreadMode = .auto
+
+    /// The gate compares exact page counts, which a concurrent replay does not give.
+    func refuseConcurrentReplay() throws {
+        if threads == .concurrent {
+            throw ValidationError("--threads concurrent is for time: its page counts are not exact, so baselines and checks take serial or per-thread")
+        }
+    }
 
     @Flag(name: .long, help: "Keep address-space randomization in the replay children. By default it is off, so that page counts repeat exactly from run to run.")
     var aslr = false

@@ -264,6 +264,7 @@ struct Baseline: ParsableCommand {
         }
 
         func validate() throws {
+            try replay.refuseConcurrentReplay()
             if replay.shardText != nil {
                 throw ValidationError("--shard: a baseline file holds every allocator of its trace; replay the shards with "
                     + "`allocbench --shard K/N --format json`, merge them, and gate with `check --results`")
@@ -321,6 +322,7 @@ struct Check: ParsableCommand {
     @OptionGroup var gate: GateOptionGroup
 
     func validate() throws {
+        try replay.refuseConcurrentReplay()
         if results != nil && (!replay.trace.isEmpty || replay.shardText != nil) {
             throw ValidationError("--results is checked as it is: it takes no --trace or --shard")
         }

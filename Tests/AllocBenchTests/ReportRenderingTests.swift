@@ -114,7 +114,15 @@ final class ReportRenderingTests: XCTestCase {
         let fleet = try XCTUnwrap(page.elements("td", ["class": "fleet", "data-allocator": "glibc"]).first)
         XCTAssertEqual(fleet.attributes["data-kib"], String((1016 + 480) * 10_000))
         XCTAssertEqual(fleet.text, "14.27 GiB")
-        XCTAssertTrue(page.elements("p").contains { $0.text.contains("The baseline is what the replay child already holds") })
+        XCTAssertTrue(page.elements("p").contains { $0.text.contains("The process's own part is what its lean replay child holds") })
+
+        // With whole-process figures: its own part is RssAnon at its peak less the allocator's, and
+        // its page tables count too.
+        var whole = run.results[0]
+        whole.processPeakSample = MemorySample(rssAnonKilobytes: 600, pageTablesKilobytes: 28)
+        let wholeCost = try XCTUnwrap(ProcessCost(whole, pageSize: 4096))
+        XCTAssertEqual(wholeCost.baselineKilobytes, 600 - 480)
+        XCTAssertEqual(wholeCost.perProcessKilobytes, 600 + 28)
     }
 
     func testTheBreakdownStacksRegionsAndPutsGivenBackPagesLeftOfZero() throws {

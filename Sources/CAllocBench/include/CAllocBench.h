@@ -104,7 +104,15 @@ typedef struct ab_control {
     ab_statistic statistics[AB_MAX_STATISTICS];            // after the replay
     ab_statistic baseline_statistics[AB_MAX_BASELINE_STATISTICS];  // before the baseline snapshot
     char malloc_provider[256];      // the file that `malloc` resolves into in the child
+    uint32_t replay_threads;        // how the ops ran: AB_REPLAY_SERIAL, _PER_THREAD or _CONCURRENT
+    uint32_t reserved;
 } ab_control;
+
+enum {
+    AB_REPLAY_SERIAL = 0,      // every op on one thread, in file order
+    AB_REPLAY_PER_THREAD = 1,  // every op on its recorded thread, one at a time, in file order
+    AB_REPLAY_CONCURRENT = 2,  // every recorded thread at once, ordered only per slot
+};
 
 _Static_assert(sizeof(ab_control) <= AB_CONTROL_BLOCK_SIZE, "the control block fits its mapping");
 _Static_assert(AB_CONTROL_BLOCK_SIZE == AB_PAGE_SIZE, "the control block is one page");
@@ -342,7 +350,24 @@ typedef struct ab_thread_plan {
     int32_t *free_slots;            // a stack of free stack slots
     uint64_t free_slot_count;
     size_t mapped_bytes;            // of threads, stacks and free_slots together
+    // Concurrent replay only (ab_thread_plan_prepare_concurrent): every recorded thread has its OS
+    // thread from the start, and an op waits only for the earlier ops on its own slot.
+    // The ops as the concurrent replay runs them: each slot number replaced by the block's chain (an
+    // allocation and the reallocs and free that follow it), so that a new block never waits for
+    // the free of the block that had its slot before: only a block's own ops are ordered.
+    ab_op *chain_ops;
+    void *chain_slots;              // one replay slot (16 bytes) per chain
+    uint32_t *slot_sequence;        // per op: how many earlier ops (in file order) touched its chain
+    uint64_t *next_op;              // per op: its thread's next op, or UINT64_MAX
+    uint32_t *slot_done;            // per chain: how many of its ops have returned (a futex word)
+    uint32_t *slot_waiters;         // per chain: nonzero while a thread sleeps on slot_done
+    uint64_t slot_count;            // chains
+    uint32_t started;               // futex word: the threads, created before the baseline, may run
+    uint32_t concurrent;
 } ab_thread_plan;
+
+/// The most recorded threads a concurrent replay starts (each at once, with its own stack).
+#define AB_CONCURRENT_THREADS_MAX 4096
 
 /// The stack of each replay thread: 256 KiB mapped, its top 32 KiB written before the baseline
 /// (an allocator's call chain in a new thread costs no stack page unless it is deeper).
@@ -353,6 +378,18 @@ typedef struct ab_thread_plan {
 /// maps and writes the plan's memory (at a fixed address where free: thread stacks and TLS at the
 /// same addresses in every replay). Returns 0, or -1 with errno.
 int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count);
+
+/// The plan of a concurrent replay: as ab_thread_plan_prepare, plus the ops rewritten to chains,
+/// each op's place in its chain and its thread's next op (28 bytes an op, 24 a chain); every recorded thread's OS thread is created here, before
+/// the baseline, and waits for ab_replay_concurrently. Returns 0, or -1 with errno (E2BIG: more
+/// than AB_CONCURRENT_THREADS_MAX recorded threads).
+int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count, uint64_t slot_count);
+
+/// Lets every recorded thread run its own ops in file order, all at once; an op on a slot first
+/// waits until every earlier op on that slot has returned (a free waits for its allocation, a
+/// reuse of a slot for the free before it: the ownership hand-over of glibc's trace2wl). Returns
+/// the first failure (0: none); *completed is how many ops returned.
+uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed);
 
 /// Runs every op on an OS thread of its own recorded thread, one at a time in file order: the
 /// thread of op i runs it, then hands over to the thread of op i+1 (futex, no spinning). A
