@@ -121,4 +121,16 @@ final class ThreadedReplayTests: XCTestCase {
         XCTAssertEqual(check.status, 64)
         XCTAssertTrue(check.stderr.contains("--threads concurrent is for time"), check.stderr)
     }
+
+    /// More thread ids than 16 bits hold: the trace parses and replays (serially here; a per-thread
+    /// replay of it starts 70,000 threads one after another, 20 s a row on the 2-core machine).
+    func testSeventyThousandThreadIdsReplay() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let trace = (1...70_000).map { "\($0): malloc 0x\(String($0 * 16, radix: 16)) 16\n\($0): free 0x\(String($0 * 16, radix: 16))" }
+            .joined(separator: "\n")
+        let run = try replay(trace, threads: .serial, allocator: try XCTUnwrap(catalog.entry(named: "bss-arena")))
+        XCTAssertEqual(run.trace.threads, 70_000)
+        XCTAssertEqual(run.results.first?.status, .ok, run.results.first?.detail ?? "")
+        XCTAssertEqual(run.results.first?.touchedPages, FinalAndPeak(final: 0, peak: 0))
+    }
 }
