@@ -76,11 +76,6 @@ var targets: [Target] = [
         cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
     ),
     // The trace parser's software prefetch (a header-only inline function).
-    .target(
-        name: "CAllocBenchPrefetch",
-        path: "Sources/CAllocBenchPrefetch",
-        cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
-    ),
     .systemLibrary(
         name: "CAllocBenchZlib",
         path: "Sources/CAllocBenchZlib",
@@ -89,7 +84,7 @@ var targets: [Target] = [
     ),
     .target(
         name: "AllocBenchCore",
-        dependencies: ["CAllocBench", "CAllocBenchPrefetch"],
+        dependencies: ["CAllocBench"],
         swiftSettings: strictSwift
     ),
     .target(

@@ -1,5 +1,4 @@
 import CAllocBench
-import CAllocBenchPrefetch
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,2 +1,0 @@
-// The target is its header (an inline function); this file only makes SwiftPM compile and check it.
-#include "CAllocBenchPrefetch.h"
