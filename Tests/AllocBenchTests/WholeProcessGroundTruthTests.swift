@@ -16,6 +16,7 @@ final class WholeProcessGroundTruthTests: XCTestCase {
         #include <stddef.h>
         #include <sys/syscall.h>
         static long call(long number, long a, long b, long c, long d, long e, long f) {
+        #if defined(__x86_64__)
             long result;
             register long r10 __asm__("r10") = d;
             register long r8 __asm__("r8") = e;
@@ -23,6 +24,19 @@ final class WholeProcessGroundTruthTests: XCTestCase {
             __asm__ volatile("syscall" : "=a"(result) : "a"(number), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
                              : "rcx", "r11", "memory");
             return result;
+        #elif defined(__aarch64__)
+            register long x8 __asm__("x8") = number;
+            register long x0 __asm__("x0") = a;
+            register long x1 __asm__("x1") = b;
+            register long x2 __asm__("x2") = c;
+            register long x3 __asm__("x3") = d;
+            register long x4 __asm__("x4") = e;
+            register long x5 __asm__("x5") = f;
+            __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+            return x0;
+        #else
+        #error "the fixture knows x86-64 and aarch64"
+        #endif
         }
         void _start(void) {
             char go;
@@ -39,7 +53,6 @@ final class WholeProcessGroundTruthTests: XCTestCase {
         """
 
     private func measure(mapped: Int, written: Int, unmapped: Int) throws -> AllocatorResult {
-        #if arch(x86_64)
         let directory = try TestPaths.temporaryDirectory()
         try Self.source.write(toFile: directory + "/process.c", atomically: true, encoding: .utf8)
         let executable = directory + "/whole-process-\(mapped)-\(written)-\(unmapped)"
@@ -54,9 +67,6 @@ final class WholeProcessGroundTruthTests: XCTestCase {
         let benchmark = Benchmark(settings: RunSettings(touch: .none, timedRuns: 0, timeoutSeconds: 60, lenient: false))
         let run = try benchmark.run(tracePath: try writeTrace(GroundTruthTests.trace), allocators: [entry])
         return try XCTUnwrap(run.results.first)
-        #else
-        throw XCTSkip("the raw-syscall fixture is x86-64 assembly")
-        #endif
     }
 
     func testExactWholeProcessPagesForSeveralShapes() throws {
