@@ -363,10 +363,12 @@ typedef struct ab_threaded_run {
     uint64_t exited;             // the recorded thread that handed the turn over on its way out, or UINT64_MAX
 } ab_threaded_run;
 
-static ab_threaded_run *ab_current_run;
+/// The plan of the replay running now, for its threads' start routine: the one pointer the
+/// threaded replays keep in the child's bss (everything else is in the plan, on the replay's stack).
+static ab_thread_plan *ab_current_plan;
 
 static void *ab_replay_thread(void *argument) {
-    ab_threaded_run *run = ab_current_run;
+    ab_threaded_run *run = ab_current_plan->run;
     uint64_t me = (uint64_t)(uintptr_t)argument;
     ab_recorded_thread *self = &run->plan->threads[me];
     const ab_op *ops = run->plan->ops;
@@ -435,7 +437,8 @@ static void ab_join_thread(ab_threaded_run *run, uint64_t thread) {
 
 uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
     ab_threaded_run run = {.plan = plan, .execute = execute, .context = context, .exited = UINT64_MAX};
-    ab_current_run = &run;
+    plan->run = &run;
+    ab_current_plan = plan;
     while (run.next < plan->op_count && !run.stopping) {
         // The coordinator holds the turn: start the thread of the next op, hand it the turn,
         // and wait for it back (a thread ended, or the next op's thread is not started yet).
@@ -457,22 +460,11 @@ uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void 
         ab_join_thread(&run, thread);
     }
     *completed = run.next;
-    ab_current_run = NULL;
+    ab_current_plan = NULL;
     return run.failure;
 }
 
 // MARK: - Concurrent replay
-
-typedef struct ab_concurrent_run {
-    ab_thread_plan *plan;
-    ab_execute_op execute;
-    void *context;
-    uint32_t failure;
-    uint32_t stopping;
-    uint64_t completed;
-} ab_concurrent_run;
-
-static ab_concurrent_run ab_concurrent;
 
 static void ab_wake_all(uint32_t *word) {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
@@ -480,7 +472,7 @@ static void ab_wake_all(uint32_t *word) {
 
 static void *ab_concurrent_thread(void *argument) {
     uint64_t me = (uint64_t)(uintptr_t)argument;
-    ab_thread_plan *plan = ab_concurrent.plan;
+    ab_thread_plan *plan = ab_current_plan;
     while (__atomic_load_n(&plan->started, __ATOMIC_ACQUIRE) == 0)
         syscall(SYS_futex, &plan->started, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     for (uint64_t index = plan->threads[me].first_op; index != UINT64_MAX; index = plan->next_op[index]) {
@@ -488,20 +480,20 @@ static void *ab_concurrent_thread(void *argument) {
         uint32_t turn = plan->slot_sequence[index];
         for (;;) {
             uint32_t done = __atomic_load_n(&plan->slot_done[slot], __ATOMIC_ACQUIRE);
-            if (done == turn || __atomic_load_n(&ab_concurrent.stopping, __ATOMIC_ACQUIRE)) break;
+            if (done == turn || __atomic_load_n(&plan->stopping, __ATOMIC_ACQUIRE)) break;
             __atomic_store_n(&plan->slot_waiters[slot], 1, __ATOMIC_SEQ_CST);
             // Sleeps only while the slot is still at `done`: a return in between is not missed.
             syscall(SYS_futex, &plan->slot_done[slot], FUTEX_WAIT_PRIVATE, done, NULL, NULL, 0);
         }
-        if (__atomic_load_n(&ab_concurrent.stopping, __ATOMIC_ACQUIRE)) break;
-        uint32_t failure = ab_concurrent.execute(ab_concurrent.context, index);
-        __atomic_add_fetch(&ab_concurrent.completed, 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&plan->stopping, __ATOMIC_ACQUIRE)) break;
+        uint32_t failure = plan->execute(plan->context, index);
+        __atomic_add_fetch(&plan->completed, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&plan->slot_done[slot], turn + 1, __ATOMIC_SEQ_CST);
         if (__atomic_exchange_n(&plan->slot_waiters[slot], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[slot]);
         if (failure != 0) {
             uint32_t none = 0;
-            __atomic_compare_exchange_n(&ab_concurrent.failure, &none, failure, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-            __atomic_store_n(&ab_concurrent.stopping, 1, __ATOMIC_SEQ_CST);
+            __atomic_compare_exchange_n(&plan->failure, &none, failure, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&plan->stopping, 1, __ATOMIC_SEQ_CST);
             // Every sleeper wakes, sees the stop and leaves.
             for (uint64_t other = 0; other < plan->slot_count; other++)
                 if (__atomic_exchange_n(&plan->slot_waiters[other], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[other]);
@@ -566,7 +558,7 @@ int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, ui
         thread->handle = index;
     }
     // Touch each stack's top now, then start every thread: they wait for ab_replay_concurrently.
-    ab_concurrent = (ab_concurrent_run){.plan = plan};
+    ab_current_plan = plan;
     for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
         char *top = plan->stacks + (thread + 1) * AB_THREAD_STACK_BYTES;
         for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
@@ -589,13 +581,14 @@ int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, ui
 }
 
 uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
-    ab_concurrent.execute = execute;
-    ab_concurrent.context = context;
+    plan->execute = execute;
+    plan->context = context;
     __atomic_store_n(&plan->started, 1, __ATOMIC_RELEASE);
     ab_wake_all(&plan->started);
     for (uint64_t thread = 0; thread < plan->thread_count; thread++) pthread_join((pthread_t)plan->threads[thread].handle, NULL);
-    *completed = ab_concurrent.completed;
-    return ab_concurrent.failure;
+    *completed = plan->completed;
+    ab_current_plan = NULL;
+    return plan->failure;
 }
 
 int ab_gettid(void) {

@@ -364,6 +364,14 @@ typedef struct ab_thread_plan {
     uint64_t slot_count;            // chains
     uint32_t started;               // futex word: the threads, created before the baseline, may run
     uint32_t concurrent;
+    // The running replay's state, here rather than in the child's bss: the bss tail after it is
+    // an allocator's (a few bytes more of bss move the slab's pages).
+    void *run;                      // the per-thread replay's hand-over state
+    ab_execute_op execute;          // the concurrent replay's op, context and outcome
+    void *context;
+    uint32_t failure;
+    uint32_t stopping;
+    uint64_t completed;
 } ab_thread_plan;
 
 /// The most recorded threads a concurrent replay starts (each at once, with its own stack).
