@@ -8,6 +8,7 @@
 #include <linux/audit.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <signal.h>
@@ -321,19 +322,9 @@ int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_c
 }
 
 // A turn word is 0 (not this thread's turn), 1 (its turn) or 2 (not its turn, and it sleeps in
-// FUTEX_WAIT). A waiter first spins a little: a hand-over back and forth between two threads then
-// costs no system call on a machine with a core for each; only a sleeper needs FUTEX_WAKE.
-#define AB_TURN_SPINS 100
-
+// FUTEX_WAIT): only a sleeper needs FUTEX_WAKE. No spinning: the replay threads share one CPU
+// (ab_replay_on_threads), where a spinning waiter would only delay the thread it waits for.
 static void ab_turn_wait(uint32_t *word) {
-    for (int spin = 0; spin < AB_TURN_SPINS; spin++) {
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == 1) goto taken;
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ volatile("yield");
-#endif
-    }
     for (;;) {
         uint32_t expected = 0;
         if (__atomic_compare_exchange_n(word, &expected, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE) || expected == 2)
@@ -341,7 +332,6 @@ static void ab_turn_wait(uint32_t *word) {
         else if (expected == 1)
             break;
     }
-taken:
     __atomic_store_n(word, 0, __ATOMIC_RELAXED);
 }
 
@@ -436,6 +426,13 @@ static void ab_join_thread(ab_threaded_run *run, uint64_t thread) {
 }
 
 uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
+    // One thread runs at a time: on one CPU, a hand-over is a switch on that CPU instead of a
+    // wake-up sent to another (several times slower in a virtual machine). The threads inherit it.
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    int cpu = sched_getcpu();
+    CPU_SET(cpu >= 0 ? cpu : 0, &one);
+    sched_setaffinity(0, sizeof one, &one);
     ab_threaded_run run = {.plan = plan, .execute = execute, .context = context, .exited = UINT64_MAX};
     plan->run = &run;
     ab_current_plan = plan;
