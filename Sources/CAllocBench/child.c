@@ -89,12 +89,6 @@ uint64_t ab_monotonic_nanoseconds(void) {
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
-__attribute__((noinline)) void ab_prefault_stack(size_t bytes) {
-    volatile char *area = __builtin_alloca(bytes);
-    for (size_t offset = 0; offset < bytes; offset += AB_PAGE_SIZE) area[offset] = 0;
-    area[bytes - 1] = 0;
-}
-
 int ab_arm_deadline(uint64_t milliseconds) {
     struct itimerval timer = {
         .it_interval = {0, 0},

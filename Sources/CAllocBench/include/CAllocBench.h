@@ -260,10 +260,6 @@ int ab_memfd_create(const char *name);
 /// CLOCK_MONOTONIC in nanoseconds.
 uint64_t ab_monotonic_nanoseconds(void);
 
-/// Touches `bytes` of stack below the caller so that the replay's own stack growth is already
-/// resident at the baseline.
-void ab_prefault_stack(size_t bytes);
-
 /// setitimer(ITIMER_REAL): SIGALRM ends the process after `milliseconds` (0 disarms).
 int ab_arm_deadline(uint64_t milliseconds);
 
