@@ -262,7 +262,9 @@ void *aligned_alloc(size_t alignment, size_t size) { return ab_map_block(size, a
 /// threads' stacks and TLS (allocators seed layouts with TLS addresses) are the same every time.
 #define AB_THREAD_PLAN_ADDRESS 0x200000000000ull
 
-int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count) {
+/// The plan's recorded threads: how many, each one's first and last op, and how many are alive at
+/// once, in an array mapped at the plan's fixed address (where free). Returns 0, or -1 with errno.
+static int ab_thread_plan_count(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count) {
     memset(plan, 0, sizeof *plan);
     plan->ops = ops;
     plan->op_count = op_count;
@@ -296,6 +298,25 @@ int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_c
     }
     plan->threads = threads;
     plan->peak_alive = peak;
+    plan->mapped_bytes = provisional;
+    return 0;
+}
+
+/// Writes the top AB_THREAD_STACK_TOUCHED_BYTES of each of `count` stacks, before the baseline.
+static void ab_touch_stack_tops(char *stacks, uint64_t count) {
+    for (uint64_t stack = 0; stack < count; stack++) {
+        char *top = stacks + (stack + 1) * AB_THREAD_STACK_BYTES;
+        for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
+            *(volatile char *)(top - offset) = 0;
+    }
+}
+
+int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count) {
+    if (ab_thread_plan_count(plan, ops, op_count) != 0) return -1;
+    // The pool of stacks, the most alive at once, right after the threads' array.
+    uint64_t peak = plan->peak_alive;
+    size_t provisional = plan->mapped_bytes;
+    char *base = (char *)plan->threads;
     size_t slots_bytes = ((peak * sizeof(int32_t)) + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
     size_t stacks_bytes = peak * AB_THREAD_STACK_BYTES;
     char *rest = mmap(base + provisional, stacks_bytes + slots_bytes, PROT_READ | PROT_WRITE,
@@ -304,12 +325,8 @@ int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_c
     if (rest == MAP_FAILED) return -1;
     plan->stacks = rest;
     plan->free_slots = (int32_t *)(rest + stacks_bytes);
-    for (uint64_t slot = 0; slot < peak; slot++) {
-        char *top = plan->stacks + (slot + 1) * AB_THREAD_STACK_BYTES;
-        for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
-            *(volatile char *)(top - offset) = 0;
-        plan->free_slots[peak - 1 - slot] = (int32_t)slot;  // slot 0 taken first
-    }
+    ab_touch_stack_tops(plan->stacks, peak);
+    for (uint64_t slot = 0; slot < peak; slot++) plan->free_slots[peak - 1 - slot] = (int32_t)slot;  // slot 0 taken first
     plan->free_slot_count = peak;
     plan->mapped_bytes = provisional + stacks_bytes + slots_bytes;
     return 0;
@@ -495,7 +512,8 @@ static void *ab_concurrent_thread(void *argument) {
 }
 
 int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count, uint64_t slot_count) {
-    if (ab_thread_plan_prepare(plan, ops, op_count) != 0) return -1;
+    // No pool: every recorded thread gets a stack of its own below.
+    if (ab_thread_plan_count(plan, ops, op_count) != 0) return -1;
     if (plan->thread_count > AB_CONCURRENT_THREADS_MAX) {
         errno = E2BIG;
         return -1;
@@ -550,11 +568,7 @@ int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, ui
     }
     // Touch each stack's top now, then start every thread: they wait for ab_replay_concurrently.
     ab_current_plan = plan;
-    for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
-        char *top = plan->stacks + (thread + 1) * AB_THREAD_STACK_BYTES;
-        for (size_t offset = AB_PAGE_SIZE; offset <= AB_THREAD_STACK_TOUCHED_BYTES; offset += AB_PAGE_SIZE)
-            *(volatile char *)(top - offset) = 0;
-    }
+    ab_touch_stack_tops(plan->stacks, plan->thread_count);
     for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);

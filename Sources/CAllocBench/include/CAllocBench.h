@@ -383,7 +383,8 @@ typedef struct ab_thread_plan {
 /// same addresses in every replay). Returns 0, or -1 with errno.
 int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count);
 
-/// The plan of a concurrent replay: as ab_thread_plan_prepare, plus the ops rewritten to chains,
+/// The plan of a concurrent replay: the recorded threads as ab_thread_plan_prepare counts them (but
+/// a stack for each, no pool), plus the ops rewritten to chains,
 /// each op's place in its chain and its thread's next op (28 bytes an op, 24 a chain); every recorded thread's OS thread is created here, before
 /// the baseline, and waits for ab_replay_concurrently. Returns 0, or -1 with errno (E2BIG: more
 /// than AB_CONCURRENT_THREADS_MAX recorded threads).
