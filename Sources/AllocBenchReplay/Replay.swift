@@ -123,13 +123,22 @@ func replayOnThreads<A: Allocator>(_ allocator: inout A, _ session: ReplaySessio
     let concurrent = plan.pointee.concurrent != 0
     let ops = concurrent ? UnsafeBufferPointer(start: plan.pointee.chain_ops, count: session.ops.count) : session.ops
     let slots = concurrent ? plan.pointee.chain_slots.assumingMemoryBound(to: Slot.self) : session.slots
+    let progress = ab_control_progress(session.control)!
+    let sampleInterval = UInt64(session.traced ? session.sampleInterval : 0)
     return withUnsafeMutablePointer(to: &allocator) { allocator in
+        // A concurrent replay's ops return out of order, on two CPUs: the C loop counts them, and
+        // only in a traced run (one progress word written by every op would bounce between the
+        // CPUs on every op of a timed one).
         var context = ThreadedReplayContext(
             allocator: allocator, ops: ops, slots: slots, touch: session.touch,
-            progress: ab_control_progress(session.control)!, sampleInterval: UInt64(session.traced ? session.sampleInterval : 0))
+            progress: concurrent ? nil : progress, sampleInterval: sampleInterval)
         var completed: UInt64 = 0
-        return concurrent ? ab_replay_concurrently(plan, executeOp, &context, &completed)
-                          : ab_replay_on_threads(plan, executeOp, &context, &completed)
+        if concurrent {
+            let failure = ab_replay_concurrently(plan, executeOp, &context, session.traced ? progress : nil, sampleInterval, &completed)
+            progress.pointee = completed
+            return failure
+        }
+        return ab_replay_on_threads(plan, executeOp, &context, &completed)
     }
 }
 
@@ -140,12 +149,12 @@ struct ThreadedReplayContext<A: Allocator> {
     @usableFromInline let ops: UnsafeBufferPointer<ab_op>
     @usableFromInline let slots: UnsafeMutablePointer<Slot>
     @usableFromInline let touch: TouchMode
-    @usableFromInline let progress: UnsafeMutablePointer<UInt64>
+    @usableFromInline let progress: UnsafeMutablePointer<UInt64>?  // nil: not written per op
     @usableFromInline let sampleInterval: UInt64
 
     @usableFromInline
     init(allocator: UnsafeMutablePointer<A>, ops: UnsafeBufferPointer<ab_op>, slots: UnsafeMutablePointer<Slot>, touch: TouchMode,
-         progress: UnsafeMutablePointer<UInt64>, sampleInterval: UInt64) {
+         progress: UnsafeMutablePointer<UInt64>?, sampleInterval: UInt64) {
         self.allocator = allocator
         self.ops = ops
         self.slots = slots
@@ -161,8 +170,8 @@ struct ThreadedReplayContext<A: Allocator> {
 public func executeOnThread<A: Allocator>(_: A.Type, _ context: UnsafeMutableRawPointer?, _ index: UInt64) -> UInt32 {
     let replay = context.unsafelyUnwrapped.assumingMemoryBound(to: ThreadedReplayContext<A>.self)
     let failure = execute(replay.pointee.ops[Int(index)], &replay.pointee.allocator.pointee, replay.pointee.slots, replay.pointee.touch)
-    if failure == UInt32(AB_FAILURE_NONE) {
-        replay.pointee.progress.pointee = index &+ 1
+    if failure == UInt32(AB_FAILURE_NONE), let progress = replay.pointee.progress {
+        progress.pointee = index &+ 1
         let interval = replay.pointee.sampleInterval
         if interval > 0 && (index &+ 1) % interval == 0 { ab_mark(Int32(AB_MARK_SAMPLE)) }
     }

@@ -478,98 +478,179 @@ static void ab_wake_all(uint32_t *word) {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
+/// Waits until `progress` reaches `turn` (1), or the replay stops (0).
+static int ab_chain_wait(ab_thread_plan *plan, uint32_t *progress, uint32_t turn) {
+    // No polling first: the op it waits for is usually on a thread that is not running (a few
+    // hundred recorded threads share two CPUs); on systemui 256 polls before each sleep made the
+    // replay 1.1x slower, 2048 2x.
+    for (;;) {
+        uint32_t seen = __atomic_load_n(progress, __ATOMIC_ACQUIRE);
+        if ((seen & AB_CHAIN_TURN_MASK) == turn) return 1;
+        if (!(seen & AB_CHAIN_SLEEPERS)) {
+            if (!__atomic_compare_exchange_n(progress, &seen, seen | AB_CHAIN_SLEEPERS, 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+                continue;
+            seen |= AB_CHAIN_SLEEPERS;
+        }
+        // After the sleepers bit: a failing thread sets `stopping` and then wakes every chain
+        // with sleepers, so either it sees the bit or this load sees the stop.
+        if (__atomic_load_n(&plan->stopping, __ATOMIC_SEQ_CST)) return 0;
+        // Sleeps only while the word is still `seen`: a publish in between is not missed.
+        syscall(SYS_futex, progress, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+    }
+}
+
+static void ab_chain_publish(uint32_t *progress, uint32_t turn) {
+    if (__atomic_exchange_n(progress, turn, __ATOMIC_SEQ_CST) & AB_CHAIN_SLEEPERS) ab_wake_all(progress);
+}
+
+/// Waits for this thread's turn to start (1), or for the replay to stop (0).
+static int ab_concurrent_thread_wait_for_start(ab_thread_plan *plan, uint64_t me) {
+    ab_turn_wait(&plan->threads[me].turn);
+    return !__atomic_load_n(&plan->stopping, __ATOMIC_SEQ_CST);
+}
+
 static void *ab_concurrent_thread(void *argument) {
     uint64_t me = (uint64_t)(uintptr_t)argument;
     ab_thread_plan *plan = ab_current_plan;
-    while (__atomic_load_n(&plan->started, __ATOMIC_ACQUIRE) == 0)
-        syscall(SYS_futex, &plan->started, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-    for (uint64_t index = plan->threads[me].first_op; index != UINT64_MAX; index = plan->next_op[index]) {
-        uint32_t slot = plan->chain_ops[index].slot;
-        uint32_t turn = plan->slot_sequence[index];
-        for (;;) {
-            uint32_t done = __atomic_load_n(&plan->slot_done[slot], __ATOMIC_ACQUIRE);
-            if (done == turn || __atomic_load_n(&plan->stopping, __ATOMIC_ACQUIRE)) break;
-            __atomic_store_n(&plan->slot_waiters[slot], 1, __ATOMIC_SEQ_CST);
-            // Sleeps only while the slot is still at `done`: a return in between is not missed.
-            syscall(SYS_futex, &plan->slot_done[slot], FUTEX_WAIT_PRIVATE, done, NULL, NULL, 0);
-        }
-        if (__atomic_load_n(&plan->stopping, __ATOMIC_ACQUIRE)) break;
+    uint64_t first = plan->thread_op_start[me], end = plan->thread_op_start[me + 1], index = first;
+    uint64_t next_start = plan->thread_start_start[me];  // the next thread this one starts
+    // A recorded thread starts once the op before its first op in the file has returned (the
+    // first thread when the replay starts): the threads live as they did in the recording
+    // (systemui: at most 23 at once, not all 393).
+    if (first < end && !ab_concurrent_thread_wait_for_start(plan, me)) end = first;
+    for (; index < end; index++) {
+        uint32_t turn = plan->chain_turn[index];
+        uint32_t *progress = &plan->chain_progress[plan->chain_ops[index].slot];
+        if ((turn & AB_CHAIN_WAITS) && !ab_chain_wait(plan, progress, turn & AB_CHAIN_TURN_MASK)) break;
         uint32_t failure = plan->execute(plan->context, index);
-        __atomic_add_fetch(&plan->completed, 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&plan->slot_done[slot], turn + 1, __ATOMIC_SEQ_CST);
-        if (__atomic_exchange_n(&plan->slot_waiters[slot], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[slot]);
+        if (plan->progress != NULL) {
+            uint64_t returned = __atomic_add_fetch(plan->progress, 1, __ATOMIC_RELAXED);
+            if (plan->sample_interval > 0 && returned % plan->sample_interval == 0) ab_mark(AB_MARK_SAMPLE);
+        }
+        if (turn & AB_CHAIN_STARTS_THREAD) ab_turn_give(&plan->threads[plan->thread_starts[next_start++]].turn);
+        if (turn & AB_CHAIN_PUBLISHES) ab_chain_publish(progress, ((turn & AB_CHAIN_TURN_MASK) + 1) & AB_CHAIN_TURN_MASK);
         if (failure != 0) {
+            index++;  // it returned
             uint32_t none = 0;
             __atomic_compare_exchange_n(&plan->failure, &none, failure, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
             __atomic_store_n(&plan->stopping, 1, __ATOMIC_SEQ_CST);
-            // Every sleeper wakes, sees the stop and leaves.
-            for (uint64_t other = 0; other < plan->slot_count; other++)
-                if (__atomic_exchange_n(&plan->slot_waiters[other], 0, __ATOMIC_SEQ_CST)) ab_wake_all(&plan->slot_done[other]);
+            // Every sleeper wakes, sees the stop and leaves; so does every thread not started.
+            for (uint64_t chain = 0; chain < plan->chain_count; chain++)
+                if (__atomic_load_n(&plan->chain_progress[chain], __ATOMIC_SEQ_CST) & AB_CHAIN_SLEEPERS)
+                    ab_wake_all(&plan->chain_progress[chain]);
+            for (uint64_t thread = 0; thread < plan->thread_count; thread++) ab_turn_give(&plan->threads[thread].turn);
             break;
         }
     }
+    // One shared write a thread, not one an op: a counter that every op wrote would bounce its
+    // cache line between the CPUs on every op.
+    __atomic_add_fetch(&plan->completed, index - first, __ATOMIC_RELAXED);
     return NULL;
 }
+
+/// A trace slot's block as the concurrent plan is built: its chain, and its chain's last op so far.
+typedef struct ab_chain_cursor {
+    uint32_t chain;
+    uint32_t thread;
+    uint32_t turn;
+    uint32_t unused;
+    uint64_t position;  // in chain_ops
+} ab_chain_cursor;
 
 int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count, uint64_t slot_count) {
     // No pool: every recorded thread gets a stack of its own below.
     if (ab_thread_plan_count(plan, ops, op_count) != 0) return -1;
-    if (plan->thread_count > AB_CONCURRENT_THREADS_MAX) {
+    uint64_t thread_count = plan->thread_count;
+    if (thread_count > AB_CONCURRENT_THREADS_MAX) {
         errno = E2BIG;
         return -1;
     }
-    // Chains: an allocation opens one (a fresh number), the reallocs and the free of its block
-    // continue it; `current[slot]` is the chain of the block in each trace slot as the pass goes.
     uint64_t chain_count = 0;
     for (uint64_t index = 0; index < op_count; index++) {
         uint8_t kind = ops[index].kind;
         if (kind == AB_OP_MALLOC || kind == AB_OP_CALLOC || kind == AB_OP_MEMALIGN) chain_count++;
     }
-    // Every recorded thread at once: a stack each, not a pool of the most alive at once.
-    size_t stacks_bytes = plan->thread_count * AB_THREAD_STACK_BYTES;
+    size_t stacks_bytes = thread_count * AB_THREAD_STACK_BYTES;
     size_t ops_bytes = op_count * sizeof(ab_op);
-    size_t next_bytes = op_count * sizeof(uint64_t);
-    size_t sequence_bytes = op_count * sizeof(uint32_t);
+    size_t turn_bytes = (op_count * sizeof(uint32_t) + 15) & ~(size_t)15;
     size_t chain_slot_bytes = (chain_count + 1) * 16;
-    size_t per_chain_bytes = (chain_count + 1) * 2 * sizeof(uint32_t);
-    size_t current_bytes = (slot_count + 1) * sizeof(uint32_t);
-    size_t bytes = (stacks_bytes + ops_bytes + next_bytes + sequence_bytes + chain_slot_bytes + per_chain_bytes + current_bytes
-                    + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
+    size_t progress_bytes = ((chain_count + 1) * sizeof(uint32_t) + 15) & ~(size_t)15;
+    size_t thread_start_bytes = (thread_count + 1) * sizeof(uint64_t);
+    size_t chain_next_bytes = (thread_count + 1) * sizeof(uint64_t);
+    size_t starts_bytes = (thread_count + 1) * sizeof(uint64_t) + ((thread_count * sizeof(uint32_t) + 7) & ~(size_t)7);
+    size_t cursor_bytes = (slot_count + 1) * sizeof(ab_chain_cursor);
+    size_t bytes = (stacks_bytes + ops_bytes + turn_bytes + chain_slot_bytes + progress_bytes + thread_start_bytes
+                    + chain_next_bytes + starts_bytes + cursor_bytes + AB_PAGE_SIZE - 1) & ~(size_t)(AB_PAGE_SIZE - 1);
     char *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (memory == MAP_FAILED) return -1;
     char *cursor = memory;
     plan->stacks = cursor; cursor += stacks_bytes;
     plan->chain_ops = (ab_op *)(void *)cursor; cursor += ops_bytes;
-    plan->next_op = (uint64_t *)(void *)cursor; cursor += next_bytes;
+    plan->chain_turn = (uint32_t *)(void *)cursor; cursor += turn_bytes;
     plan->chain_slots = cursor; cursor += chain_slot_bytes;
-    plan->slot_sequence = (uint32_t *)(void *)cursor; cursor += sequence_bytes;
-    plan->slot_done = (uint32_t *)(void *)cursor; cursor += per_chain_bytes / 2;
-    plan->slot_waiters = (uint32_t *)(void *)cursor; cursor += per_chain_bytes / 2;
-    uint32_t *current = (uint32_t *)(void *)cursor;
-    plan->slot_count = chain_count + 1;
+    plan->chain_progress = (uint32_t *)(void *)cursor; cursor += progress_bytes;
+    plan->thread_op_start = (uint64_t *)(void *)cursor; cursor += thread_start_bytes;
+    uint64_t *chain_next = (uint64_t *)(void *)cursor; cursor += chain_next_bytes;  // per thread: its next chain number
+    plan->thread_start_start = (uint64_t *)(void *)cursor; cursor += (thread_count + 1) * sizeof(uint64_t);
+    plan->thread_starts = (uint32_t *)(void *)cursor; cursor += starts_bytes - (thread_count + 1) * sizeof(uint64_t);
+    ab_chain_cursor *blocks = (ab_chain_cursor *)(void *)cursor;                   // per trace slot
+    plan->chain_count = chain_count + 1;
     plan->mapped_bytes += bytes;
     plan->concurrent = 1;
-    // Each op's chain and its turn in it (counted in slot_done, then cleared), and its thread's
-    // next op (from the end, each thread's `handle` holding the op seen last until it starts).
-    uint32_t next_chain = 0;
+    // Each thread's range of ops, of chain numbers and of the threads it starts (those whose
+    // first op follows one of its ops in the file): counts, then running sums.
     for (uint64_t index = 0; index < op_count; index++) {
         ab_op op = ops[index];
-        if (op.kind == AB_OP_MALLOC || op.kind == AB_OP_CALLOC || op.kind == AB_OP_MEMALIGN) current[op.slot] = next_chain++;
-        op.slot = current[op.slot];
-        plan->chain_ops[index] = op;
-        plan->slot_sequence[index] = plan->slot_done[op.slot]++;
+        plan->thread_op_start[op.thread + 1]++;
+        if (op.kind == AB_OP_MALLOC || op.kind == AB_OP_CALLOC || op.kind == AB_OP_MEMALIGN) chain_next[op.thread + 1]++;
+        if (index + 1 < op_count && plan->threads[ops[index + 1].thread].first_op == index + 1) plan->thread_start_start[op.thread + 1]++;
     }
-    memset(plan->slot_done, 0, per_chain_bytes);
-    for (uint64_t thread = 0; thread < plan->thread_count; thread++) plan->threads[thread].handle = UINT64_MAX;
-    for (uint64_t index = op_count; index-- > 0;) {
-        ab_recorded_thread *thread = &plan->threads[ops[index].thread];
-        plan->next_op[index] = thread->handle;
-        thread->handle = index;
+    for (uint64_t thread = 0; thread < thread_count; thread++) {
+        plan->thread_op_start[thread + 1] += plan->thread_op_start[thread];
+        chain_next[thread + 1] += chain_next[thread];
+        plan->thread_start_start[thread + 1] += plan->thread_start_start[thread];
+        plan->threads[thread].handle = plan->thread_op_start[thread];  // its next position, until it starts
     }
-    // Touch each stack's top now, then start every thread: they wait for ab_replay_concurrently.
+    // In file order: each op to its thread's next position, its slot to its block's chain, and its
+    // turn in the chain; where the chain's op before it was another thread's, that op publishes
+    // and this one waits.
+    for (uint64_t index = 0; index < op_count; index++) {
+        ab_op op = ops[index];
+        uint64_t position = plan->threads[op.thread].handle++;
+        ab_chain_cursor *block = &blocks[op.slot];
+        uint32_t turn = 0;
+        if (op.kind == AB_OP_MALLOC || op.kind == AB_OP_CALLOC || op.kind == AB_OP_MEMALIGN) {
+            block->chain = (uint32_t)chain_next[op.thread]++;
+        } else {
+            if (block->turn == AB_CHAIN_TURN_MASK) {
+                munmap(memory, bytes);
+                errno = E2BIG;
+                return -1;
+            }
+            turn = block->turn + 1;
+            if (block->thread != op.thread) {
+                plan->chain_turn[block->position] |= AB_CHAIN_PUBLISHES;
+                turn |= AB_CHAIN_WAITS;
+            }
+        }
+        block->thread = op.thread;
+        block->turn = turn & AB_CHAIN_TURN_MASK;
+        block->position = position;
+        plan->chain_turn[position] = turn;
+        op.slot = block->chain;
+        plan->chain_ops[position] = op;
+        if (index + 1 < op_count && plan->threads[ops[index + 1].thread].first_op == index + 1) {
+            plan->chain_turn[position] |= AB_CHAIN_STARTS_THREAD;
+            plan->thread_starts[plan->thread_start_start[op.thread]++] = ops[index + 1].thread;
+        }
+    }
+    // The fill moved each thread's start to the next one's: back by one.
+    for (uint64_t thread = thread_count; thread > 0; thread--) plan->thread_start_start[thread] = plan->thread_start_start[thread - 1];
+    plan->thread_start_start[0] = 0;
+    // Touch each stack's top now, then create every thread: each waits for its turn to start.
     ab_current_plan = plan;
-    ab_touch_stack_tops(plan->stacks, plan->thread_count);
-    for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
+    ab_touch_stack_tops(plan->stacks, thread_count);
+    for (uint64_t thread = 0; thread < thread_count; thread++) {
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);
         pthread_attr_setstack(&attributes, plan->stacks + thread * AB_THREAD_STACK_BYTES, AB_THREAD_STACK_BYTES);
@@ -585,11 +666,13 @@ int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, ui
     return 0;
 }
 
-uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
+uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *progress,
+                                uint64_t sample_interval, uint64_t *completed) {
     plan->execute = execute;
     plan->context = context;
-    __atomic_store_n(&plan->started, 1, __ATOMIC_RELEASE);
-    ab_wake_all(&plan->started);
+    plan->progress = progress;
+    plan->sample_interval = sample_interval;
+    if (plan->op_count > 0) ab_turn_give(&plan->threads[plan->ops[0].thread].turn);
     for (uint64_t thread = 0; thread < plan->thread_count; thread++) pthread_join((pthread_t)plan->threads[thread].handle, NULL);
     *completed = plan->completed;
     ab_current_plan = NULL;

@@ -122,6 +122,26 @@ final class ThreadedReplayTests: XCTestCase {
         XCTAssertTrue(check.stderr.contains("--threads concurrent is for time"), check.stderr)
     }
 
+    /// A concurrent replay that fails stops every thread: the one waiting for a block that the
+    /// failed thread never allocated, and the one whose turn to start (after that wait) never
+    /// comes. The row says out of memory; nothing hangs until the timeout.
+    func testConcurrentReplayStopsEveryThreadOnAFailure() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let trace = """
+            1: malloc 0x10 16
+            2: malloc 0x20 16
+            1: malloc 0x30 281474976710655
+            1: malloc 0x40 16
+            2: free 0x40
+            3: malloc 0x50 16
+            3: free 0x10
+            """
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 1, timeoutSeconds: 10, lenient: false, threads: .concurrent))
+        let row = try XCTUnwrap(try benchmark.run(tracePath: try writeTrace(trace), allocators: [try XCTUnwrap(catalog.entry(named: "glibc"))]).results.first)
+        XCTAssertEqual(row.status, .failed, row.detail ?? "")
+        XCTAssertTrue(row.detail?.contains("out of memory") ?? false, row.detail ?? "")
+    }
+
     /// More thread ids than 16 bits hold: the trace parses and replays (serially here; a per-thread
     /// replay of it starts 70,000 threads one after another, 20 s a row on the 2-core machine).
     func testSeventyThousandThreadIdsReplay() throws {

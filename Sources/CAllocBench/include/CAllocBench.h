@@ -347,28 +347,44 @@ typedef struct ab_thread_plan {
     uint64_t free_slot_count;
     size_t mapped_bytes;            // of threads, stacks and free_slots together
     // Concurrent replay only (ab_thread_plan_prepare_concurrent): every recorded thread has its OS
-    // thread from the start, and an op waits only for the earlier ops on its own slot.
-    // The ops as the concurrent replay runs them: each slot number replaced by the block's chain (an
-    // allocation and the reallocs and free that follow it), so that a new block never waits for
-    // the free of the block that had its slot before: only a block's own ops are ordered.
+    // thread from before the baseline; it runs from the return of the op before its first op in
+    // the file, and an op waits only for the op before it on its own block.
+    // The ops as the concurrent replay runs them: grouped by thread (thread t's ops, in file order,
+    // at [thread_op_start[t], thread_op_start[t + 1])), so that each thread reads its own ops in
+    // sequence, and each slot number replaced by the block's chain (an allocation and the reallocs
+    // and free that follow it), so that a new block never waits for the free of the block that had
+    // its slot before. A thread's chains are numbered together: their slots share no cache line
+    // with another thread's, except where two threads' ranges meet.
     ab_op *chain_ops;
+    uint32_t *chain_turn;           // per op: its place in its chain (AB_CHAIN_TURN_MASK), and
+                                    // AB_CHAIN_WAITS / AB_CHAIN_PUBLISHES when the op before / after
+                                    // it in its chain is another thread's: only those synchronise
+    uint64_t *thread_op_start;      // thread_count + 1 entries
     void *chain_slots;              // one replay slot (16 bytes) per chain
-    uint32_t *slot_sequence;        // per op: how many earlier ops (in file order) touched its chain
-    uint64_t *next_op;              // per op: its thread's next op, or UINT64_MAX
-    uint32_t *slot_done;            // per chain: how many of its ops have returned (a futex word)
-    uint32_t *slot_waiters;         // per chain: nonzero while a thread sleeps on slot_done
-    uint64_t slot_count;            // chains
-    uint32_t started;               // futex word: the threads, created before the baseline, may run
+    uint32_t *chain_progress;       // per chain: the turn of its next op once a thread published it,
+                                    // AB_CHAIN_SLEEPERS while a thread sleeps on it (a futex word)
+    uint64_t chain_count;
+    uint32_t *thread_starts;        // the recorded threads each thread starts, in its own op order:
+    uint64_t *thread_start_start;   // thread t's at [thread_start_start[t], thread_start_start[t + 1])
     uint32_t concurrent;
     // The running replay's state, here rather than in the child's bss: the bss tail after it is
     // an allocator's (a few bytes more of bss move the slab's pages).
     void *run;                      // the per-thread replay's hand-over state
-    ab_execute_op execute;          // the concurrent replay's op, context and outcome
+    ab_execute_op execute;          // the concurrent replay's op, context, progress and outcome
     void *context;
+    uint64_t *progress;
+    uint64_t sample_interval;
     uint32_t failure;
     uint32_t stopping;
     uint64_t completed;
 } ab_thread_plan;
+
+/// The bits of a concurrent plan's chain_turn and chain_progress words.
+#define AB_CHAIN_TURN_MASK 0x1fffffffu
+#define AB_CHAIN_WAITS 0x80000000u       // chain_turn: wait until the chain's progress is this turn
+#define AB_CHAIN_PUBLISHES 0x40000000u   // chain_turn: publish the next turn once this op returns
+#define AB_CHAIN_STARTS_THREAD 0x20000000u  // chain_turn: start the recorded thread whose first op is next in the file
+#define AB_CHAIN_SLEEPERS 0x80000000u    // chain_progress: a thread sleeps on it
 
 /// The most recorded threads a concurrent replay starts (each at once, with its own stack).
 #define AB_CONCURRENT_THREADS_MAX 4096
@@ -384,17 +400,23 @@ typedef struct ab_thread_plan {
 int ab_thread_plan_prepare(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count);
 
 /// The plan of a concurrent replay: the recorded threads as ab_thread_plan_prepare counts them (but
-/// a stack for each, no pool), plus the ops rewritten to chains,
-/// each op's place in its chain and its thread's next op (28 bytes an op, 24 a chain); every recorded thread's OS thread is created here, before
-/// the baseline, and waits for ab_replay_concurrently. Returns 0, or -1 with errno (E2BIG: more
-/// than AB_CONCURRENT_THREADS_MAX recorded threads).
+/// a stack for each, no pool), plus the ops grouped by thread and rewritten to chains, and each
+/// op's turn in its chain (20 bytes an op, 20 a chain, 24 a trace slot); every recorded thread's OS
+/// thread is created here, before the baseline, and waits for its turn to start. Returns 0, or
+/// -1 with errno (E2BIG: more than AB_CONCURRENT_THREADS_MAX recorded threads, or a block with more
+/// than AB_CHAIN_TURN_MASK reallocs).
 int ab_thread_plan_prepare_concurrent(ab_thread_plan *plan, const ab_op *ops, uint64_t op_count, uint64_t slot_count);
 
-/// Lets every recorded thread run its own ops in file order, all at once; an op on a slot first
-/// waits until every earlier op on that slot has returned (a free waits for its allocation, a
-/// reuse of a slot for the free before it: the ownership hand-over of glibc's trace2wl). Returns
-/// the first failure (0: none); *completed is how many ops returned.
-uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed);
+/// Lets every recorded thread run its own ops in file order, all at once. A thread starts when the
+/// op before its first op in the file has returned (the first thread at once); an op whose block
+/// was allocated or last reallocated on another thread first waits until that op has returned (the
+/// ownership hand-over of glibc's trace2wl); no other op synchronises with anything. The execute
+/// function is called with an index into plan->chain_ops (not the file order). A traced replay
+/// passes `progress` (NULL: a timed one), which counts the ops returned as they return, with an
+/// AB_MARK_SAMPLE every `sample_interval` of them (0: none). Returns the first failure (0: none);
+/// *completed is how many ops returned.
+uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *progress,
+                                uint64_t sample_interval, uint64_t *completed);
 
 /// Runs every op on an OS thread of its own recorded thread, one at a time in file order: the
 /// thread of op i runs it, then hands over to the thread of op i+1 (futex, no spinning). A
