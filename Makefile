@@ -18,6 +18,7 @@ SCUDO_PKG    := libclang-rt-14-dev
 # The lean replay children (Sources/LeanChild/build.sh): Embedded Swift linked with musl or glibc.
 LEAN_BUILD   := Sources/LeanChild/build.sh
 # The bundled traces: the seed program, and real programs recorded with `allocbench record`.
+SCALE_OPS    ?= 1000000,10000000
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
 .PHONY: all deps build bench bench-replay-loop test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
@@ -56,6 +57,12 @@ bench: build
 	@mkdir -p .build; [ -f .build/synthetic-100k.txt ] || python3 Benchmarks/synthetic_trace.py --live 100000 --ops 3000000 .build/synthetic-100k.txt
 	@[ -f .build/synthetic-1m.txt ] || python3 Benchmarks/synthetic_trace.py --live 1000000 --ops 6000000 .build/synthetic-1m.txt
 	$(BUILD_DIR)/parse-benchmark .build/synthetic-100k.txt .build/synthetic-1m.txt
+	@# The parent's max RSS per million ops and wall time against trace length (issue 17: at most
+	@# 256 MiB at 50 M ops, text and .gz alike): SCALE_OPS=1000000,10000000,50000000 for the full table.
+	python3 Benchmarks/scale.py --allocbench $(BUILD_DIR)/allocbench --ops $(SCALE_OPS)
+	@# Whole invocations' median ns/op side by side (issue 17: within ±5 % on a quiet machine).
+	python3 Benchmarks/repeatability.py --allocbench $(BUILD_DIR)/allocbench \
+	  $(firstword $(wildcard $(SHARED)/traces/android/systemui.zip) Benchmarks/traces/gcc-O2-cc1.txt.gz)
 	$(MAKE) --no-print-directory bench-replay-loop
 
 # The replay loop against a plain C loop (issue #17: at most 1.05x per op for every process-malloc

@@ -120,3 +120,21 @@ final class SharedMapping: @unchecked Sendable {
 
     deinit { munmap(address, size) }
 }
+
+/// This process's own resource usage, its children's excluded: getrusage(2) with RUSAGE_SELF.
+/// What `allocbench run --harness-usage` prints, so that the harness's memory per million ops
+/// can be read from any run (`make bench` does).
+public struct HarnessUsage: Sendable {
+    /// ru_maxrss: the most resident memory the harness had at once, in kB.
+    public var maxResidentKilobytes: Int
+    public var userSeconds: Double
+    public var systemSeconds: Double
+
+    public static func current() -> HarnessUsage {
+        var usage = rusage()
+        // RUSAGE_SELF cannot fail with a valid pointer.
+        _ = getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1_000_000 }
+        return HarnessUsage(maxResidentKilobytes: usage.ru_maxrss, userSeconds: seconds(usage.ru_utime), systemSeconds: seconds(usage.ru_stime))
+    }
+}

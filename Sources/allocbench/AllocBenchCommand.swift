@@ -197,6 +197,11 @@ enum Diagnostics {
     static let isTerminal = isatty(STDERR_FILENO) == 1
 
     static func error(_ message: String) {
+        note(message)
+    }
+
+    /// A line for the user on stderr that is not an error (stdout is the report's).
+    static func note(_ message: String) {
         write("allocbench: " + message + "\n")
     }
 

@@ -32,6 +32,9 @@ struct Run: ParsableCommand {
             help: "Measured fleets (allocbench fleet --format json) for the HTML report's ten-thousand-processes section.")
     var fleetResults: [String] = []
 
+    @Flag(name: .long, help: "After the run, print the harness's own peak RSS and CPU time (getrusage RUSAGE_SELF: the replay children excluded) to stderr.")
+    var harnessUsage = false
+
     var reportFiles: ReportFiles { ReportFiles(htmlPath: reportPath, svgDirectory: svgDirectory, fleetResults: fleetResults) }
 
     func validate() throws {
@@ -62,6 +65,14 @@ struct Run: ParsableCommand {
             try emit(rendered, to: output)
         } catch {
             fail(error)
+        }
+        if harnessUsage {
+            let usage = HarnessUsage.current()
+            let ops = report.runs.reduce(0) { $0 + $1.trace.ops }
+            let perMillion = ops > 0 ? String(format: ", %.2f MiB per million ops", Double(usage.maxResidentKilobytes) / 1024 / (Double(ops) / 1e6)) : ""
+            Diagnostics.note(String(format: "harness: max RSS %.1f MiB (%d kB) for %d ops%@; user %.2f s, system %.2f s",
+                              Double(usage.maxResidentKilobytes) / 1024, usage.maxResidentKilobytes, ops, perMillion,
+                              usage.userSeconds, usage.systemSeconds))
         }
         if !report.allSucceeded { throw ExitCode(ExitStatus.allocatorFailed.rawValue) }
     }

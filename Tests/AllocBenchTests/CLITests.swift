@@ -17,6 +17,36 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.stderr, "", "no progress noise when stderr is not a terminal")
     }
 
+    /// `--harness-usage` prints allocbench's own peak RSS. Checked against the kernel's figure for
+    /// the same process seen from outside: ru_maxrss of wait4(2) in a Python parent, which is the
+    /// larger of allocbench's own and its children's (the lean replay children: well under 1 MiB
+    /// here), so the two agree to within what allocbench touches after it printed.
+    func testHarnessUsageIsTheParentsOwnPeakRSS() throws {
+        let script = #"""
+            import os, re, sys
+            read, write = os.pipe()
+            pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, write, 2)])
+            os.close(write)
+            stderr = b""
+            while chunk := os.read(read, 65536):
+                stderr += chunk
+            _, status, usage = os.wait4(pid, 0)
+            print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, *re.search(r"\((\d+) kB\) for (\d+) ops", stderr.decode()).groups())
+            """#
+        let result = try runCommand("/usr/bin/python3", ["-c", script, TestPaths.cli, "--trace", TestPaths.packageRoot + "/Benchmarks/traces/djb.txt",
+                                                         "--allocators", "glibc,bss-arena", "--repeat", "1", "--harness-usage", "--output", "/dev/null"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let fields = result.stdout.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        XCTAssertEqual(fields.count, 4, result.stdout)
+        guard fields.count == 4 else { return }
+        let (exitCode, kernelKilobytes, printedKilobytes, ops) = (fields[0], fields[1], fields[2], fields[3])
+        XCTAssertEqual(exitCode, 0)
+        XCTAssertEqual(ops, 5)
+        XCTAssertGreaterThan(printedKilobytes, 1024, "a Swift process holds megabytes")
+        XCTAssertLessThanOrEqual(printedKilobytes, kernelKilobytes)
+        XCTAssertLessThanOrEqual(kernelKilobytes - printedKilobytes, 1024, "printed \(printedKilobytes) kB, the kernel says \(kernelKilobytes) kB")
+    }
+
     /// The seed's question, answered: in its lean child (static, musl, one allocator), the bss arena
     /// fits the five blocks into the free tail of the one data page the process has anyway, and the
     /// whole process holds two pages: its stack page and that data page. The slab's 912-byte heap

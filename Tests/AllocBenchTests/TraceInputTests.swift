@@ -50,6 +50,20 @@ final class TraceInputTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("/bad\\x0aname.txt:1: "), result.stderr)
     }
 
+    /// Streaming: a .gz whose text (480 MB: 40 M lines, nearly all `free 0x0`, which the format
+    /// allows and the parser skips) is larger than the parent's whole address-space limit
+    /// (`ulimit -v`: setrlimit(RLIMIT_AS), 390 MiB) parses and replays: the text is never held.
+    func testAGzipLargerThanTheParentsMemoryLimitParses() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let trace = directory + "/large.txt.gz"
+        let made = try runCommand("/bin/sh", ["-c", "{ echo '1: malloc 0x10 16'; yes '1: free 0x0' | head -n 40000000; echo '1: free 0x10'; } | gzip -1 > '\(trace)'"])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let limited = "ulimit -v 400000; exec '\(TestPaths.cli)' --allocators glibc --repeat 0 --trace '\(trace)'"
+        let result = try runCommand("/bin/sh", ["-c", limited])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("trace \(trace): 2 ops, 1 thread,"), result.stdout)
+    }
+
     /// A trace too large for the address-space limit was a SIGABRT (exit 134) when the op array's
     /// growth failed; it is a clean error naming the file (71), and a small trace under the same
     /// limit still runs. The parent keeps no op array now, only the live set's tables (4 M live
