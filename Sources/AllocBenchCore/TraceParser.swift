@@ -1054,15 +1054,8 @@ public struct ByteCursor {
         let start = position
         var value: UInt64 = 0
         while position < end {
-            let byte = position.pointee
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte &- UInt8(ascii: "A") &+ 10
-            default:
-                return position > start && position - start <= 16 ? value : nil
-            }
+            let digit = ab_hex_digit_value(position.pointee)
+            if digit > 15 { break }
             value = value &<< 4 | UInt64(digit)
             position += 1
         }
