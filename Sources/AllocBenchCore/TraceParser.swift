@@ -891,21 +891,27 @@ struct SlotColumn<Element: BitwiseCopyable>: ~Copyable {
 public enum TraceAction: Sendable {
     case malloc, calloc, memalign, realloc, free, threadDone
 
+    /// Compares whole words of the name at once, not byte by byte: this runs on every line. The
+    /// constants are the names' bytes read as little-endian integers ("free" is 0x65_65_72_66).
+    @inline(__always)
     public init?(_ word: UnsafeBufferPointer<UInt8>) {
+        guard let start = word.baseAddress else { return nil }
+        let bytes = UnsafeRawPointer(start)
+        func bytes16(at offset: Int) -> UInt16 { UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
+        func bytes32(at offset: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+        func bytes64(at offset: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
         switch word.count {
-        case 4 where TraceAction.matches(word, "free"): self = .free
-        case 6 where TraceAction.matches(word, "malloc"): self = .malloc
-        case 6 where TraceAction.matches(word, "calloc"): self = .calloc
-        case 7 where TraceAction.matches(word, "realloc"): self = .realloc
-        case 8 where TraceAction.matches(word, "memalign"): self = .memalign
-        case 11 where TraceAction.matches(word, "thread_done"): self = .threadDone
+        case 4 where bytes32(at: 0) == 0x6565_7266: self = .free  // "free"
+        case 6 where bytes32(at: 2) == 0x636F_6C6C:  // "lloc"
+            switch bytes16(at: 0) {
+            case 0x616D: self = .malloc  // "ma"
+            case 0x6163: self = .calloc  // "ca"
+            default: return nil
+            }
+        case 7 where bytes32(at: 0) == 0x6C61_6572 && bytes32(at: 3) == 0x636F_6C6C: self = .realloc  // "real", "lloc"
+        case 8 where bytes64(at: 0) == 0x6E67_696C_616D_656D: self = .memalign  // "memalign"
+        case 11 where bytes64(at: 0) == 0x645F_6461_6572_6874 && bytes32(at: 7) == 0x656E_6F64: self = .threadDone  // "thread_d", "done"
         default: return nil
-        }
-    }
-
-    private static func matches(_ word: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
-        literal.withUTF8Buffer { expected in
-            expected.count == word.count && memcmpEqual(expected.baseAddress!, word.baseAddress!, word.count)
         }
     }
 
@@ -946,12 +952,6 @@ public enum TraceAction: Sendable {
         }
         return base + " [<start_ns> <end_ns>]"
     }
-}
-
-@inline(__always)
-private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ count: Int) -> Bool {
-    for index in 0..<count where a[index] != b[index] { return false }
-    return true
 }
 
 // MARK: - Byte cursor
