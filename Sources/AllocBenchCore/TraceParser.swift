@@ -573,7 +573,11 @@ public struct LiveSet: ~Copyable {
     private var slotRecords = SlotColumn<SlotRecord>()
     /// Cross-thread frees and reallocs so far (`peakAlive` is the parser's).
     public private(set) var threadStatistics = ThreadStatistics()
-    private var freeSlots: [UInt32] = []
+    /// The slots of freed blocks, a stack (the last freed is reused first), `freeSlotCount` deep:
+    /// a column indexed by depth, which never exceeds the slots handed out, rather than an array,
+    /// whose push and pop were calls with a uniqueness check on every op.
+    private var freeSlots = SlotColumn<UInt32>()
+    private var freeSlotCount: UInt32 = 0
     private var nextSlot: UInt32 = 0
     public private(set) var liveBytes: UInt64 = 0
     /// The largest `liveBytes` so far.
@@ -609,7 +613,7 @@ public struct LiveSet: ~Copyable {
 
     /// Bytes its tables hold now; their next growth takes as much again while the old is alive.
     public var reservedBytes: Int {
-        table.reservedBytes + slotRecords.reservedBytes + freeSlots.capacity * MemoryLayout<UInt32>.stride
+        table.reservedBytes + slotRecords.reservedBytes + freeSlots.reservedBytes
             + outsized.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<OutsizedBlock>.stride)
     }
 
@@ -765,7 +769,8 @@ public struct LiveSet: ~Copyable {
         }
         table.remove(at: index)
         forgetOutsized(entry)
-        freeSlots.append(block.slot)
+        freeSlots[freeSlotCount] = block.slot
+        freeSlotCount += 1
         liveBytes -= block.size
         observer.freed(block)
     }
@@ -844,7 +849,10 @@ public struct LiveSet: ~Copyable {
 
     @inline(__always)
     private mutating func takeSlot() -> UInt32 {
-        if let reused = freeSlots.popLast() { return reused }
+        if freeSlotCount > 0 {
+            freeSlotCount -= 1
+            return freeSlots[freeSlotCount]
+        }
         defer { nextSlot += 1 }
         return nextSlot
     }
