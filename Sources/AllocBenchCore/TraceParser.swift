@@ -864,7 +864,7 @@ struct SlotColumn<Element: BitwiseCopyable>: ~Copyable {
     private var values = TableMemory.allocate(Element.self, capacity: 1024)
     private var capacity = 1024
 
-    var reservedBytes: Int { capacity * MemoryLayout<Element>.stride }
+    var reservedBytes: Int { TableMemory.mappedBytes(capacity * MemoryLayout<Element>.stride) }
 
     deinit { TableMemory.deallocate(values) }
 
@@ -901,6 +901,12 @@ struct SlotColumn<Element: BitwiseCopyable>: ~Copyable {
 enum TableMemory {
     private static let hugePageSize = 2 << 20
     private static let cacheLineSize = 64
+
+    /// The address space that `allocate` takes for `bytes`: a huge-page table is aligned by
+    /// asking for a huge page more, whose unused part stays mapped (never touched, so never resident).
+    static func mappedBytes(_ bytes: Int) -> Int {
+        bytes >= hugePageSize ? bytes + hugePageSize : bytes
+    }
 
     /// Uninitialized memory for `capacity` values.
     static func allocate<Element>(_: Element.Type, capacity: Int) -> UnsafeMutablePointer<Element> {
@@ -1130,8 +1136,8 @@ struct LivePointerTable: ~Copyable {
     private var shift: UInt64
     private(set) var count = 0
 
-    /// Bytes of the buckets.
-    var reservedBytes: Int { (mask + 1) * MemoryLayout<Entry>.stride }
+    /// The address space the buckets take.
+    var reservedBytes: Int { TableMemory.mappedBytes((mask + 1) * MemoryLayout<Entry>.stride) }
 
     init() {
         (buckets, mask, shift) = Self.emptyBuckets(log2Capacity: 10)
