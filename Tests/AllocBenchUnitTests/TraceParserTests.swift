@@ -158,6 +158,31 @@ final class TraceParserTests: XCTestCase {
         }
     }
 
+    /// A pointer of every length, in either case, at the line's end or followed by a field, by a
+    /// byte next to a digit's range or by one above 0x7F, reads as `UInt64(_:radix:)` reads it, and
+    /// the cursor stops at its last digit.
+    func testHexPointersOfEveryLengthAndEnding() {
+        let digits = Array("0123456789abcdefABCDEF".utf8)
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...18 {
+            for suffix in ["", " 48", " 1024 77 88", " ", "g", "\u{7F}x", "\u{E9}", ":", "@`", "/G"] {
+                for _ in 0..<20 {
+                    let pointerDigits = (0..<length).map { _ in digits.randomElement(using: &generator)! }
+                    let line = Array("0x".utf8) + pointerDigits + Array(suffix.utf8)
+                    let expected: UInt64? = (1...16).contains(length) ? UInt64(String(decoding: pointerDigits, as: UTF8.self), radix: 16) : nil
+                    line.withUnsafeBufferPointer { bytes in
+                        var cursor = ByteCursor(position: bytes.baseAddress!, end: bytes.baseAddress! + bytes.count)
+                        let value = cursor.hexPointer()
+                        let text = String(decoding: line, as: UTF8.self)
+                        XCTAssertEqual(value, expected, text)
+                        // "0x" alone is not taken for the start of a pointer.
+                        XCTAssertEqual(cursor.position - bytes.baseAddress!, line.count == 2 ? 0 : 2 + length, text)
+                    }
+                }
+            }
+        }
+    }
+
     func testHostileNumbersAreErrorsNotCrashes() {
         // 4096 blocks of 2^48 − 1 bytes are just below 2^60 live bytes; the next passes it.
         let huge = (1...5000).map { "1: malloc 0x\(String($0, radix: 16)) 281474976710655" }.joined(separator: "\n")
