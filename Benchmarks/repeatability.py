@@ -22,13 +22,14 @@ def main():
     arguments.add_argument("--allocbench", default=".build/release/allocbench")
     arguments.add_argument("--invocations", type=int, default=5)
     arguments.add_argument("--allocators")
+    arguments.add_argument("--repeat", type=int, default=3, help="timed runs per allocator in each invocation (allocbench --repeat)")
     arguments.add_argument("trace")
     options = arguments.parse_args()
 
     load_before = os.getloadavg()[0]
     medians = {}
     for _ in range(options.invocations):
-        command = [options.allocbench, "--trace", options.trace, "--threads", "serial", "--format", "json"]
+        command = [options.allocbench, "--trace", options.trace, "--threads", "serial", "--repeat", str(options.repeat), "--format", "json"]
         if options.allocators:
             command += ["--allocators", options.allocators]
         completed = subprocess.run(command, capture_output=True, text=True)
