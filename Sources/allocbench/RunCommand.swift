@@ -70,7 +70,7 @@ struct Run: ParsableCommand {
             let usage = HarnessUsage.current()
             let ops = report.runs.reduce(0) { $0 + $1.trace.ops }
             let perMillion = ops > 0 ? String(format: ", %.2f MiB per million ops", Double(usage.maxResidentKilobytes) / 1024 / (Double(ops) / 1e6)) : ""
-            Diagnostics.note(String(format: "harness: max RSS %.1f MiB (%d kB) for %d ops%@; user %.2f s, system %.2f s",
+            Diagnostics.note(String(format: "harness: max RSS %.1f MiB (%ld kB) for %ld ops%@; user %.2f s, system %.2f s",
                               Double(usage.maxResidentKilobytes) / 1024, usage.maxResidentKilobytes, ops, perMillion,
                               usage.userSeconds, usage.systemSeconds))
         }
