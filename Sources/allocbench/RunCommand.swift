@@ -69,7 +69,8 @@ struct Run: ParsableCommand {
         if harnessUsage {
             let usage = HarnessUsage.current()
             let ops = report.runs.reduce(0) { $0 + $1.trace.ops }
-            let perMillion = ops > 0 ? String(format: ", %.2f MiB per million ops", Double(usage.maxResidentKilobytes) / 1024 / (Double(ops) / 1e6)) : ""
+            // Per million ops only from a million on: below, the fixed part (the runtime, the tables) is all it shows.
+            let perMillion = ops >= 1_000_000 ? String(format: ", %.2f MiB per million ops", Double(usage.maxResidentKilobytes) / 1024 / (Double(ops) / 1e6)) : ""
             Diagnostics.note(String(format: "harness: max RSS %.1f MiB (%ld kB) for %ld ops%@; user %.2f s, system %.2f s",
                               Double(usage.maxResidentKilobytes) / 1024, usage.maxResidentKilobytes, ops, perMillion,
                               usage.userSeconds, usage.systemSeconds))
