@@ -105,8 +105,9 @@ def time_lean_child(row, binaries, loops, stream):
 
 
 def time_through_cli(row, binaries, trace):
+    # Serial, as the C loop runs: a multi-threaded trace would otherwise replay per thread.
     report = json.loads(run([os.path.join(binaries, "allocbench"), "--trace", trace, "--allocators", row.name,
-                             "--repeat", "1", "--format", "json"]))
+                             "--threads", "serial", "--repeat", "1", "--format", "json"]))
     return report["runs"][0]["results"][0]["ns_per_op"]["median"]
 
 
