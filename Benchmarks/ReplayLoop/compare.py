@@ -13,7 +13,12 @@ slower: each invocation parses the trace and makes a traced run first).
 The rows and the C loop alternate within each round, and the order flips every round, so a burst
 of noise on the machine hits both sides alike. Only ratios measured in one run mean anything.
 
-    compare.py --bin .build/release --loops .build/replay-loop [--rounds N] [--cli] [TRACE ...]
+Address layout moves both sides by more than the 5 % being measured (the C loop alone ran 19–26
+ns/op on one stream across ASLR layouts; the size of the environment shifts the stack the same
+way): with --aslr every run of either side gets a layout of its own, and the rounds compare the
+two loops over many layouts rather than allocbench's one fixed layout with the C loop's.
+
+    compare.py --bin .build/release --loops .build/replay-loop [--rounds N] [--cli] [--aslr] [TRACE ...]
 """
 
 import argparse
@@ -89,25 +94,27 @@ def loop_environment(row):
     return environment
 
 
-def time_reference(row, loops, stream):
-    # No address randomization, as allocbench runs its children (setarch -R).
+def time_reference(row, loops, stream, randomize):
+    # No address randomization, as allocbench runs its children (setarch -R), unless --aslr.
     command = [row.reference_loop(loops), stream]
-    if shutil.which("setarch"):
+    if not randomize and shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "-R"] + command
     return float(run(command, loop_environment(row)).split()[0])
 
 
-def time_lean_child(row, binaries, loops, stream):
-    command = [os.path.join(loops, "time-child"), stream, os.path.join(binaries, row.lean_child), row.child_allocator]
+def time_lean_child(row, binaries, loops, stream, randomize):
+    command = [os.path.join(loops, "time-child")] + (["--aslr"] if randomize else []) + \
+        [stream, os.path.join(binaries, row.lean_child), row.child_allocator]
     if row.preload:
         command.append(row.preload)
     return float(run(command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}).split()[0])
 
 
-def time_through_cli(row, binaries, trace):
+def time_through_cli(row, binaries, trace, randomize):
     # Serial, as the C loop runs: a multi-threaded trace would otherwise replay per thread.
     report = json.loads(run([os.path.join(binaries, "allocbench"), "--trace", trace, "--allocators", row.name,
-                             "--threads", "serial", "--repeat", "1", "--format", "json"]))
+                             "--threads", "serial", "--repeat", "1", "--format", "json"]
+                            + (["--aslr"] if randomize else [])))
     return report["runs"][0]["results"][0]["ns_per_op"]["median"]
 
 
@@ -122,12 +129,12 @@ def compare(trace, rows, arguments, scratch):
     for round_index in range(arguments.rounds):
         for row in rows:
             def reference():
-                return time_reference(row, arguments.loops, stream)
+                return time_reference(row, arguments.loops, stream, arguments.aslr)
 
             def replay():
                 if arguments.cli:
-                    return time_through_cli(row, arguments.bin, trace)
-                return time_lean_child(row, arguments.bin, arguments.loops, stream)
+                    return time_through_cli(row, arguments.bin, trace, arguments.aslr)
+                return time_lean_child(row, arguments.bin, arguments.loops, stream, arguments.aslr)
 
             if round_index % 2 == 0:
                 c_loop, replayed = reference(), replay()
@@ -167,6 +174,9 @@ def main():
     parser.add_argument("--loops", required=True, help="the directory of the reference-* loops and time-child")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per trace (default 10)")
     parser.add_argument("--cli", action="store_true", help="time the replay through `allocbench --format json`")
+    parser.add_argument("--aslr", action="store_true",
+                        help="keep address randomization on both sides: every run a layout of its own, so that the "
+                             "rounds compare the loops over many layouts, not one fixed layout with another")
     parser.add_argument("traces", nargs="+")
     arguments = parser.parse_args()
     if arguments.rounds < 1:

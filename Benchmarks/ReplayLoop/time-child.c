@@ -3,7 +3,10 @@
 // and a control block on 4), without allocbench's parse and traced run: so that compare.py can
 // alternate the real replay with the C reference loop many times within `make bench`.
 //
-//     time-child OP_STREAM LEAN_CHILD ALLOCATOR [LD_PRELOAD_LIBRARY]
+//     time-child [--aslr] OP_STREAM LEAN_CHILD ALLOCATOR [LD_PRELOAD_LIBRARY]
+//
+// --aslr keeps address randomization (allocbench --aslr): each run then has a layout of its own,
+// so that many runs compare the loops over layouts rather than one layout with another.
 //
 // prints "<ns per op> <ops>": the child's own clock around its replay loop (the control block's
 // replay_nanoseconds, the figure behind allocbench's ns/op) over the stream's op count.
@@ -18,7 +21,10 @@ static _Noreturn void fail(const char *message) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) fail("usage: time-child OP_STREAM LEAN_CHILD ALLOCATOR [LD_PRELOAD_LIBRARY]");
+    int randomize = argc > 1 && strcmp(argv[1], "--aslr") == 0;
+    argc -= randomize;
+    argv += randomize;
+    if (argc != 4 && argc != 5) fail("usage: time-child [--aslr] OP_STREAM LEAN_CHILD ALLOCATOR [LD_PRELOAD_LIBRARY]");
     int stream = open(argv[1], O_RDONLY | O_CLOEXEC);
     if (stream < 0) fail("cannot open the op stream");
     ab_stream_header header;
@@ -43,7 +49,7 @@ int main(int argc, char **argv) {
     int keep[] = {stream, control_file};
     ab_spawn_options options = {
         .keep = keep, .keep_count = 2, .standard_output = -1, .standard_error = -1,
-        .isolate = 1, .no_aslr = 1, .exec_descriptor = -1,
+        .isolate = 1, .no_aslr = !randomize, .exec_descriptor = -1,
     };
     pid_t child;
     int error = ab_spawn(&child, argv[2], arguments, environment, &options);

@@ -184,29 +184,29 @@ func execute<A: Allocator>(_ op: ab_op, _ allocator: inout A, _ slots: UnsafeMut
     let alignment = 1 &<< Int(op.align_log2)
     let slot = slots + Int(op.slot)
     let byteCount = Int(truncatingIfNeeded: op.size)
-    switch Int(op.kind) {
-    case AB_OP_FREE:
+    // Branches in the order of the C reference loop (Benchmarks/ReplayLoop/reference.c), not a
+    // switch: a switch over the kind compiled to one indirect jump per op, whose target follows
+    // the trace's mix of mallocs and frees.
+    if op.kind == UInt8(AB_OP_FREE) {
         allocator.deallocate(slot.pointee.block.unsafelyUnwrapped, byteCount: slot.pointee.byteCount, alignment: alignment)
         slot.pointee.block = nil
-    case AB_OP_MALLOC, AB_OP_MEMALIGN, AB_OP_CALLOC, AB_OP_REALLOC:
-        let result: UnsafeMutableRawPointer?
-        switch Int(op.kind) {
-        case AB_OP_CALLOC:
-            result = allocator.allocateZeroed(byteCount: byteCount, alignment: alignment)
-        case AB_OP_REALLOC:
-            result = allocator.reallocate(slot.pointee.block.unsafelyUnwrapped, from: slot.pointee.byteCount,
-                                          to: byteCount, alignment: alignment)
-        default:
-            result = allocator.allocate(byteCount: byteCount, alignment: alignment)
-        }
-        guard let block = result else { return UInt32(AB_FAILURE_OUT_OF_MEMORY) }
-        let required = guaranteedAlignment(requested: alignment, byteCount: byteCount)
-        guard UInt(bitPattern: block) & UInt(required &- 1) == 0 else { return UInt32(AB_FAILURE_MISALIGNED) }
-        slot.pointee = Slot(block: block, byteCount: byteCount)
-        touchBlock(block, byteCount: byteCount, mode: touch)
-    default:
-        break
+        return UInt32(AB_FAILURE_NONE)
     }
+    guard op.kind >= UInt8(AB_OP_MALLOC) && op.kind <= UInt8(AB_OP_REALLOC) else { return UInt32(AB_FAILURE_NONE) }
+    let result: UnsafeMutableRawPointer?
+    if op.kind == UInt8(AB_OP_CALLOC) {
+        result = allocator.allocateZeroed(byteCount: byteCount, alignment: alignment)
+    } else if op.kind == UInt8(AB_OP_REALLOC) {
+        result = allocator.reallocate(slot.pointee.block.unsafelyUnwrapped, from: slot.pointee.byteCount,
+                                      to: byteCount, alignment: alignment)
+    } else {
+        result = allocator.allocate(byteCount: byteCount, alignment: alignment)
+    }
+    guard let block = result else { return UInt32(AB_FAILURE_OUT_OF_MEMORY) }
+    let required = guaranteedAlignment(requested: alignment, byteCount: byteCount)
+    guard UInt(bitPattern: block) & UInt(required &- 1) == 0 else { return UInt32(AB_FAILURE_MISALIGNED) }
+    slot.pointee = Slot(block: block, byteCount: byteCount)
+    touchBlock(block, byteCount: byteCount, mode: touch)
     return UInt32(AB_FAILURE_NONE)
 }
 
