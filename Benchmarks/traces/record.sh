@@ -23,12 +23,7 @@ export LC_ALL=C TZ=UTC HOME="$work" GIT_CONFIG_NOSYSTEM=1 PYTHONHASHSEED=0 PERL_
 unset PYTHONPATH PYTHONSTARTUP PYTHONMALLOC PERL5LIB PERL5OPT GCC_EXEC_PREFIX COMPILER_PATH LD_PRELOAD
 
 # record NAME COMMAND...: the trace of COMMAND (its own process) as NAME.txt.gz.
-record() {
-    name=$1
-    shift
-    "$allocbench" record --follow none -o "$work/$name.txt" -- "$@" >/dev/null
-    gzip -9n <"$work/$name.txt" >"$here/$name.txt.gz"
-}
+. "$here/record-common.sh"
 
 # sort: 200,000 generated lines, one thread, a 256 KiB buffer (so it merges temporary files).
 seq 1 200000 | awk '{ printf "%07d %s-%d\n", ($1 * 7919) % 1000003, substr("abcdefghijklmnopqrstuvwxyz", 1 + $1 % 26), $1 % 101 }' >"$work/sort-input.txt"

@@ -15,12 +15,8 @@ trap 'rm -rf "$work"' EXIT INT TERM
 export LC_ALL=C TZ=UTC HOME="$work"
 unset LD_PRELOAD
 
-record() {
-    name=$1
-    shift
-    "$allocbench" record --follow none -o "$work/$name.txt" -- "$@" >/dev/null
-    gzip -9n <"$work/$name.txt" >"$here/$name.txt.gz"
-}
+# record NAME COMMAND...: the trace of COMMAND (its own process) as NAME.txt.gz.
+. "$here/../record-common.sh"
 
 # The input: 600,000 generated lines (12 MB), the same on every run.
 seq 1 600000 | awk '{ printf "%07d %s-%d lorem ipsum %d\n", ($1 * 7919) % 1000003, substr("abcdefghijklmnopqrstuvwxyz", 1 + $1 % 26), $1 % 101, $1 * 31 % 977 }' >"$work/input.txt"
