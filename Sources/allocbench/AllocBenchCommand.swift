@@ -239,6 +239,18 @@ enum Diagnostics {
     }
 }
 
+/// Renders a report and writes it as `emit` does; a report that cannot be encoded is an
+/// operating-system error (71), the same for every command that prints one.
+func emitReport(to path: String?, _ render: () throws -> String) throws(CommandFailure) {
+    let rendered: String
+    do {
+        rendered = try render()
+    } catch {
+        throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
+    }
+    try emit(rendered, to: path)
+}
+
 /// Writes `text` to `path` atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws(CommandFailure) {
     if path == nil && standardOutputWasClosed {

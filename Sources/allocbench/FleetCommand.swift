@@ -69,13 +69,7 @@ struct FleetCommand: ParsableCommand {
         let report: FleetReport
         do throws(CommandFailure) {
             report = try measure()
-            let rendered: String
-            do {
-                rendered = try FleetTable.render(report, as: format)
-            } catch {
-                throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
-            }
-            try emit(rendered, to: output)
+            try emitReport(to: output) { try FleetTable.render(report, as: format) }
         } catch {
             fail(error)
         }

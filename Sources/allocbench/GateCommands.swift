@@ -128,13 +128,7 @@ struct GateOptionGroup: ParsableArguments {
     /// Prints or writes the report, says the verdict on stderr when the report went to a file, and
     /// exits with the verdict's code.
     func finish(_ report: GateReport) throws(CommandFailure) -> Never {
-        let rendered: String
-        do {
-            rendered = try GateRenderer().render(report, as: format)
-        } catch {
-            throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
-        }
-        try emit(rendered, to: output)
+        try emitReport(to: output) { try GateRenderer().render(report, as: format) }
         if output != nil { Diagnostics.error(GateRenderer.summary(report)) }
         Foundation.exit(report.exitCode)
     }

@@ -63,13 +63,9 @@ struct Merge: ParsableCommand {
             merged = result.report
             for note in result.notes { Diagnostics.error(note) }
             try reportFiles.write(merged)
-            let rendered: String
-            do {
-                rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor).render(merged, as: format)
-            } catch {
-                throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
+            try emitReport(to: output) {
+                try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor).render(merged, as: format)
             }
-            try emit(rendered, to: output)
         } catch {
             fail(error)
         }

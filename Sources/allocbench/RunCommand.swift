@@ -55,14 +55,10 @@ struct Run: ParsableCommand {
             if breakdown { detail.insert(.breakdown) }
             report = try Run.measure(replay, detail: detail.union(reportFiles.detail))
             try reportFiles.write(report)
-            let rendered: String
-            do {
-                rendered = try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
+            try emitReport(to: output) {
+                try ReportFormatter(useColor: output == nil && Diagnostics.stdoutWantsColor)
                     .render(ReportFiles.printable(report, keeping: detail), as: format)
-            } catch {
-                throw CommandFailure(ExitStatus.systemError, "cannot encode the report: \(error)")
             }
-            try emit(rendered, to: output)
         } catch {
             fail(error)
         }
