@@ -6,10 +6,9 @@
 For each op count it generates a synthetic trace (Benchmarks/synthetic_trace.py: 100 k live
 blocks, 8 threads) into --directory, once, as text and as .gz, replays each with
 `allocbench run --threads serial --repeat 1 --harness-usage` (one traced and one timed replay per
-allocator) and
-prints a table: the input's size, the invocation's wall time, and the parent's max RSS
-(getrusage RUSAGE_SELF in allocbench itself: the replay children, which map the op stream, are not
-the parent) in MiB and per million ops. Memory bounded in the trace's length shows as a max RSS
+allocator) and prints a table: the input's size, the invocation's wall time, and the parent's max
+RSS (getrusage RUSAGE_SELF in allocbench itself: the replay children, which map the op stream, are
+not the parent) in MiB and per million ops. Memory bounded in the trace's length shows as a max RSS
 that stays put while the ops grow tenfold; wall time linear in ops as a constant wall per million.
 """
 import argparse

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -99,11 +98,13 @@ def loop_environment(row):
 
 
 def time_reference(row, loops, stream, randomize):
+    """The C loop's ns/op and the stream's op count (it prints both)."""
     # No address randomization, as allocbench runs its children (setarch -R), unless --aslr.
     command = [row.reference_loop(loops), stream]
     if not randomize and shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "-R"] + command
-    return float(run(command, loop_environment(row)).split()[0])
+    nanoseconds, ops = run(command, loop_environment(row)).split()[:2]
+    return float(nanoseconds), int(ops)
 
 
 def time_lean_child(row, binaries, loops, stream, randomize):
@@ -126,26 +127,18 @@ def spread(values, digits=1):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-def op_count(stream):
-    """The op count in an op stream's header (CAllocBench.h's ab_stream_header: magic, version,
-    header_bytes, op_count)."""
-    with open(stream, "rb") as file:
-        return struct.unpack_from("<QIIQ", file.read(24))[3]
-
-
-def stream_path(scratch, trace):
-    """Where compare() writes `trace`'s op stream."""
-    return os.path.join(scratch, os.path.basename(trace) + ".ops")
-
-
 def compare(trace, rows, arguments, scratch):
-    stream = stream_path(scratch, trace)
+    """Each row's C loop and replay ns/op, round by round, and the trace's op count."""
+    stream = os.path.join(scratch, os.path.basename(trace) + ".ops")
     run([os.path.join(arguments.bin, "parse-benchmark"), trace, "--write-op-stream", stream])
     samples = {row.name: ([], []) for row in rows}
+    ops = 0
     for round_index in range(arguments.rounds):
         for row in rows:
             def reference():
-                return time_reference(row, arguments.loops, stream, arguments.aslr)
+                nonlocal ops
+                nanoseconds, ops = time_reference(row, arguments.loops, stream, arguments.aslr)
+                return nanoseconds
 
             def replay():
                 if arguments.cli:
@@ -158,7 +151,7 @@ def compare(trace, rows, arguments, scratch):
                 replayed, c_loop = replay(), reference()
             samples[row.name][0].append(c_loop)
             samples[row.name][1].append(replayed)
-    return samples
+    return samples, ops
 
 
 def print_table(trace, rows, samples, ops, arguments):
@@ -209,8 +202,7 @@ def main():
             print(f"compare.py: {row.name}: no C loop {row.reference_loop(arguments.loops)}; row left out", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="allocbench-replay-loop-") as scratch:
         for trace in arguments.traces:
-            samples = compare(trace, rows, arguments, scratch)
-            print_table(trace, rows, samples, op_count(stream_path(scratch, trace)), arguments)
+            print_table(trace, rows, *compare(trace, rows, arguments, scratch), arguments)
             sys.stdout.flush()
 
 
