@@ -92,13 +92,13 @@ public struct Benchmark: Sendable {
                 results.append(failedRow(allocator, trace.summary, error))
             }
         }
-        var times = [[Double]](repeating: [], count: allocators.count)
+        var times = [[TimedRun]](repeating: [], count: allocators.count)
         for round in 0..<settings.timedRuns {
             for (index, allocator) in allocators.enumerated() where results[index].isOK {
                 progress("timing round \(round + 1) of \(settings.timedRuns): \(allocator.name)")
                 do {
                     switch try time(allocator, stream: trace.stream, summary: trace.summary) {
-                    case .success(let nanosecondsPerOp): times[index].append(nanosecondsPerOp)
+                    case .success(let timed): times[index].append(timed)
                     case .failure(let failed): results[index] = failed.row
                     }
                 } catch {
@@ -107,7 +107,10 @@ public struct Benchmark: Sendable {
             }
         }
         for index in results.indices where results[index].isOK && !times[index].isEmpty {
-            results[index].nsPerOp = TimePerOp(runs: times[index])
+            results[index].nsPerOp = TimePerOp(runs: times[index].map(\.nanosecondsPerOp))
+            if let handOvers = times[index].first?.handOvers, handOvers > 0 {
+                results[index].handOvers = HandOvers(count: handOvers, nsPerOp: TimePerOp(runs: times[index].map(\.handOverNanosecondsPerOp)))
+            }
         }
         // The op stream cannot be read back only if the memfd that every replay just mapped fails a
         // pread: then the chart goes without the ideal's line rather than the run without its rows.
@@ -140,14 +143,25 @@ public struct Benchmark: Sendable {
             threads: summary.threadMode ?? .serial)
     }
 
-    /// One untraced replay: its ns/op, or the row of a replay that failed.
-    func time(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> Result<Double, TimedRunFailed> {
+    /// One untraced replay's time per op: the replay's wall time without its hand-overs between
+    /// threads (a per-thread replay's; none in the other modes), and the hand-overs'.
+    struct TimedRun {
+        var nanosecondsPerOp: Double
+        var handOvers: Int
+        var handOverNanosecondsPerOp: Double
+    }
+
+    /// One untraced replay: its time, or the row of a replay that failed.
+    func time(_ allocator: CatalogEntry, stream: OpStreamFile, summary: TraceSummary) throws(SystemError) -> Result<TimedRun, TimedRunFailed> {
         let timed = try ReplayRunner().run(request(allocator, traced: false, summary: summary), stream: stream)
         guard timed.succeeded else {
             return .failure(TimedRunFailed(row: AllocatorResult(measured: timed, name: allocator.name, summary: summary,
                                                                  pageSize: Benchmark.pageSize, recording: [])))
         }
-        return .success(Double(timed.replayNanoseconds) / Double(max(summary.ops, 1)))
+        let ops = Double(max(summary.ops, 1))
+        let handOverNanoseconds = min(timed.handOverNanoseconds, timed.replayNanoseconds)
+        return .success(TimedRun(nanosecondsPerOp: Double(timed.replayNanoseconds - handOverNanoseconds) / ops,
+                                 handOvers: Int(timed.handOvers), handOverNanosecondsPerOp: Double(handOverNanoseconds) / ops))
     }
 
     struct TimedRunFailed: Error {

@@ -92,6 +92,10 @@ public struct ChildOutcome: Sendable {
     public var state: State
     public var opsCompleted: Int
     public var replayNanoseconds: UInt64
+    /// Per-thread replay: how many times the turn passed between OS threads, and the time those
+    /// passes took (part of `replayNanoseconds`).
+    public var handOvers: UInt64
+    public var handOverNanoseconds: UInt64
     public var runtimeMallocDelta: Int64?
     public var statistics: [AllocatorStatistic]
     public var baselineStatistics: [AllocatorStatistic]
@@ -246,6 +250,8 @@ public struct ReplayRunner: Sendable {
             state: controlBlock.state,
             opsCompleted: controlBlock.opsCompleted,
             replayNanoseconds: control.pointee.replay_nanoseconds,
+            handOvers: control.pointee.hand_overs,
+            handOverNanoseconds: control.pointee.hand_over_nanoseconds,
             runtimeMallocDelta: control.pointee.runtime_malloc_checked != 0 ? control.pointee.runtime_malloc_delta : nil,
             statistics: statistics,
             baselineStatistics: baselineStatistics,

@@ -42,6 +42,9 @@ public struct Metric: Sendable {
     public var isTiming: Bool
     /// In the gate's Markdown summary table (every moved metric is in the table below it anyway).
     public var isHeadline: Bool
+    /// A metric of one replay mode: the tables leave its column out of a trace run where no row
+    /// has it (CSV keeps the key, empty).
+    public var isShownOnlyWhereMeasured: Bool
     public var column: TableColumn
     /// Decimal places in text outputs (CSV keeps more).
     public var decimals: Int
@@ -61,8 +64,9 @@ public struct Metric: Sendable {
     }
 
     public init(key: String, title: String, unit: Unit, polarity: Polarity = .lowerIsBetter, defaultTolerance: Tolerance = .exact,
-                isGated: Bool = true, isTiming: Bool = false, isHeadline: Bool = false, column: TableColumn = .own, decimals: Int = 0,
-                section: Section = .allocator, read: @escaping @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?) {
+                isGated: Bool = true, isTiming: Bool = false, isHeadline: Bool = false, isShownOnlyWhereMeasured: Bool = false,
+                column: TableColumn = .own, decimals: Int = 0, section: Section = .allocator,
+                read: @escaping @Sendable (_ row: AllocatorResult, _ context: Context) -> Double?) {
         self.key = key
         self.title = title
         self.unit = unit
@@ -72,6 +76,7 @@ public struct Metric: Sendable {
         self.isGated = isGated
         self.isTiming = isTiming
         self.isHeadline = isHeadline
+        self.isShownOnlyWhereMeasured = isShownOnlyWhereMeasured
         self.column = column
         self.decimals = decimals
         self.read = read
@@ -164,7 +169,8 @@ extension Metric {
         $0.rssAnonKilobytes - $0.lazyFreeKilobytes
     }
 
-    /// Median ns/op over the timed runs: shown, never gated (it measures the machine).
+    /// Median ns/op over the timed runs: shown, never gated (it measures the machine). A per-thread
+    /// replay's leaves out its hand-overs between threads (the next metric).
     public static let nanosecondsPerOp = Metric(key: "ns_per_op", title: "ns/op", unit: .nanoseconds, isGated: false, decimals: 1) {
         row, _ in row.nsPerOp?.median
     }
@@ -180,6 +186,14 @@ extension Metric {
         else { return nil }
         return (time / glibc * ratioDecimals).rounded() / ratioDecimals
     }
+
+    /// A per-thread replay's hand-overs between OS threads, per op of the trace (median over the
+    /// timed runs): each a futex wake and a context switch, the replay's cost and not the
+    /// allocator's, so ns/op leaves them out; ns/op plus this is the replay's wall time per op.
+    public static let handOverNanosecondsPerOp = Metric(
+        key: "hand_over_ns_per_op", title: "hand-over ns/op", unit: .nanoseconds, isGated: false, isShownOnlyWhereMeasured: true,
+        decimals: 1
+    ) { row, _ in row.handOvers?.nsPerOp.median }
 
     /// The instants a counter metric can be read at.
     public enum Instant: Sendable {
@@ -232,6 +246,7 @@ extension Metric {
         touchedFinal, touchedPeak, lazyFreeFinal, lazyFreeAtPeak, touchedNotLazyFinal, touchedNotLazyPeak,
         mappedFinal, mappedPeak, ideal, overhead, minorFaults, pageTablesFinal, pageTablesPeak,
         mmapCalls, munmapCalls, brkCalls, madviseCalls, mremapCalls, otherCalls, nanosecondsPerOp, nanosecondsPerOpVersusGlibc,
+        handOverNanosecondsPerOp,
     ]
 
     /// The metrics `check` and `compare` compare and baselines record.

@@ -218,6 +218,21 @@ public struct TimePerOp: Codable, Sendable, Equatable {
     }
 }
 
+/// A per-thread replay's hand-overs: the turn passing from one OS thread to the next (a futex
+/// wake and a context switch, the replay's cost and not the allocator's), which its ns/op leaves out.
+public struct HandOvers: Codable, Sendable, Equatable {
+    /// Hand-overs in one replay (the same in every run: they follow from the trace).
+    public var count: Int
+    /// Their time per op of the trace, over the timed runs: ns/op plus this is the replay's wall
+    /// time per op.
+    public var nsPerOp: TimePerOp
+
+    public init(count: Int, nsPerOp: TimePerOp) {
+        self.count = count
+        self.nsPerOp = nsPerOp
+    }
+}
+
 /// One allocator's row: every metric of docs/metrics.md.
 public struct AllocatorResult: Codable, Sendable, Equatable {
     public enum Status: String, Codable, Sendable {
@@ -242,6 +257,9 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
     public var pageTablesKilobytes: FinalAndPeak?
     public var mmSyscalls: [String: Int]?
     public var nsPerOp: TimePerOp?
+    /// A per-thread replay's hand-overs between OS threads, left out of `nsPerOp` (nil: the ops
+    /// ran on one thread, or concurrently).
+    public var handOvers: HandOvers?
     /// RssAnon and VmSize of the child at the baseline, in kB: what every such process pays before
     /// its first allocation.
     public var baseline: MemorySample?
@@ -278,7 +296,7 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
                 touchedPeakSample: MemorySample? = nil, processEndSample: MemorySample? = nil, processPeakSample: MemorySample? = nil,
                 selfReported: [String: Int64] = [:], selfReportedBaseline: [String: Int64]? = nil,
                 mallocProvider: String = "", runtimeMallocDeltaBytes: Int64? = nil, timeline: [TimelinePoint]? = nil,
-                breakdown: MemoryBreakdown? = nil) {
+                breakdown: MemoryBreakdown? = nil, handOvers: HandOvers? = nil) {
         self.allocator = allocator
         self.status = status
         self.detail = detail
@@ -302,6 +320,7 @@ public struct AllocatorResult: Codable, Sendable, Equatable {
         self.runtimeMallocDeltaBytes = runtimeMallocDeltaBytes
         self.timeline = timeline
         self.breakdown = breakdown
+        self.handOvers = handOvers
     }
 
     public var isOK: Bool { status == .ok }

@@ -138,7 +138,10 @@ func replayOnThreads<A: Allocator>(_ allocator: inout A, _ session: ReplaySessio
             progress.pointee = completed
             return failure
         }
-        return ab_replay_on_threads(plan, executeOp, &context, &completed)
+        // Straight into the control block: its page was mapped and written before the baseline.
+        let control = session.control
+        return ab_replay_on_threads(plan, executeOp, &context, &completed, &control.pointee.hand_overs,
+                                    &control.pointee.hand_over_nanoseconds)
     }
 }
 

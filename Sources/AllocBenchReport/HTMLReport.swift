@@ -139,6 +139,7 @@ public enum HTMLReport {
     /// process's (ReportFormatter.wholeProcessColumns).
     static func resultsTable(_ run: TraceRun, pageSize: Int, palette: Palette,
                              columns: [ReportFormatter.Column] = ReportFormatter.columns) -> Element {
+        let columns = ReportFormatter.columns(columns, shownIn: run, context: Metric.Context(run: run, pageSize: pageSize))
         var table = Element("table", ["class": "results"])
         table.append(Element("thead", [:], [.element(row(columns.map { column in
             Element("th", column.isText ? ["class": "text"] : [:], text: column.title)

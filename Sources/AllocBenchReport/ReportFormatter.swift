@@ -70,6 +70,15 @@ public struct ReportFormatter: Sendable {
 
     public static var columnTitles: [String] { columns.map(\.title) }
 
+    /// `columns` without those of metrics shown only where measured that no row of `run` has
+    /// (a per-thread replay's hand-overs, in a serial run).
+    public static func columns(_ columns: [Column], shownIn run: TraceRun, context: Metric.Context) -> [Column] {
+        columns.filter { column in
+            guard !column.metrics.isEmpty, column.metrics.allSatisfy(\.isShownOnlyWhereMeasured) else { return true }
+            return run.results.contains { result in result.isOK && column.metrics.contains { $0.read(result, context) != nil } }
+        }
+    }
+
     /// "crashed: SIGSEGV after op 2", "timed out after op 1", "failed: out of memory at op 4".
     public static func statusText(_ result: AllocatorResult) -> String {
         switch result.status {
@@ -95,7 +104,7 @@ public struct ReportFormatter: Sendable {
             return parts.contains { $0 == nil } ? "-" : parts.compactMap { $0 }.joined(separator: "/")
         }
         switch first.column {
-        case .own where first.unit == .nanoseconds:
+        case .own where first.key == Metric.nanosecondsPerOp.key:
             return result.nsPerOp.map(timeSummary) ?? "-"
         case .own:
             return value(first).map(first.text) ?? "-"
@@ -134,7 +143,7 @@ public struct ReportFormatter: Sendable {
         let environment = report.environment
         var lines = [
             "trace \(trace.path): \(trace.ops) ops, \(trace.threads) thread\(trace.threads == 1 ? "" : "s")\(threadActivity(trace))"
-                + (trace.threadMode == .perThread ? ", replayed on a thread each, one op at a time" : "")
+                + (trace.threadMode == .perThread ? ", replayed on a thread each, one op at a time (ns/op without the hand-overs)" : "")
                 + (trace.threadMode == .concurrent ? ", replayed on a thread each, all at once (pages not exact)" : "") + ", "
                 + "peak live \(trace.peakLiveBytes) bytes (ideal \(trace.idealPages) page\(trace.idealPages == 1 ? "" : "s"))",
             "page size \(environment.pageSize) · kernel \(environment.kernel) · glibc \(environment.glibc)"
@@ -163,7 +172,7 @@ public struct ReportFormatter: Sendable {
                 output += tableLines(run, columns: Self.wholeProcessColumns, context: context)
             }
             output += "\nthe allocator, from the baseline to the end: pages are \(report.environment.pageSize / 1024) KiB; touched = RssAnon, mapped = VmSize\n"
-            output += tableLines(run, columns: Self.columns, context: context)
+            output += tableLines(run, columns: Self.columns(Self.columns, shownIn: run, context: context), context: context)
             let breakdown = Self.breakdownSection(run)
             if !breakdown.isEmpty { output += "\n" + breakdown.map { $0 + "\n" }.joined() }
             let notes = Self.notes(run, pageSize: report.environment.pageSize)
@@ -284,7 +293,7 @@ public struct ReportFormatter: Sendable {
             output += "### \(run.trace.name)\n\n"
             output += Self.header(report, run).map { $0 + "  \n" }.joined() + "\n"
             let context = Metric.Context(run: run, pageSize: report.environment.pageSize)
-            var tables = [Self.columns]
+            var tables = [Self.columns(Self.columns, shownIn: run, context: context)]
             if run.results.contains(where: { $0.processEndSample != nil }) { tables.insert(Self.wholeProcessColumns, at: 0) }
             for columns in tables {
                 output += "| " + columns.map(\.title).joined(separator: " | ") + " |\n"

@@ -362,7 +362,25 @@ typedef struct ab_threaded_run {
     uint32_t stopping;
     uint32_t coordinator_turn;   // futex word of the thread that started the replay
     uint64_t exited;             // the recorded thread that handed the turn over on its way out, or UINT64_MAX
+    uint64_t given_at;           // CLOCK_MONOTONIC when the turn was last handed over
+    uint64_t hand_overs;
+    uint64_t hand_over_nanoseconds;
 } ab_threaded_run;
+
+/// Hands the turn to the thread sleeping on `word`, noting when: the switch is the replay's cost,
+/// not the allocator's, and the receiver (ab_take_turn) adds it to the hand-overs' time, which
+/// per-thread ns/op leaves out. Everything else stays in the time: the ops, and the threads' start
+/// (pthread_create) and exit work (TSD destructors, the allocator's cache teardown).
+static void ab_hand_over(ab_threaded_run *run, uint32_t *word) {
+    run->given_at = ab_monotonic_nanoseconds();
+    ab_turn_give(word);  // release: the receiver sees given_at
+}
+
+static void ab_take_turn(ab_threaded_run *run, uint32_t *word) {
+    ab_turn_wait(word);
+    run->hand_over_nanoseconds += ab_monotonic_nanoseconds() - run->given_at;
+    run->hand_overs++;
+}
 
 /// The plan of the replay running now, for its threads' start routine: the one pointer the
 /// threaded replays keep in the child's bss (everything else is in the plan, on the replay's stack).
@@ -374,7 +392,7 @@ static void *ab_replay_thread(void *argument) {
     ab_recorded_thread *self = &run->plan->threads[me];
     const ab_op *ops = run->plan->ops;
     for (;;) {
-        ab_turn_wait(&self->turn);
+        ab_take_turn(run, &self->turn);
         if (run->stopping) return NULL;
         // Run this thread's ops until the next one is another thread's.
         for (;;) {
@@ -385,13 +403,13 @@ static void *ab_replay_thread(void *argument) {
                 run->failure = failure;
                 run->stopping = 1;
                 run->exited = index == self->last_op ? me : UINT64_MAX;
-                ab_turn_give(&run->coordinator_turn);
+                ab_hand_over(run, &run->coordinator_turn);
                 return NULL;
             }
             if (index == self->last_op) {
                 // Ends here: the coordinator joins this thread (its exit work done) and goes on.
                 run->exited = me;
-                ab_turn_give(&run->coordinator_turn);
+                ab_hand_over(run, &run->coordinator_turn);
                 return NULL;
             }
             ab_recorded_thread *following = &run->plan->threads[ops[run->next].thread];
@@ -399,9 +417,9 @@ static void *ab_replay_thread(void *argument) {
             if (following->stack_slot < 0) {
                 // Not started yet: the coordinator starts it.
                 run->exited = UINT64_MAX;
-                ab_turn_give(&run->coordinator_turn);
+                ab_hand_over(run, &run->coordinator_turn);
             } else {
-                ab_turn_give(&following->turn);
+                ab_hand_over(run, &following->turn);
             }
             break;
         }
@@ -436,7 +454,8 @@ static void ab_join_thread(ab_threaded_run *run, uint64_t thread) {
     recorded->stack_slot = -1;
 }
 
-uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed) {
+uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed,
+                              uint64_t *hand_overs, uint64_t *hand_over_nanoseconds) {
     // One thread runs at a time: on one CPU, a hand-over is a switch on that CPU instead of a
     // wake-up sent to another (several times slower in a virtual machine). The threads inherit it.
     cpu_set_t one;
@@ -455,8 +474,8 @@ uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void 
             run.failure = AB_FAILURE_SETUP;
             break;
         }
-        ab_turn_give(&plan->threads[thread].turn);
-        ab_turn_wait(&run.coordinator_turn);
+        ab_hand_over(&run, &plan->threads[thread].turn);
+        ab_take_turn(&run, &run.coordinator_turn);
         if (run.exited != UINT64_MAX) ab_join_thread(&run, run.exited);
         run.exited = UINT64_MAX;
     }
@@ -464,10 +483,12 @@ uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void 
     run.stopping = 1;
     for (uint64_t thread = 0; thread < plan->thread_count; thread++) {
         if (plan->threads[thread].stack_slot < 0) continue;
-        ab_turn_give(&plan->threads[thread].turn);
+        ab_hand_over(&run, &plan->threads[thread].turn);
         ab_join_thread(&run, thread);
     }
     *completed = run.next;
+    *hand_overs = run.hand_overs;
+    *hand_over_nanoseconds = run.hand_over_nanoseconds;
     ab_current_plan = NULL;
     return run.failure;
 }

@@ -96,6 +96,33 @@ final class ThreadedReplayTests: XCTestCase {
         }
     }
 
+    /// A per-thread replay's ns/op leaves out its hand-overs between threads, and the row counts
+    /// them. Two threads take turns op by op (8000 ops, 7999 changes of thread), so the turn passes
+    /// 7999 times, plus 4 through the thread that runs the replay: to the first thread, and back
+    /// at the end; and where a thread starts (thread 2, at op 2: 1 → replay → 2 instead of 1 → 2)
+    /// or ends (thread 1, at op 7999: 1 → replay → 2). Each pass is a futex wake and a context
+    /// switch, microseconds; a malloc or free of 32 bytes is far less: the hand-overs' time per op
+    /// exceeds the ops' own, which it could not if ns/op still held it.
+    func testPerThreadTimeLeavesTheHandOversOut() throws {
+        let catalog = try AllocatorCatalog.discover(in: TestPaths.products)
+        let trace = (0..<2000).flatMap { index -> [String] in
+            let (first, second) = ("0x" + String(0x100000 + index * 64, radix: 16), "0x" + String(0x900000 + index * 64, radix: 16))
+            return ["1: malloc \(first) 32", "2: malloc \(second) 32", "1: free \(first)", "2: free \(second)"]
+        }.joined(separator: "\n")
+        let benchmark = Benchmark(settings: RunSettings(touch: .pages, timedRuns: 3, timeoutSeconds: 60, lenient: false, threads: .perThread))
+        let run = try benchmark.run(tracePath: try writeTrace(trace), allocators: [try XCTUnwrap(catalog.entry(named: "glibc"))])
+        let row = try XCTUnwrap(run.results.first)
+        XCTAssertEqual(row.status, .ok, row.detail ?? "")
+        let handOvers = try XCTUnwrap(row.handOvers, "a per-thread replay reports its hand-overs")
+        XCTAssertEqual(handOvers.count, 7999 + 4)
+        XCTAssertEqual(handOvers.nsPerOp.runs.count, 3)
+        let time = try XCTUnwrap(row.nsPerOp)
+        XCTAssertGreaterThan(handOvers.nsPerOp.median, time.median, "ns/op \(time.median), hand-overs \(handOvers.nsPerOp.median) a op")
+
+        let serial = try XCTUnwrap(try replay(trace, threads: .serial, allocator: try XCTUnwrap(catalog.entry(named: "glibc"))).results.first)
+        XCTAssertNil(serial.handOvers, "one thread: no hand-overs")
+    }
+
     /// `--threads concurrent`: a thread-safe allocator runs every thread at once (each free still
     /// after its allocation: the replay completes, every op returns); one that is not thread-safe
     /// runs per thread and the row says so; the gate refuses the mode.

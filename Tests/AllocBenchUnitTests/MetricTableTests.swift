@@ -22,7 +22,7 @@ final class MetricTableTests: XCTestCase {
                                        rssFileKilobytes: 2207, stackKilobytes: 2209),
         processPeakSample: MemorySample(rssAnonKilobytes: 2202, vmSizeKilobytes: 2204, pageTablesKilobytes: 2206,
                                         rssFileKilobytes: 2208, stackKilobytes: 2210),
-        mallocProvider: "slab")
+        mallocProvider: "slab", handOvers: HandOvers(count: 40, nsPerOp: TimePerOp(runs: [1141.5])))
     static let glibc = AllocatorResult(
         allocator: "glibc", status: .ok, touchedPages: FinalAndPeak(final: 1, peak: 1), mappedPages: FinalAndPeak(final: 1, peak: 1),
         idealPages: 1001, overhead: 0.001, minorFaults: 1, pageTablesKilobytes: FinalAndPeak(final: 0, peak: 0),
@@ -99,7 +99,25 @@ final class MetricTableTests: XCTestCase {
         XCTAssertEqual(comparison.pair("t", "slab")?.metrics.map(\.metric), Metric.gated.map(\.key))
         XCTAssertEqual(Set(Metric.gated.map(\.key)), Set(Metric.all.filter(\.isGated).map(\.key)))
         XCTAssertEqual(Metric.all.filter { !$0.isGated }.map(\.key),
-                       ["touched_not_lazy_final", "touched_not_lazy_peak", "ideal_pages", "overhead", "ns_per_op"],
+                       ["touched_not_lazy_final", "touched_not_lazy_peak", "ideal_pages", "overhead", "ns_per_op", "hand_over_ns_per_op"],
                        "only what follows from gated metrics (and absolute time) is shown without being gated")
+    }
+
+    /// A per-thread replay's hand-overs have a column only where some row has them: a serial run's
+    /// tables leave it out, and CSV keeps its key with empty values.
+    func testTheHandOverColumnIsLeftOutWhereNoRowHasIt() throws {
+        var serialRow = Self.row
+        serialRow.handOvers = nil
+        let run = TraceRun(trace: Self.run.trace, results: [Self.glibc, serialRow])
+        let report = RunReport(environment: Self.report.environment, settings: Self.report.settings, runs: [run])
+        let formatter = ReportFormatter(useColor: false)
+        let title = Metric.handOverNanosecondsPerOp.title
+        for output in [try formatter.render(report, as: .table), try formatter.render(report, as: .markdown), HTMLReport.render(report)] {
+            XCTAssertFalse(output.contains(title), output)
+        }
+        XCTAssertTrue(try formatter.render(Self.report, as: .table).contains(title), "a row with hand-overs shows the column")
+        let csv = try formatter.render(report, as: .csv).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let index = try XCTUnwrap(csv[0].firstIndex(of: Substring(Metric.handOverNanosecondsPerOp.key)))
+        XCTAssertEqual(csv[2][index], "")
     }
 }

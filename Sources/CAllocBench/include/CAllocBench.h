@@ -106,6 +106,11 @@ typedef struct ab_control {
     char malloc_provider[256];      // the file that `malloc` resolves into in the child
     uint32_t replay_threads;        // how the ops ran: AB_REPLAY_SERIAL, _PER_THREAD or _CONCURRENT
     uint32_t reserved;
+    // Per-thread replay: how many times the turn passed from one OS thread to another, and the
+    // CLOCK_MONOTONIC time from each pass's FUTEX_WAKE to the receiver's return from FUTEX_WAIT,
+    // summed (part of replay_nanoseconds; ns/op leaves it out).
+    uint64_t hand_overs;
+    uint64_t hand_over_nanoseconds;
 } ab_control;
 
 enum {
@@ -422,8 +427,11 @@ uint32_t ab_replay_concurrently(ab_thread_plan *plan, ab_execute_op execute, voi
 /// thread of op i runs it, then hands over to the thread of op i+1 (futex, no spinning). A
 /// recorded thread's OS thread starts at its first op and ends after its last (its C library's and
 /// allocator's thread-exit work — TSD destructors, cache teardown — runs then, before the next op).
-/// Returns the first failure (0: none); *completed is how many ops returned.
-uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed);
+/// Returns the first failure (0: none); *completed is how many ops returned, *hand_overs how many
+/// times the turn passed between OS threads, and *hand_over_nanoseconds the time those passes took
+/// (from the giver's FUTEX_WAKE to the receiver's return from FUTEX_WAIT: the switch, no op).
+uint32_t ab_replay_on_threads(ab_thread_plan *plan, ab_execute_op execute, void *context, uint64_t *completed,
+                              uint64_t *hand_overs, uint64_t *hand_over_nanoseconds);
 
 /// gnu_get_libc_version(), or "" when the C library is not glibc.
 const char *ab_glibc_version(void);
