@@ -21,7 +21,7 @@ LEAN_BUILD   := Sources/LeanChild/build.sh
 SCALE_OPS    ?= 1000000,10000000
 TRACES       := $(wildcard Benchmarks/traces/*.txt Benchmarks/traces/*.txt.gz)
 
-.PHONY: all deps build bench bench-replay-loop test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
+.PHONY: all deps build bench bench-replay-loop bench-handover test test-fast gate baselines targets fuzz fuzz-smoke fuzz-build fuzz-corpus clean
 
 all: build
 
@@ -64,6 +64,8 @@ bench: build
 	python3 Benchmarks/repeatability.py --allocbench $(BUILD_DIR)/allocbench \
 	  $(firstword $(wildcard $(SHARED)/traces/android/systemui.zip) Benchmarks/traces/gcc-O2-cc1.txt.gz)
 	$(MAKE) --no-print-directory bench-replay-loop
+	@# What one hand-over between threads of a per-thread replay costs, against the kernel's floor.
+	$(MAKE) --no-print-directory bench-handover
 
 # The replay loop against a plain C loop (issue #17: at most 1.05x per op for every process-malloc
 # row): Benchmarks/ReplayLoop/reference.c linked with each malloc the way its lean child is
@@ -103,6 +105,15 @@ $(REPLAY_LOOP_DIR)/time-child: Benchmarks/ReplayLoop/time-child.c $(REPLAY_LOOP_
 	@mkdir -p $(@D)
 	clang $(REPLAY_LOOP_CFLAGS) $< $(REPLAY_LOOP_SHIM) -o $@ -ldl
 
+HANDOVER := $(REPLAY_LOOP_DIR)/handover
+
+bench-handover: $(HANDOVER)
+	$(HANDOVER)
+
+$(HANDOVER): Benchmarks/HandOver/handover.c $(REPLAY_LOOP_SHIM) Sources/CAllocBench/include/CAllocBench.h
+	@mkdir -p $(@D)
+	clang $(REPLAY_LOOP_CFLAGS) $< $(REPLAY_LOOP_SHIM) -o $@ -ldl -lpthread
+
 # The baselines are read, never written, by a test run: recording them here would make the gate
 # gate nothing. Their checksum, taken first and compared last, fails the run if anything wrote them.
 BASELINES_SUM := cat Benchmarks/baselines/* | cksum
@@ -133,7 +144,7 @@ baselines: build
 	$(BUILD_DIR)/allocbench baseline update --trace $(TRACES) --output Benchmarks/baselines
 
 # The issues' page and speed targets on the real traces in $(SHARED)/traces: a report, not a gate.
-targets: build
+targets: build $(HANDOVER)
 	SHARED=$(SHARED) python3 Benchmarks/targets.py
 
 # libFuzzer targets for the trace parser and the gate's inputs (Fuzz/; docs/architecture.md,

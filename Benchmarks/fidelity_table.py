@@ -7,7 +7,9 @@ peak, mapped peak, faults and median ns/op in serial, per-thread and concurrent 
 It runs `allocbench --format json --threads MODE` once per mode (the three runs back to back, in
 one window of this machine's speed) and prints a Markdown table, each cell "serial · per-thread ·
 concurrent". A dagger marks a concurrent cell of an allocator that is not thread-safe (it ran per
-thread). The wall time of each invocation is printed under the table.
+thread). A per-thread replay's ns/op leaves out its hand-overs between threads; the last column
+gives their time per op (per-thread · the dagger's concurrent), so that ns/op plus it is the
+replay's wall time per op. The wall time of each invocation is printed under the table.
 """
 import argparse
 import json
@@ -44,8 +46,8 @@ def main():
     print(f"**{trace['name']}** ({trace['ops']} ops, {trace['threads']} threads, at most {activity.get('peak_alive', 1)} alive, "
           f"{activity.get('cross_thread_frees', 0)} frees across threads): serial · per-thread · concurrent")
     print()
-    print("| allocator | touched peak | mapped peak | faults | ns/op (median) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| allocator | touched peak | mapped peak | faults | ns/op (median) | hand-over ns/op |")
+    print("| --- | --- | --- | --- | --- | --- |")
     rows = {mode: {result["allocator"]: result for result in runs[mode]["results"]} for mode in MODES}
     for name in rows["serial"]:
         cells = []
@@ -63,6 +65,9 @@ def main():
                     text += "†"
                 values.append(text)
             cells.append(" · ".join(values))
+        hand_overs = [f"{result['hand_overs']['ns_per_op']['median']:.1f}" for mode in MODES[1:]
+                      if (result := rows[mode].get(name)) and result.get("status") == "ok" and result.get("hand_overs")]
+        cells.append(" · ".join(hand_overs) or "—")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
     print("† not thread-safe: replayed per thread. Wall time of each invocation: " +

@@ -89,9 +89,52 @@ def main():
     target("#4", f"slab: ns/op ≤ jemalloc's (median slab/jemalloc of {PAIRED_RUNS} paired runs)", not slower,
            "; ".join(slower) or "none")
 
+    threads_targets(target)
+
     width = max(len(what) for _, what, _, _ in verdicts)
     for issue, what, verdict, figure in verdicts:
         print(f"{issue}  {what.ljust(width)}  {verdict:<6}  {figure}")
+
+
+def threads_targets(target):
+    """Issue #15's goals on systemui, every allocator, with the floor a per-thread replay cannot go
+    under on this machine: its hand-overs times one futex hand-over between two threads on one CPU
+    (Benchmarks/HandOver/handover.c, built by `make bench-handover`)."""
+    systemui = os.path.join(SHARED, "traces", "android", "systemui.zip")
+    allocbench = os.path.join(BIN, "allocbench")
+
+    ops = {}
+
+    def rows(mode, repeat):
+        report = json.loads(run([allocbench, "--trace", systemui, "--threads", mode, "--repeat", str(repeat), "--format", "json"]))
+        ops["systemui"] = report["runs"][0]["trace"]["ops"]
+        return {row["allocator"]: row for row in report["runs"][0]["results"] if row["status"] == "ok"}
+
+    pages = [rows("per-thread", 0) for _ in range(5)]
+    moved = [f"{name} touched peak {sorted({run_[name]['touched_pages']['peak'] for run_ in pages})}"
+             for name in pages[0] if any(run_.get(name, {}).get("touched_pages") != pages[0][name]["touched_pages"]
+                                         or run_.get(name, {}).get("mapped_pages") != pages[0][name]["mapped_pages"]
+                                         for run_ in pages[1:])]
+    target("#15", "per-thread: systemui's page counts identical over 5 runs", not moved, "; ".join(moved) or "all identical")
+
+    serial, per_thread, concurrent = rows("serial", 3), rows("per-thread", 3), rows("concurrent", 3)
+    # "bare futex ping-pong between 2 threads on one CPU: 100000 hand-overs, 2109 ns each"
+    handover = run([os.path.join(ROOT, ".build", "replay-loop", "handover"), "100000"])
+    floor_ns = float(handover.strip().rsplit(": ", 1)[1].split()[2])
+
+    def wall(row):
+        return row["ns_per_op"]["median"] + (row.get("hand_overs") or {}).get("ns_per_op", {}).get("median", 0)
+
+    ratios = {name: wall(per_thread[name]) / serial[name]["ns_per_op"]["median"] for name in serial if name in per_thread}
+    floors = {name: 1 + per_thread[name]["hand_overs"]["count"] * floor_ns / ops["systemui"] / serial[name]["ns_per_op"]["median"]
+              for name in ratios if per_thread[name].get("hand_overs")}
+    target("#15", "per-thread: systemui's wall time per op within 2× serial (every allocator)", max(ratios.values()) <= 2,
+           ", ".join(f"{name} {ratio:.1f}×" + (f" (floor {floors[name]:.1f}×)" if name in floors else "") for name, ratio in ratios.items())
+           + f"; floor: hand-overs × {floor_ns:.0f} ns (a bare futex hand-over on one CPU)")
+    ratios = {name: row["ns_per_op"]["median"] / serial[name]["ns_per_op"]["median"]
+              for name, row in concurrent.items() if name in serial and row.get("thread_mode") == "concurrent"}
+    target("#15", "concurrent: systemui's ns/op within 1.3× serial (thread-safe allocators)", max(ratios.values()) <= 1.3,
+           ", ".join(f"{name} {ratio:.1f}×" for name, ratio in ratios.items()))
 
 
 if __name__ == "__main__":
