@@ -48,6 +48,14 @@ public struct Benchmark: Sendable {
     public func prepare(tracePath: String) throws(InputError) -> PreparedTrace {
         progress("parsing \(tracePath)")
         let (facts, stream) = try OpStreamFile.parse(path: tracePath, options: TraceParser.Options(lenient: settings.lenient))
+        // A concurrent replay gives every recorded thread an OS thread and a stack from before the
+        // baseline (ab_thread_plan_prepare_concurrent): refused here, before any child starts,
+        // rather than as a failed row per allocator.
+        let concurrentMaximum = Int(AB_CONCURRENT_THREADS_MAX)
+        if settings.threads.resolved(threads: facts.threadIDs.count) == .concurrent && facts.threadIDs.count > concurrentMaximum {
+            throw .badTrace(path: tracePath, line: nil, message: "\(facts.threadIDs.count) threads: --threads concurrent replays at most "
+                + "\(concurrentMaximum) (an OS thread and a stack each, all made before the baseline); --threads per-thread replays any number")
+        }
         let summary = TraceSummary(
             path: tracePath,
             name: Benchmark.traceName(tracePath),

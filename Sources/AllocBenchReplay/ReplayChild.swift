@@ -218,7 +218,7 @@ public enum ReplayChild {
         let concurrent = options.concurrent && entry.isThreadSafe
         if concurrent {
             guard ab_thread_plan_prepare_concurrent(&plan, ops.baseAddress, UInt64(ops.count), UInt64(slotCount)) == 0 else {
-                setupFailure(ab_errno() == E2BIG ? "a concurrent replay starts at most AB_CONCURRENT_THREADS_MAX threads"
+                setupFailure(ab_errno() == E2BIG ? "a concurrent replay runs at most 4096 recorded threads (AB_CONCURRENT_THREADS_MAX)"
                                                  : "cannot map the concurrent replay's plan or start its threads", control)
             }
         } else if options.perThread && ab_thread_plan_prepare(&plan, ops.baseAddress, UInt64(ops.count)) != 0 {

@@ -171,6 +171,20 @@ final class ThreadedReplayTests: XCTestCase {
         XCTAssertTrue(row.detail?.contains("out of memory") ?? false, row.detail ?? "")
     }
 
+    /// A concurrent replay makes an OS thread and a stack for every recorded thread before the
+    /// baseline, so it takes at most 4096: a trace with more is refused up front, exit 65, in one
+    /// line naming the file, before any child starts; per thread, the same trace replays.
+    func testConcurrentReplayRefusesMoreThreadsThanItMakesUpFront() throws {
+        let path = try writeTrace((1...4097).map { "\($0): malloc 0x\(String($0 * 16, radix: 16)) 16" }.joined(separator: "\n"))
+        let refused = try runCommand(TestPaths.cli, ["run", "--trace", path, "--allocators", "glibc", "--threads", "concurrent", "--repeat", "0"])
+        XCTAssertEqual(refused.status, 65, refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("\(path): 4097 threads: --threads concurrent replays at most 4096"), refused.stderr)
+        XCTAssertEqual(refused.stdout, "")
+        let perThread = try runCommand(TestPaths.cli, ["run", "--trace", path, "--allocators", "bss-arena", "--threads", "per-thread", "--repeat", "0"])
+        XCTAssertEqual(perThread.status, 0, perThread.stderr)
+    }
+
     /// More thread ids than 16 bits hold: the trace parses and replays (serially here; a per-thread
     /// replay of it starts 70,000 threads one after another, 20 s a row on the 2-core machine).
     func testSeventyThousandThreadIdsReplay() throws {

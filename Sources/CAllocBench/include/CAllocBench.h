@@ -393,6 +393,7 @@ typedef struct ab_thread_plan {
 
 /// The most recorded threads a concurrent replay starts (each at once, with its own stack).
 #define AB_CONCURRENT_THREADS_MAX 4096
+_Static_assert(AB_CONCURRENT_THREADS_MAX == 4096, "ReplayChild.swift's setup failure message says 4096");
 
 /// The stack of each replay thread: 256 KiB mapped, its top 32 KiB written before the baseline
 /// (an allocator's call chain in a new thread costs no stack page unless it is deeper).
