@@ -54,6 +54,9 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
     ControlBlock.record(baselineStatistics: A.statisticsBeforeReplay(), in: session.control)
     var mallocBefore: UInt64 = 0
     let mallocCounted = !A.isProcessMalloc && ab_process_malloc_in_use(&mallocBefore) != 0
+    // From here to the end the allocator's clock_gettime counts calls, not time (a lean child's:
+    // docs/metrics.md, "The replay's clock").
+    ab_replay_clock_start(session.control)
     let start: UInt64
     if session.traced {
         ab_mark(Int32(AB_MARK_BEGIN))
@@ -77,6 +80,7 @@ func replay<A: Allocator>(_: A.Type, _ session: ReplaySession) {
     } else {
         session.control.pointee.replay_nanoseconds = ab_monotonic_nanoseconds() - start
     }
+    ab_replay_clock_stop(session.control)
     var mallocAfter: UInt64 = 0
     if mallocCounted && ab_process_malloc_in_use(&mallocAfter) != 0 {
         session.control.pointee.runtime_malloc_checked = 1

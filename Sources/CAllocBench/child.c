@@ -4,6 +4,7 @@
 // what only glibc has (mallinfo2, dladdr, gnu_get_libc_version) is behind __GLIBC__.
 #include "CAllocBench.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/futex.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -24,6 +26,9 @@
 #include <gnu/libc-version.h>
 #include <malloc.h>
 #endif
+
+// Defined below; the replay's clock finds the control block through it.
+extern ab_child_record ab_replay_child_record;
 
 // The dynamic section of a dynamically linked executable; weak, so null in a static one.
 extern const char _DYNAMIC[] __attribute__((weak));
@@ -83,9 +88,110 @@ int ab_die_with_parent(pid_t parent) {
     return getppid() == parent ? 0 : -1;
 }
 
+// MARK: - The replay's clock
+
+typedef int (*ab_clock_function)(clockid_t, struct timespec *);
+
+// x86-64 and aarch64 (AB_AUDIT_ARCH) are 64-bit: their vDSO is an ELF64 image. (<link.h>'s ElfW
+// would also redeclare _DYNAMIC.)
+#define AB_ELF(type) Elf64_##type
+
+/// The vDSO's clock_gettime, found in the vDSO's own symbol table (the kernel's ELF image mapped
+/// into every process, AT_SYSINFO_EHDR): the real clock without a system call, in a static child
+/// as in a dynamic one, under musl as under glibc. Null if the vDSO has none (the system call
+/// then answers).
+static ab_clock_function ab_vdso_clock(void) {
+    uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (base == 0) return NULL;
+    const AB_ELF(Ehdr) *header = (const AB_ELF(Ehdr) *)base;
+    const AB_ELF(Phdr) *segments = (const AB_ELF(Phdr) *)(base + header->e_phoff);
+    const AB_ELF(Dyn) *dynamic = NULL;
+    uintptr_t load_offset = 0;
+    int loaded = 0;
+    for (int index = 0; index < header->e_phnum; index++) {
+        if (segments[index].p_type == PT_LOAD && !loaded) {
+            load_offset = base + segments[index].p_offset - segments[index].p_vaddr;
+            loaded = 1;
+        } else if (segments[index].p_type == PT_DYNAMIC) {
+            dynamic = (const AB_ELF(Dyn) *)(base + segments[index].p_offset);
+        }
+    }
+    if (dynamic == NULL || !loaded) return NULL;
+    const AB_ELF(Sym) *symbols = NULL;
+    const char *names = NULL;
+    const AB_ELF(Word) *hash = NULL;
+    for (; dynamic->d_tag != DT_NULL; dynamic++) {
+        if (dynamic->d_tag == DT_SYMTAB) symbols = (const AB_ELF(Sym) *)(dynamic->d_un.d_ptr + load_offset);
+        else if (dynamic->d_tag == DT_STRTAB) names = (const char *)(dynamic->d_un.d_ptr + load_offset);
+        else if (dynamic->d_tag == DT_HASH) hash = (const AB_ELF(Word) *)(dynamic->d_un.d_ptr + load_offset);
+    }
+    if (symbols == NULL || names == NULL || hash == NULL) return NULL;
+#if defined(__x86_64__)
+    const char *wanted = "__vdso_clock_gettime";
+#else
+    const char *wanted = "__kernel_clock_gettime";
+#endif
+    for (AB_ELF(Word) index = 0; index < hash[1]; index++) {  // hash[1]: the number of symbols
+        const AB_ELF(Sym) *symbol = &symbols[index];
+        if (ELF64_ST_TYPE(symbol->st_info) == STT_FUNC && symbol->st_shndx != SHN_UNDEF
+            && strcmp(names + symbol->st_name, wanted) == 0)
+            return (ab_clock_function)(symbol->st_value + load_offset);
+    }
+    return NULL;
+}
+
+#ifdef AB_LEAN_CHILD
+/// The clock as the kernel keeps it, for the child's own timing.
+static int ab_real_clock(clockid_t clock, struct timespec *now) {
+    ab_control *control = (ab_control *)(uintptr_t)ab_replay_child_record.control_address;
+    ab_clock_function vdso = control != NULL ? (ab_clock_function)(uintptr_t)control->real_clock : NULL;
+    return vdso != NULL ? vdso(clock, now) : (int)syscall(SYS_clock_gettime, clock, now);
+}
+
+/// Which slot of `clock_start` answers `clock`, or -1 (CPU-time clocks, a process's or thread's
+/// clock by descriptor: the real clock answers them).
+static int ab_replay_clock_slot(clockid_t clock) {
+    return clock >= 0 && clock < AB_REPLAY_CLOCKS && clock != CLOCK_PROCESS_CPUTIME_ID && clock != CLOCK_THREAD_CPUTIME_ID
+        && clock != 10 ? (int)clock : -1;
+}
+
+/// Every clock_gettime of a lean child — the allocator's, its C library's when it calls the
+/// public symbol (static links resolve to this definition; dynamic ones find it first, the
+/// executable exporting it: Sources/LeanChild/build.sh) — comes here.
+int clock_gettime(clockid_t clock, struct timespec *now) {
+    ab_control *control = (ab_control *)(uintptr_t)ab_replay_child_record.control_address;
+    int slot = ab_replay_clock_slot(clock);
+    if (control == NULL || slot < 0 || !__atomic_load_n(&control->clock_running, __ATOMIC_ACQUIRE)) return ab_real_clock(clock, now);
+    uint64_t calls = __atomic_add_fetch(&control->clock_calls, 1, __ATOMIC_RELAXED);
+    uint64_t nanoseconds = (uint64_t)control->clock_start[slot].nanoseconds + calls;
+    now->tv_sec = (time_t)(control->clock_start[slot].seconds + (int64_t)(nanoseconds / 1000000000u));
+    now->tv_nsec = (long)(nanoseconds % 1000000000u);
+    return 0;
+}
+#else
+static int ab_real_clock(clockid_t clock, struct timespec *now) {
+    return clock_gettime(clock, now);
+}
+#endif
+
+void ab_replay_clock_start(ab_control *control) {
+    control->real_clock = (uint64_t)(uintptr_t)ab_vdso_clock();
+    for (int clock = 0; clock < AB_REPLAY_CLOCKS; clock++) {
+        struct timespec now = {0, 0};
+        (void)ab_real_clock(clock, &now);  // EINVAL for an unused id: never read
+        control->clock_start[clock] = (ab_clock_reading){now.tv_sec, now.tv_nsec};
+    }
+    control->clock_calls = 0;
+    __atomic_store_n(&control->clock_running, 1, __ATOMIC_RELEASE);
+}
+
+void ab_replay_clock_stop(ab_control *control) {
+    __atomic_store_n(&control->clock_running, 0, __ATOMIC_RELEASE);
+}
+
 uint64_t ab_monotonic_nanoseconds(void) {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    ab_real_clock(CLOCK_MONOTONIC, &now);
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 

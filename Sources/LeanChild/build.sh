@@ -115,12 +115,15 @@ for folder in "${modules[@]}"; do
   child "allocbench-lean-$lower" "$musl_cc" "$work/child-modules.o" "$(offer "$folder")" "$folder" -- -static
 done
 c_malloc='name: "%s", summary: "%s"'
+# A dynamic child exports its clock_gettime (the replay's clock, child.c), so that a library it is
+# linked with or one preloaded into it (mimalloc, scudo, ...) finds it before the C library's.
+export_clock=(-Wl,--export-dynamic-symbol=clock_gettime)
 child allocbench-lean-musl "$musl_cc" "$work/child-musl.o" \
   "$(offer SystemMalloc "$(printf "$c_malloc" musl "musl's mallocng (Debian musl-tools), static, through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -static
 child allocbench-lean-glibc "$cc" "$work/child-glibc.o" \
   "$(offer SystemMalloc "$(printf "$c_malloc" glibc "glibc's ptmalloc2, dynamically linked as most programs run it, through malloc/free/realloc/calloc/posix_memalign.")")" \
-  SystemMalloc -- -Wl,-z,now
+  SystemMalloc -- -Wl,-z,now "${export_clock[@]}"
 child allocbench-lean-glibc-static "$cc" "$work/child-glibc.o" \
   "$(offer SystemMalloc "$(printf "$c_malloc" glibc-static "glibc's ptmalloc2 in a static executable (gcc -static), through malloc/free/realloc/calloc/posix_memalign.")")" \
   SystemMalloc -- -static
@@ -129,7 +132,7 @@ for folder in "${own_process[@]}"; do
   package=$(sed -n "/\.module(\"$folder\"/s/.*pkgConfig: \"\([^\"]*\)\".*/\1/p" "$root/Package.swift")
   read -r -a dynamic_libs <<<"$(pkg-config --libs "$package")"
   read -r -a static_libs <<<"$(pkg-config --static --libs "$package")"
-  child "allocbench-lean-$lower" "$cc" "$work/child-glibc.o" "$(offer "$folder")" "$folder" -- -Wl,-z,now "${dynamic_libs[@]}"
+  child "allocbench-lean-$lower" "$cc" "$work/child-glibc.o" "$(offer "$folder")" "$folder" -- -Wl,-z,now "${export_clock[@]}" "${dynamic_libs[@]}"
   child "allocbench-lean-$lower-static" "$cc" "$work/child-glibc-replaced.o" \
     "$(offer "$folder" "name: \"$lower-static\", summary: \"$folder from its static library ($package, pkg-config --static) in a static executable, through malloc/free/realloc/calloc/posix_memalign.\"")" \
     "$folder" -- -static "${static_libs[@]}" -lstdc++ -lm -lpthread

@@ -1,5 +1,6 @@
 @testable import AllocBenchHarness
 import AllocBenchModel
+import Foundation
 import XCTest
 
 /// With address-space randomization off (the default), a replay's page counts repeat exactly.
@@ -26,6 +27,60 @@ final class DeterminismTests: XCTestCase {
             XCTAssertEqual(a.mmSyscalls, b.mmSyscalls, a.allocator)
             XCTAssertEqual(a.pageTablesKilobytes, b.pageTablesKilobytes, a.allocator)
         }
+    }
+
+    /// The replay's clock: from the start of the replay to its end, clock_gettime in a replay
+    /// child advances 1 ns a call, for a library preloaded into it too. A malloc that reads
+    /// CLOCK_MONOTONIC on every call counts the calls whose reading is exactly 1 ns after the one
+    /// before (into a shared file mapping, one file per process: the child ends with _exit, so no
+    /// destructor runs). On the wall clock two calls with a malloc between them are never 1 ns
+    /// apart; under the replay's clock every malloc of the replay is, in the traced run and the
+    /// timed one alike.
+    func testTheReplaysClockAdvancesOneNanosecondACall() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let library = try MallocLibrary.build(named: "clocked", malloc: """
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <sys/mman.h>
+            #include <time.h>
+            static long long *counts;  // [0] calls 1 ns after the one before, [1] calls, [2] the last reading
+            void *malloc(size_t size) {
+                if (counts == NULL) {
+                    char path[256];
+                    snprintf(path, sizeof path, "\(directory)/counts-%d", (int)getpid());
+                    int descriptor = open(path, O_RDWR | O_CREAT, 0644);
+                    if (descriptor < 0 || ftruncate(descriptor, 4096) != 0) return NULL;
+                    counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0);
+                    close(descriptor);
+                }
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                long long reading = now.tv_sec * 1000000000LL + now.tv_nsec;
+                if (reading - counts[2] == 1) counts[0]++;
+                counts[1]++;
+                counts[2] = reading;
+                return __libc_malloc(size);
+            }
+            """)
+        let mallocs = 300
+        let trace = (0..<mallocs).flatMap { index -> [String] in
+            let pointer = "0x" + String(0x10000 + index * 64, radix: 16)
+            return ["1: malloc \(pointer) \(index % 200 + 8)", "1: free \(pointer)"]
+        }.joined(separator: "\n")
+        let run = try runCommand(TestPaths.cli, ["run", "--trace", try writeTrace(trace), "--preload", "clocked=" + library,
+                                                 "--allocators", "clocked", "--repeat", "1", "--threads", "serial"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("counts-") }
+        XCTAssertGreaterThanOrEqual(files.count, 2, "the traced run and the timed run: \(files)")
+        var replays = 0
+        for file in files {
+            let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + file))
+            let counts = data.withUnsafeBytes { Array($0.bindMemory(to: Int64.self).prefix(2)) }
+            // Children that never replay (allocbench asks one which malloc it runs) count nothing.
+            if counts[1] >= Int64(mallocs) { replays += 1 } else { continue }
+            XCTAssertGreaterThanOrEqual(counts[0], Int64(mallocs - 1), "\(file): \(counts[0]) of \(counts[1]) calls 1 ns apart")
+        }
+        XCTAssertEqual(replays, 2, "\(files)")
     }
 
     /// CI clones the package somewhere else than a developer does, and its shell exports other

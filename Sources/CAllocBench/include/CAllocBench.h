@@ -91,6 +91,15 @@ typedef struct ab_statistic {
     int64_t value;
 } ab_statistic;
 
+/// The clocks the replay's clock answers: CLOCK_REALTIME (0) to CLOCK_TAI (11), but the CPU-time
+/// clocks (2, 3) and the unused 10.
+#define AB_REPLAY_CLOCKS 12
+
+typedef struct ab_clock_reading {
+    int64_t seconds;
+    int64_t nanoseconds;
+} ab_clock_reading;
+
 typedef struct ab_control {
     uint64_t magic;
     uint32_t state;                 // AB_STATE_*
@@ -111,6 +120,16 @@ typedef struct ab_control {
     // summed (part of replay_nanoseconds; ns/op leaves it out).
     uint64_t hand_overs;
     uint64_t hand_over_nanoseconds;
+    // The replay's clock (ab_replay_clock_start): while `clock_running`, a lean child's
+    // clock_gettime answers the clocks of time (not CPU time) with their reading at the start plus
+    // 1 ns per call made since (`clock_calls`). `real_clock` is the vDSO's clock_gettime (or null:
+    // the system call), which the child's own timing uses. Here, not in the child's bss, whose
+    // tail is an allocator's.
+    uint32_t clock_running;
+    uint32_t clock_reserved;
+    uint64_t clock_calls;
+    uint64_t real_clock;
+    ab_clock_reading clock_start[AB_REPLAY_CLOCKS];
 } ab_control;
 
 enum {
@@ -121,6 +140,13 @@ enum {
 
 _Static_assert(sizeof(ab_control) <= AB_CONTROL_BLOCK_SIZE, "the control block fits its mapping");
 _Static_assert(AB_CONTROL_BLOCK_SIZE == AB_PAGE_SIZE, "the control block is one page");
+
+/// Starts the replay's clock: from now until ab_replay_clock_stop, what the allocator reads from
+/// clock_gettime in a lean replay child advances by 1 ns a call instead of with the wall, so its
+/// timers (jemalloc's decay, mimalloc's delays, scudo's release interval) fire at the same op in
+/// every run, however fast the machine runs it (docs/metrics.md, "The replay's clock").
+void ab_replay_clock_start(ab_control *control);
+void ab_replay_clock_stop(ab_control *control);
 
 /// The progress counter's address. (A Swift key path to it would be a heap object in debug builds,
 /// allocated between the snapshots.)
