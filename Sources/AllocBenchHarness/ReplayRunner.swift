@@ -316,8 +316,26 @@ public struct ReplayRunner: Sendable {
         } catch {
             // Whatever went wrong, no child outlives this replay.
             child.kill()
-            _ = try? child.wait()
+            _ = Self.reapTraced(child.pid)
             throw error
+        }
+    }
+
+    /// Reaps a traced child once it is ending (killed): its threads are ours to wait for, one by
+    /// one (waitpid(2) with __WALL), and only once all of them are does its pidfd turn readable.
+    /// `Subprocess.wait`, which polls the pidfd, waited forever for a replay child with threads
+    /// whose tracing failed half-way. Returns how the child ended, or nil if it was reaped already.
+    static func reapTraced(_ pid: pid_t) -> Subprocess.Termination? {
+        while true {
+            var status: Int32 = 0
+            // Any thread of the child (the traced child is the parent's only one, as in traceSeized).
+            let thread = waitpid(-1, &status, __WALL)
+            if thread < 0 {
+                if errno == EINTR { continue }
+                return nil  // ECHILD: nothing left to reap
+            }
+            // A thread still in a stop has the SIGKILL pending: it exits next.
+            if thread == pid, let termination = Subprocess.Termination(status: status) { return termination }
         }
     }
 

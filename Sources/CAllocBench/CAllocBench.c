@@ -79,11 +79,13 @@ __attribute__((noreturn)) static void ab_spawn_child(const char *path, char *con
         goto failed;
     }
     // A handler of the parent must not run here, on its memory: a caught signal goes back to its
-    // default (as the exec would do anyway), an ignored one stays ignored unless isolated.
+    // default (as the exec would do anyway), an ignored one stays ignored unless isolated — but
+    // SIGHUP: under nohup a hang-up reaches the whole process group, and a replay child that did
+    // not ignore it as allocbench does would die of it, its row reading "crashed: signal 1".
     for (int signal = 1; signal < NSIG; signal++) {
         struct sigaction action;
         if (sigaction(signal, NULL, &action) != 0) continue;
-        if (action.sa_handler == SIG_DFL || (action.sa_handler == SIG_IGN && !options->isolate)) continue;
+        if (action.sa_handler == SIG_DFL || (action.sa_handler == SIG_IGN && (!options->isolate || signal == SIGHUP))) continue;
         memset(&action, 0, sizeof action);
         action.sa_handler = SIG_DFL;
         sigaction(signal, &action, NULL);

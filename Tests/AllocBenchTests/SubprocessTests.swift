@@ -1,4 +1,6 @@
 @testable import AllocBenchHarness
+import AllocBenchModel
+import CAllocBench
 import Foundation
 import Glibc
 import XCTest
@@ -8,6 +10,83 @@ import XCTest
 /// or crashes before the child's `main` must fail its own row, not the run, and an interrupted
 /// run must leave neither a child nor a file behind.
 final class SubprocessTests: XCTestCase {
+    /// A traced child with threads, killed: each of its threads waits to be reaped by its tracer
+    /// (waitpid with __WALL), and until all are, its pidfd does not turn readable — a poll on it
+    /// (Subprocess.wait) waited forever for a replay child whose tracing failed half-way.
+    /// ReplayRunner.reapTraced reaps the threads and returns how the child ended.
+    func testAKilledTracedChildWithThreadsIsReapedByItsTracer() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        let marker = directory + "/ready"
+        let program = try RecordFixture.compile("""
+            #include <fcntl.h>
+            #include <pthread.h>
+            #include <unistd.h>
+            static void *wait_forever(void *argument) { (void)argument; for (;;) pause(); return NULL; }
+            int main(int argc, char **argv) {
+                (void)argc;
+                for (int index = 0; index < 4; index++) { pthread_t thread; pthread_create(&thread, NULL, wait_forever, NULL); }
+                close(open(argv[1], O_CREAT | O_WRONLY, 0644));
+                for (;;) pause();
+            }
+            """, named: "threads", in: directory)
+        let child = try Subprocess([program, marker], options: Subprocess.Options(environment: [], tracedFromExec: true))
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(child.pid, &status, __WALL), child.pid, "the exec's stop")
+        XCTAssertEqual(ab_ptrace_set_options(child.pid), 0)
+        XCTAssertEqual(ab_ptrace_continue(child.pid, 0), 0)
+        // Let it run (every stop continued: its mmaps' seccomp stops, its new threads' first stop)
+        // until its four threads exist.
+        let deadline = ab_monotonic_nanoseconds() + 30_000_000_000
+        while !FileManager.default.fileExists(atPath: marker) && ab_monotonic_nanoseconds() < deadline {
+            let thread = waitpid(-1, &status, __WALL | WNOHANG)
+            if thread > 0 { _ = ab_ptrace_continue(thread, 0) } else { usleep(1000) }
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the child never started its threads")
+        child.kill()
+        XCTAssertNil(try Subprocess.firstExited(of: [child], among: [0], waitingUpTo: 500),
+                     "killed, its threads wait for their tracer: the pidfd stays unreadable")
+        XCTAssertEqual(ReplayRunner.reapTraced(child.pid), .signaled(SIGKILL))
+    }
+
+    /// Under nohup allocbench ignores SIGHUP, and a hang-up sent to its process group must not
+    /// end its replays either: each replay child keeps SIGHUP ignored (ab_spawn resets every other
+    /// ignored signal of an isolated child). Each replay child here gets a SIGHUP while it runs;
+    /// before, its row read "crashed: signal 1".
+    func testANohupRunSurvivesAHangUp() throws {
+        guard let systemui = TestPaths.sharedTrace("android/systemui.zip") else { return }
+        let output = try TestPaths.temporaryDirectory() + "/report.json"
+        let run = try Subprocess(["/usr/bin/nohup", TestPaths.cli, "run", "--trace", systemui, "--allocators", "glibc",
+                                  "--threads", "per-thread", "--repeat", "3", "--format", "json", "--output", output],
+                                 options: Subprocess.Options(environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
+        var signaled = Set<pid_t>()
+        let deadline = ab_monotonic_nanoseconds() + 120_000_000_000
+        // One traced replay and three timed ones, each in a fresh child of allocbench (nohup execs it).
+        while signaled.count < 4 && ab_monotonic_nanoseconds() < deadline {
+            if try Subprocess.firstExited(of: [run], among: [0], waitingUpTo: 10) != nil { break }
+            for child in Self.children(of: run.pid) where !signaled.contains(child) {
+                Glibc.kill(child, SIGHUP)
+                signaled.insert(child)
+            }
+        }
+        let completion = try run.wait(timeout: .seconds(120))
+        XCTAssertEqual(completion.termination, .exited(0), completion.errors)
+        XCTAssertGreaterThanOrEqual(signaled.count, 2, "replay children that got a SIGHUP while they ran")
+        let report = try RunReport.decode(Data(contentsOf: URL(fileURLWithPath: output)))
+        let row = try XCTUnwrap(report.runs.first?.results.first)
+        XCTAssertEqual(row.status, .ok, row.detail ?? "")
+    }
+
+    /// The processes whose parent is `parent` (from /proc/PID/stat, field 4).
+    static func children(of parent: pid_t) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
+        }
+    }
+
     func testBothStreamsAreCapturedAtOnceWhateverTheirSize() throws {
         // 1 MiB on each stream, interleaved: a parent that read one stream to its end before the
         // other would leave the child blocked on a full pipe.
